@@ -1,0 +1,80 @@
+"""The backend interface: how a framework turns a compile entry into an artifact, and an artifact
+into a callable inside a worker process.
+
+Backends know nothing of executors, the journal or the CLI. They import their framework lazily,
+inside methods, so that ``import neuronperf`` and the spec/plan stages stay framework-free.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+from neuronperf.entries import CompileEntry
+
+
+class Backend(abc.ABC):
+    """One framework on one or more device types, with one or more compilers."""
+
+    #: Registry name (the entry-point name), e.g. "torch" or "torch-neuronx".
+    name: ClassVar[str]
+    #: The spec's ``framework`` value this backend serves.
+    framework: ClassVar[str]
+    #: The spec's ``device_type`` values this backend serves.
+    device_types: ClassVar[tuple[str, ...]]
+    #: Compilers this backend offers; ``default_compiler`` picks one per device.
+    compilers: ClassVar[tuple[str, ...]]
+    #: Whether ``pipeline_size > 1`` means something to this backend.
+    supports_pipeline: ClassVar[bool] = False
+
+    def default_compiler(self, device_type: str) -> str:
+        """The compiler used when the spec names none."""
+        return self.compilers[0]
+
+    @abc.abstractmethod
+    def check_available(self, device_type: str) -> None:
+        """Raise ``BackendUnavailable`` (with the install command) if this cannot run here."""
+
+    @abc.abstractmethod
+    def compiler_version(self, compiler: str) -> str:
+        """A version string that changes whenever the compiler's output may change."""
+
+    def artifact_suffix(self, compiler: str) -> Optional[str]:
+        """File suffix of the artifact (".pt", ".onnx"); "" for a folder; None for no artifact."""
+        return ".pt"
+
+    @abc.abstractmethod
+    def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
+        """Build the artifact for ``entry`` at ``artifact_path`` (a file or a folder).
+
+        Runs in a compile job process. ``artifact_path`` is None when ``artifact_suffix`` is
+        None (for example the eager compiler, which builds nothing ahead of time)."""
+
+    @abc.abstractmethod
+    def load(self, entry: CompileEntry, artifact_path: Optional[Path], device_id: int) -> Callable[..., Any]:
+        """Load the artifact (or build the eager model) in a worker; return ``model(*inputs)``."""
+
+    @abc.abstractmethod
+    def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
+        """The framework-native inputs of one call, batch dimension included."""
+
+    def to_numpy(self, output: Any) -> Any:
+        """Convert a model output to numpy (nested tuples/lists/dicts kept), for comparisons."""
+        return output
+
+    def synchronize(self, device_type: str) -> None:  # noqa: B027 - a no-op default is right
+        """Wait for queued device work (CUDA) so that a timer covers it; no-op on CPUs."""
+
+    def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
+        """Environment variables that pin model copy ``copy_idx`` to its own device(s)."""
+        return {}
+
+    def device_count(self, device_type: str) -> int:
+        """How many copies can run side by side on this machine (for n_models "max")."""
+        return 1
+
+
+def arguments_of(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """A model is called as ``model(*inputs)``: a tuple input is passed as positional arguments."""
+    return tuple(inputs)

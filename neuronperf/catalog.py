@@ -1,0 +1,46 @@
+"""What the built-in backends offer, as plain data.
+
+The spec stage validates ``framework``/``device_type``/``compiler`` against this table without
+importing any backend (spec and plan must stay pure and fast). Each built-in backend class
+declares the same facts; ``tests/test_catalog.py`` keeps the two in agreement. Plug-in backends
+are not listed here: the spec accepts their framework names and they are checked when the sweep
+starts.
+"""
+
+from __future__ import annotations
+
+DEVICE_TYPES = ("cpu", "cuda", "neuron")
+
+#: framework -> device_type -> compilers, the default first.
+COMPILERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "torch": {
+        "cpu": ("torchscript", "eager", "export", "inductor"),
+        "cuda": ("torchscript", "eager", "export", "inductor"),
+        # Inferentia 2 / Trainium (torch-neuronx) is the current hardware, so it is the default.
+        "neuron": ("neuronx", "neuron"),
+    },
+    "onnxruntime": {
+        "cpu": ("onnx",),
+        "cuda": ("onnx",),
+    },
+    "tensorflow": {
+        "cpu": ("savedmodel",),
+        "cuda": ("savedmodel",),
+        "neuron": ("neuron",),
+    },
+}
+
+#: (framework, device_type, compiler) combinations that honour pipeline_size > 1.
+PIPELINE_CAPABLE = {
+    ("torch", "neuron", "neuron"),
+    ("torch", "neuron", "neuronx"),
+    ("tensorflow", "neuron", "neuron"),
+}
+
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def default_compiler(framework: str, device_type: str) -> str | None:
+    """The compiler a spec gets when it names none, or None if the pair is unknown."""
+    compilers = COMPILERS.get(framework, {}).get(device_type)
+    return compilers[0] if compilers else None

@@ -1,0 +1,244 @@
+"""The frozen values that flow between pipeline stages.
+
+``plan`` produces ``CompileEntry`` and ``RunEntry`` values; ``compile`` turns compile entries into
+artifacts; ``benchmark`` turns run entries into ``Measurement`` values; ``results`` turns those
+into report rows. Every value here is immutable and hashable, so it can be a dict key, a set
+member or the identity of a journal record.
+
+This module imports nothing beyond the standard library: every stage may depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+#: A JSON value made hashable: dicts become sorted tuples of (key, value) pairs wrapped in
+#: ``FrozenDict``; lists become tuples. ``thaw`` turns it back into plain JSON.
+Frozen = Any
+
+STATUSES = ("ok", "error", "timeout", "skipped")
+
+
+class FrozenDict(tuple):  # type: ignore[type-arg]
+    """A dict frozen as a sorted tuple of pairs; distinct from a list frozen as a tuple."""
+
+    __slots__ = ()
+
+
+def freeze(value: Any) -> Frozen:
+    """Return a hashable deep copy of a JSON-like value (dicts, lists, scalars)."""
+    if isinstance(value, dict):
+        return FrozenDict(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Frozen) -> Any:
+    """Inverse of ``freeze``: plain dicts and lists again."""
+    if isinstance(value, FrozenDict):
+        return {k: thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    """A content hash that is identical across runs, processes and machines."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input tensor of a model call, WITHOUT the batch dimension."""
+
+    shape: Tuple[int, ...]
+    dtype: str = "float32"  # numpy-style name: float32, float16, bfloat16, int64, int32, bool
+    #: Generated values are uniform in [low, high) (integers) or normal (floats) when unset.
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How to build a model: a factory reference and its keyword arguments."""
+
+    name: str
+    #: "package.module:callable", or "path/to/file.py:callable" (relative to ``base_dir``).
+    factory: str
+    kwargs: Frozen = FrozenDict()
+    #: The folder that a file-relative factory resolves against (the spec's folder). Not part
+    #: of any identity hash: moving a checkout must not invalidate its results.
+    base_dir: str = field(default=".", compare=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "factory": self.factory, "kwargs": thaw(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """How one run entry is measured (spec key ``benchmark``)."""
+
+    duration: float = 5.0  # measured seconds per entry
+    max_infers: Optional[int] = None  # stop early after this many measured calls (all workers)
+    warmup_calls: int = 10  # per worker thread, before measuring
+    warmup_s: float = 0.0  # and at least this long, per worker thread
+    timeout: float = 300.0  # hard limit per entry: start, load, warm-up and measurement
+    peak_window_s: float = 1.0  # sub-window length for throughput_peak and the stability figure
+
+    def to_dict(self) -> dict:
+        return {
+            "duration": self.duration,
+            "max_infers": self.max_infers,
+            "warmup_calls": self.warmup_calls,
+            "warmup_s": self.warmup_s,
+            "timeout": self.timeout,
+            "peak_window_s": self.peak_window_s,
+        }
+
+
+@dataclass(frozen=True)
+class CompileEntry:
+    """One artifact to build: a model at one input shape, batch size and pipeline size."""
+
+    model: ModelRef
+    #: Swept model parameters, e.g. (("seq_len", 128),); already substituted into inputs/kwargs.
+    params: Tuple[Tuple[str, Any], ...]
+    inputs: Tuple[TensorSpec, ...]
+    batch_size: int
+    pipeline_size: int
+    framework: str
+    device_type: str
+    compiler: str
+    compiler_args: Frozen = FrozenDict()
+    #: Position of this entry's example input in the plan's input list (model index ``input_idx``).
+    input_idx: int = field(default=0, compare=False)
+    #: Hard limit in seconds for this compile.
+    timeout: float = field(default=1800.0, compare=False)
+
+    @property
+    def id(self) -> str:
+        """Readable and unique within a plan, e.g. ``bert-seq_len128-bs8-p1``."""
+        parts = [self.model.name]
+        parts += [f"{k}{_id_value(v)}" for k, v in self.params]
+        parts += [f"bs{self.batch_size}", f"p{self.pipeline_size}"]
+        return "-".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model.to_dict(),
+            "params": {k: v for k, v in self.params},
+            "inputs": [t.to_dict() for t in self.inputs],
+            "batch_size": self.batch_size,
+            "pipeline_size": self.pipeline_size,
+            "framework": self.framework,
+            "device_type": self.device_type,
+            "compiler": self.compiler,
+            "compiler_args": thaw(self.compiler_args),
+        }
+
+    @property
+    def key(self) -> str:
+        """Content hash of everything that changes the artifact (the compiler version is added
+        by the compile stage, which is the only stage that may import the framework)."""
+        return stable_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One measurement: an artifact x ``n_models`` copies x ``workers_per_model`` threads."""
+
+    compile: CompileEntry
+    n_models: int
+    workers_per_model: int
+    benchmark: BenchmarkSettings = BenchmarkSettings()
+
+    @property
+    def id(self) -> str:
+        """e.g. ``bert-seq_len128-bs8-p1-m2-w2``."""
+        return f"{self.compile.id}-m{self.n_models}-w{self.workers_per_model}"
+
+    def to_dict(self) -> dict:
+        return {
+            "compile": self.compile.to_dict(),
+            "n_models": self.n_models,
+            "workers_per_model": self.workers_per_model,
+            "benchmark": self.benchmark.to_dict(),
+        }
+
+    @property
+    def key(self) -> str:
+        """Content hash of everything in the plan that changes this entry's result."""
+        return stable_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The output of the plan stage: ordered, frozen, duplicate-free entries."""
+
+    name: str
+    output_dir: str
+    compile_entries: Tuple[CompileEntry, ...]
+    run_entries: Tuple[RunEntry, ...]
+    #: How many run entries each exclude rule dropped, e.g. (("exclude[1]", 6),).
+    excluded: Tuple[Tuple[str, int], ...] = ()
+
+    @property
+    def n_excluded(self) -> int:
+        return sum(n for _, n in self.excluded)
+
+
+# ---- what the benchmark stage returns -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSamples:
+    """Raw timings of one worker thread's measured calls (``time.perf_counter_ns``, which is
+    CLOCK_MONOTONIC on Linux and so comparable across the processes of one machine)."""
+
+    copy_idx: int
+    thread_idx: int
+    start_ns: Tuple[int, ...]  # when each measured call began
+    latency_ns: Tuple[int, ...]  # end-to-end duration of each call (preprocess+infer+postprocess)
+    infer_ns_total: int = 0  # sum of the model-call part only
+    preprocess_ns_total: int = 0
+    postprocess_ns_total: int = 0
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    """One model copy (one worker process)."""
+
+    copy_idx: int
+    pid: int
+    load_ms: float  # time to load the artifact into a callable
+    warmup_ms: float  # mean duration of one warm-up call
+    cpu_avg_percent: Optional[float] = None  # process CPU time / measured wall time x 100
+    peak_rss_bytes: Optional[int] = None
+    mem_avg_percent: Optional[float] = None  # mean RSS during measurement / total RAM x 100
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one run entry produced. On failure, ``status``/``error`` say why and the rest may
+    be empty."""
+
+    status: str  # one of STATUSES
+    error: Optional[str] = None
+    window_start_ns: int = 0  # the measured window, shared by every worker
+    window_end_ns: int = 0
+    workers: Tuple[WorkerSamples, ...] = ()
+    copies: Tuple[CopyStats, ...] = ()
+
+
+def _id_value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).replace(" ", "")

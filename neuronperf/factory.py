@@ -1,0 +1,80 @@
+"""Resolve a model factory reference ("pkg.module:callable" or "file.py:callable") to a callable.
+
+This is the one place that imports user code. The spec and plan stages never call it; the driver
+calls ``resolve_factory`` once per model before any compile so that a typo is reported up front,
+and backends call ``build_model`` inside compile jobs and worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Callable
+
+from neuronperf.entries import ModelRef, thaw
+from neuronperf.errors import ModelLoadError
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """Split "module_or_file:attr.path" into its two halves; raise ModelLoadError if malformed."""
+    module, sep, attr = reference.rpartition(":")
+    # "C:\\x.py:f" on Windows has two colons; rpartition keeps the drive in `module`.
+    if not sep or not module or not attr:
+        raise ModelLoadError(f"factory {reference!r} is not 'package.module:callable' or 'file.py:callable'")
+    return module, attr
+
+
+def resolve_factory(ref: ModelRef) -> Callable[..., Any]:
+    """Import the factory that ``ref`` names and return it (without calling it)."""
+    module_name, attr_path = split_reference(ref.factory)
+    if module_name.endswith(".py"):
+        path = module_name if os.path.isabs(module_name) else os.path.join(ref.base_dir, module_name)
+        module = _import_file(os.path.abspath(path), ref.factory)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ModelLoadError(f"factory {ref.factory!r}: cannot import {module_name!r}: {e}") from e
+    target: Any = module
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ModelLoadError(
+                f"factory {ref.factory!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if not callable(target):
+        raise ModelLoadError(f"factory {ref.factory!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def build_model(ref: ModelRef) -> Any:
+    """Resolve the factory and call it with the reference's kwargs."""
+    factory = resolve_factory(ref)
+    return factory(**thaw(ref.kwargs))
+
+
+def _import_file(path: str, reference: str) -> Any:
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"factory {reference!r}: file not found: {path}")
+    # A stable module name per file, so worker processes and pickling see the same module.
+    name = "neuronperf_user_" + "".join(c if c.isalnum() else "_" for c in path)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"factory {reference!r}: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # The file's folder goes on sys.path so that it can import its siblings.
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise ModelLoadError(f"factory {reference!r}: importing {path} raised {type(e).__name__}: {e}") from e
+    return module

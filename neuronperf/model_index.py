@@ -1,0 +1,1 @@
+"""The model index (placeholder until issue 2 lands)."""

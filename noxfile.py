@@ -1,0 +1,58 @@
+"""Sessions: `nox -s lint typecheck tests` is what CI runs; the others are opt-in suites."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# The CPU build of torch that lies on this machine's disk; a plain "torch" may pull a CUDA build.
+TORCH = "torch==2.13.0"
+PURE_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+
+
+def _install_project(session: nox.Session, extras: str = "test") -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The main suite: everything but the opt-in TensorFlow, Ray and CUDA suites."""
+    _install_project(session)
+    session.run("pytest", "-m", "not tensorflow and not ray and not cuda", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "neuronperf", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy", "types-PyYAML", "types-psutil", "types-jsonschema", "pandas-stubs")
+    session.install("-e", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PURE_PYTHONS)
+def pure(session: nox.Session) -> None:
+    """The pure-Python tests (spec, plan, model index, reports) on every interpreter present."""
+    session.install("-e", ".", "pytest", "hypothesis")
+    session.run("pytest", "-m", "pure", *session.posargs)
+
+
+@nox.session(python="3.11")
+def tensorflow(session: nox.Session) -> None:
+    """The TensorFlow backend, with tensorflow-cpu."""
+    _install_project(session, "test,tensorflow")
+    session.run("pytest", "-m", "tensorflow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def ray(session: nox.Session) -> None:
+    """The Ray executor, on a real local Ray cluster started by the tests."""
+    _install_project(session, "test,ray")
+    session.run("pytest", "-m", "ray", *session.posargs)
