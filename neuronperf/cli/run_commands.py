@@ -1,15 +1,172 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`neuronperf run`, `compile` and `status`: the sweep commands."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import signal
+import sys
+import time
+from typing import Any, Optional
+
+from neuronperf import driver
+from neuronperf.compile import CompileResult
+from neuronperf.entries import CompileEntry, Plan, RunEntry
 
 
 def register(subparsers: Any) -> None:
-    """Add this module's commands to the parser."""
-    del subparsers
+    """Add `run`, `compile` and `status`."""
+    run = subparsers.add_parser(
+        "run", help="compile and benchmark every entry of a sweep spec (a rerun resumes)",
+        description="Plan the spec, compile the artifacts, benchmark every run entry and write "
+        "results.csv/results.json into output_dir. Rerunning the same spec resumes: finished "
+        "entries are reused, failed ones are retried (unless --keep-failed).",
+    )
+    _add_sweep_arguments(run)
+    run.set_defaults(handler=_run)
+
+    comp = subparsers.add_parser(
+        "compile", help="compile the artifacts of a sweep spec and write its model index",
+    )
+    _add_sweep_arguments(comp)
+    comp.set_defaults(handler=_compile)
+
+    status = subparsers.add_parser(
+        "status", help="show each planned entry as done, failed or to do, without running anything",
+    )
+    status.add_argument("spec", help="the sweep spec (YAML)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
 
 
-def _unused(args: argparse.Namespace) -> int:
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="the sweep spec (YAML)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: remove what earlier runs wrote into output_dir")
+    parser.add_argument("--keep-failed", action="store_true",
+                        help="keep the recorded failures of earlier runs instead of retrying them")
+    parser.add_argument("--allow-env-mismatch", action="store_true",
+                        help="accept output_dir results from another machine or toolchain")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+
+def _options(args: argparse.Namespace, compile_only: bool) -> driver.SweepOptions:
+    return driver.SweepOptions(
+        fresh=args.fresh, retry_failed=not args.keep_failed,
+        allow_env_mismatch=args.allow_env_mismatch, compile_only=compile_only,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _sweep(args, compile_only=False)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    return _sweep(args, compile_only=True)
+
+
+def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
+    printer = ProgressPrinter(quiet=args.quiet)
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: stop cleanly, keep results.
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        summary = driver.run_sweep(args.spec, _options(args, compile_only), printer)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_summary(summary, compile_only)
+    return summary.exit_code
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class ProgressPrinter(driver.Observer):
+    """One line per finished compile and run entry, on stderr (stdout stays for results)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def planned(self, plan: Plan, reused: int, to_run: int) -> None:
+        total = len(plan.run_entries)
+        excluded = f", {plan.n_excluded} excluded" if plan.n_excluded else ""
+        if reused:
+            self._say(f"{plan.name}: {reused} of {total} entries reused; running {to_run}{excluded}")
+        else:
+            self._say(f"{plan.name}: running {to_run} entries{excluded}")
+
+    def compile_started(self, entry: CompileEntry) -> None:
+        self._say(f"  compiling {entry.id} ...")
+
+    def compile_finished(self, result: CompileResult) -> None:
+        if result.reused:
+            self._say(f"  compile {result.entry.id}: cached")
+        elif result.ok and result.compile_s is not None:
+            self._say(f"  compile {result.entry.id}: ok in {result.compile_s:.1f} s")
+        elif not result.ok:
+            self._say(f"  compile {result.entry.id}: {result.status.upper()}: {result.error}")
+
+    def run_started(self, entry: RunEntry, position: int, total: int) -> None:
+        self._say(f"  [{position}/{total}] {entry.id} ...")
+
+    def run_finished(self, entry: RunEntry, row: dict) -> None:
+        if row.get("status") == "ok":
+            self._say(
+                f"  {entry.id}: {row['throughput_avg']:.1f} inf/s, "
+                f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms"
+                + (f"  (warning: {row['warning']})" if row.get("warning") else "")
+            )
+        else:
+            self._say(f"  {entry.id}: {str(row.get('status')).upper()}: {row.get('error')}")
+
+
+def _print_summary(summary: driver.SweepSummary, compile_only: bool) -> None:
+    plan = summary.plan
+    if compile_only:
+        failed = len(summary.compile_failed)
+        print(
+            f"{plan.name}: {summary.compiled} compiled, {summary.compile_reused} cached, "
+            f"{failed} failed; model index: {summary.output_dir / 'model_index.json'}"
+        )
+        for result in summary.compile_failed:
+            print(f"  FAILED {result.entry.id}: {result.error} (log: {summary.output_dir / str(result.log_file)})")
+        return
+    ok = sum(1 for r in summary.rows if r.get("status") == "ok")
+    print(
+        f"{plan.name}: {ok} ok, {len(summary.failed_rows)} failed, "
+        f"{summary.reused} reused, {summary.ran} run"
+        + (" (interrupted)" if summary.interrupted else "")
+    )
+    for row in summary.failed_rows:
+        print(f"  FAILED {row.get('id')}: {row.get('status')}: {row.get('error')}")
+    best = _best_row(summary.rows)
+    if best is not None:
+        print(f"  best throughput: {best['id']} at {best['throughput_avg']:.1f} inf/s (p99 {best['latency_ms_p99']:.3f} ms)")
+    print(f"  results: {summary.output_dir / 'results.csv'}")
+
+
+def _best_row(rows: list) -> Optional[dict]:
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("throughput_avg") is not None]
+    return max(ok, key=lambda r: r["throughput_avg"]) if ok else None
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    plan, states = driver.sweep_status(args.spec)
+    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "todo")}
+    if args.json:
+        print(json.dumps({
+            "name": plan.name, "output_dir": plan.output_dir, "counts": counts,
+            "entries": [{"id": e.id, "status": states[e]} for e in plan.run_entries],
+        }, indent=2))
+        return 0
+    width = max(len(e.id) for e in plan.run_entries)
+    for entry in plan.run_entries:
+        print(f"{entry.id:<{width}}  {states[entry]}")
+    print(f"{plan.name}: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do")
     return 0

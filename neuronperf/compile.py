@@ -1,0 +1,276 @@
+"""The compile stage: one artifact per distinct compile entry, cached, built in parallel jobs.
+
+Each compile runs in its own process (started with ``spawn``: a compiler that crashes or hangs
+takes only its job down), with its output captured in a log file and a hard timeout. A failure
+becomes a ``CompileResult`` with status ``error``/``timeout``; the other jobs finish.
+
+The cache is content-addressed: an artifact's file name carries its compile key, and a small
+side file (``<artifact>.meta.json``) written after the artifact is complete records that key.
+An artifact whose side file matches is reused without any work, whether the run is a sweep or a
+call of ``neuronperf.torch.compile``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from neuronperf import procutil
+from neuronperf.atomic import atomic_write_json
+from neuronperf.backends import find_backend
+from neuronperf.backends.base import Backend
+from neuronperf.entries import CompileEntry, stable_hash
+
+META_FORMAT = 1
+MODELS_DIR = "models"
+LOGS_DIR = "logs"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """What became of one compile entry."""
+
+    entry: CompileEntry
+    status: str  # "ok", "error" or "timeout"
+    cache_key: str
+    compiler_version: str
+    #: Path of the artifact relative to output_dir; None when the compiler builds no artifact.
+    artifact: Optional[str] = None
+    compile_s: Optional[float] = None  # wall seconds of this compile (of the original build if reused)
+    reused: bool = False
+    error: Optional[str] = None
+    log_file: Optional[str] = None  # relative to output_dir
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def compile_key(entry: CompileEntry, compiler_version: str) -> str:
+    """Everything that changes an artifact: the entry's content and the compiler's version."""
+    return stable_hash({"entry": entry.key, "compiler_version": compiler_version})
+
+
+def artifact_relpath(entry: CompileEntry, backend: Backend, key: str) -> Optional[str]:
+    """Where ``entry``'s artifact lives under output_dir, or None when it has no artifact."""
+    suffix = backend.artifact_suffix(entry.compiler)
+    if suffix is None:
+        return None
+    return f"{MODELS_DIR}/{entry.id}-{key[:8]}{suffix}"
+
+
+def default_jobs() -> int:
+    """Compiles are CPU- and memory-hungry: one job per two cores, at least one, at most four."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def compile_all(
+    entries: Sequence[CompileEntry],
+    output_dir: str,
+    *,
+    jobs: int = 0,
+    on_result: Optional[Callable[[CompileResult], None]] = None,
+    on_start: Optional[Callable[[CompileEntry], None]] = None,
+) -> list[CompileResult]:
+    """Build (or reuse) the artifact of every entry; return one result per entry, in order.
+
+    ``on_result`` is called as each entry finishes (for the journal and the progress display);
+    ``on_start`` as each compile job starts.
+    """
+    out = Path(output_dir)
+    results: dict[int, CompileResult] = {}
+    pending: list[tuple[int, CompileEntry, Backend, str, str]] = []
+    versions: dict[tuple[str, str], str] = {}
+    for i, entry in enumerate(entries):
+        backend = find_backend(entry.framework, entry.device_type, entry.compiler)
+        vkey = (backend.name, entry.compiler)
+        if vkey not in versions:
+            versions[vkey] = backend.compiler_version(entry.compiler)
+        version = versions[vkey]
+        key = compile_key(entry, version)
+        relpath = artifact_relpath(entry, backend, key)
+        if relpath is None:
+            # Nothing is built ahead of time (eager): the worker builds the model itself.
+            results[i] = CompileResult(entry, "ok", key, version)
+        else:
+            cached = _cached_result(entry, out, relpath, key, version)
+            if cached is not None:
+                results[i] = cached
+            else:
+                pending.append((i, entry, backend, key, relpath))
+                continue
+        if on_result:
+            on_result(results[i])
+
+    if pending:
+        (out / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+        (out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        for i, result in _run_jobs(pending, out, max(1, jobs or default_jobs()), versions, on_result, on_start):
+            results[i] = result
+    return [results[i] for i in range(len(entries))]
+
+
+def _cached_result(
+    entry: CompileEntry, out: Path, relpath: str, key: str, version: str
+) -> Optional[CompileResult]:
+    meta_path = out / (relpath + ".meta.json")
+    if not (out / relpath).exists() or not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged side file means "rebuild", never a crash
+    if meta.get("key") != key:
+        return None
+    return CompileResult(
+        entry, "ok", key, version, artifact=relpath, compile_s=meta.get("compile_s"), reused=True
+    )
+
+
+@dataclass
+class _Job:
+    index: int
+    entry: CompileEntry
+    key: str
+    relpath: str
+    version: str
+    process: multiprocessing.process.BaseProcess
+    result_path: Path
+    log_relpath: str
+    deadline: float
+    started: float
+
+
+def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # type: ignore[no-untyped-def]
+    ctx = multiprocessing.get_context("spawn")
+    queue = list(pending)
+    running: list[_Job] = []
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                i, entry, backend, key, relpath = queue.pop(0)
+                log_relpath = f"{LOGS_DIR}/compile-{entry.id}-{key[:8]}.log"
+                result_path = out / LOGS_DIR / f".compile-{key}.result.json"
+                result_path.unlink(missing_ok=True)
+                process = ctx.Process(
+                    target=_compile_job,
+                    args=(backend.name, entry, str(out / relpath), str(out / log_relpath), str(result_path)),
+                    name=f"neuronperf-compile-{entry.id}",
+                    daemon=False,
+                )
+                if on_start:
+                    on_start(entry)
+                now = time.monotonic()
+                process.start()
+                running.append(
+                    _Job(i, entry, key, relpath, versions[(backend.name, entry.compiler)], process,
+                         result_path, log_relpath, now + entry.timeout, now)
+                )
+            sentinels = [job.process.sentinel for job in running]
+            next_deadline = min(job.deadline for job in running)
+            wait(sentinels, timeout=max(0.0, min(1.0, next_deadline - time.monotonic())))
+            still_running = []
+            for job in running:
+                if job.process.is_alive() and time.monotonic() < job.deadline:
+                    still_running.append(job)
+                    continue
+                result = _finish_job(job, out)
+                if on_result:
+                    on_result(result)
+                yield job.index, result
+            running = still_running
+    finally:
+        # Interrupted (Ctrl-C) or an error in a callback: leave no compiler running.
+        for job in running:
+            procutil.kill_tree(job.process.pid)
+            job.process.join(5)
+
+
+def _finish_job(job: _Job, out: Path) -> CompileResult:
+    timed_out = job.process.is_alive()
+    if timed_out:
+        procutil.kill_tree(job.process.pid)
+    job.process.join(10)
+    base = dict(entry=job.entry, cache_key=job.key, compiler_version=job.version, log_file=job.log_relpath)
+    if timed_out:
+        return CompileResult(
+            status="timeout", error=f"compile exceeded its timeout of {job.entry.timeout:g} s", **base
+        )
+    try:
+        report = json.loads(job.result_path.read_text())
+        job.result_path.unlink()
+    except (OSError, ValueError):
+        report = None
+    if report is None or report.get("status") != "ok":
+        if report is not None:
+            error = report.get("error") or "compile failed"
+        else:
+            error = f"compile process {procutil.describe_exit(job.process.exitcode)}"
+        return CompileResult(status="error", error=error, **base)
+    compile_s = float(report["compile_s"])
+    atomic_write_json(
+        str(out / (job.relpath + ".meta.json")),
+        {"format": META_FORMAT, "key": job.key, "compile_s": compile_s, "compiler_version": job.version,
+         "entry": job.entry.to_dict()},
+    )
+    return CompileResult(status="ok", artifact=job.relpath, compile_s=compile_s, **base)
+
+
+def _compile_job(backend_name: str, entry: CompileEntry, artifact_path: str, log_path: str, result_path: str) -> None:
+    """Runs in a fresh process: compile one entry, output into its log, outcome into a file."""
+    # Redirect the OS-level stdout/stderr: compilers (neuron-cc, inductor) print from C code too.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    report: dict
+    try:
+        from neuronperf.backends import get_backend
+
+        backend = get_backend(backend_name)
+        print(f"neuronperf: compiling {entry.id} with {backend_name}/{entry.compiler}", flush=True)
+        compile_s = compile_one(backend, entry, artifact_path)
+        report = {"status": "ok", "compile_s": compile_s}
+        print(f"neuronperf: compiled {entry.id} in {compile_s:.2f} s", flush=True)
+    except BaseException as e:  # the job's whole point is to report any failure, then exit
+        traceback.print_exc()
+        report = {"status": "error", "error": f"{type(e).__name__}: {e}".strip()}
+    atomic_write_json(result_path, report)
+
+
+def compile_one(backend: Backend, entry: CompileEntry, artifact_path: str) -> float:
+    """Build one artifact in this process; return the wall seconds the backend took.
+
+    The artifact is built under a temporary name and then renamed, so that a crash never leaves
+    a half-written artifact under the name that the cache trusts.
+    """
+    # Same folder (rename stays atomic), same suffix (some savers check it).
+    folder, name = os.path.split(artifact_path)
+    tmp_path = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    try:
+        started = time.perf_counter()
+        backend.compile(entry, Path(tmp_path))
+        compile_s = time.perf_counter() - started
+        _replace_path(tmp_path, artifact_path)
+    finally:
+        _remove_path(tmp_path)
+    return compile_s
+
+
+def _replace_path(src: str, dst: str) -> None:
+    _remove_path(dst)
+    os.replace(src, dst)
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)

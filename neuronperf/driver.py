@@ -1,0 +1,307 @@
+"""The driver: runs the stages in order (spec -> plan -> compile -> benchmark -> results).
+
+It owns the sweep's bookkeeping (the lock, the journal, resume) and reports progress through
+an ``Observer`` so that the CLI, the only place that prints, can show it. Library code here
+raises typed errors and never exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from neuronperf import compile as compile_stage
+from neuronperf import results
+from neuronperf.backends import find_backend
+from neuronperf.backends.base import Backend
+from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash
+from neuronperf.errors import ModelLoadError, Problem, SpecError
+from neuronperf.journal import Journal, OutputDirLock
+
+#: Files and folders a sweep writes into output_dir; `--fresh` removes exactly these.
+OWNED_PATHS = (
+    "journal.jsonl", "results.csv", "results.json", "run.json", "model_index.json",
+    "models", "logs", "samples",
+)
+
+
+class Observer:
+    """Progress callbacks; the default ignores everything. The CLI subclasses it to print."""
+
+    def planned(self, plan: Plan, reused: int, to_run: int) -> None: ...
+    def compile_started(self, entry: CompileEntry) -> None: ...
+    def compile_finished(self, result: compile_stage.CompileResult) -> None: ...
+    def run_started(self, entry: RunEntry, position: int, total: int) -> None: ...
+    def run_finished(self, entry: RunEntry, row: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How ``run_sweep`` treats what output_dir already holds."""
+
+    fresh: bool = False  # forget everything from earlier runs and start over
+    retry_failed: bool = True  # rerun entries whose last attempt failed (else keep their rows)
+    allow_env_mismatch: bool = False  # accept results from another machine or toolchain
+    compile_only: bool = False  # stop after the compile stage
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did; ``exit_code`` follows design.md."""
+
+    plan: Plan
+    output_dir: Path
+    rows: list = field(default_factory=list)
+    reused: int = 0
+    ran: int = 0
+    compiled: int = 0
+    compile_reused: int = 0
+    compile_failed: list = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed_rows(self) -> list:
+        return [r for r in self.rows if r.get("status") not in ("ok", None)]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed_rows or self.compile_failed else 0
+
+
+def load_plan(spec_path: str) -> tuple[Any, Plan]:
+    """Load and validate a spec and plan it (pure: no user code, no framework)."""
+    from neuronperf.plan import plan as make_plan
+    from neuronperf.spec import load_spec
+
+    spec = load_spec(spec_path)
+    return spec, make_plan(spec)
+
+
+def run_identity(entry: RunEntry, compile_key: str) -> str:
+    """A run entry's identity: its content plus its artifact's compile key (compiler version)."""
+    return stable_hash({"run": entry.key, "compile": compile_key})
+
+
+def check_factories(spec: Any, plan: Plan) -> None:
+    """Import every model factory before any compile; report failures at their spec position."""
+    from neuronperf.factory import resolve_factory
+
+    problems = []
+    seen = set()
+    for entry in plan.compile_entries:
+        ref = entry.model
+        if ref.name in seen:
+            continue
+        seen.add(ref.name)
+        try:
+            resolve_factory(ref)
+        except ModelLoadError as e:
+            problems.append(_model_problem(spec, ref.name, str(e)))
+    if problems:
+        raise SpecError(problems)
+
+
+def _model_problem(spec: Any, model_name: str, message: str) -> Problem:
+    for i, model in enumerate(spec.models):
+        if model.name == model_name:
+            line, col = model.factory_pos
+            return Problem(spec.source, line, col, f"models[{i}].factory", message)
+    return Problem(spec.source, 1, 1, "models", message)
+
+
+class SweepState:
+    """What output_dir already knows about a plan: compile keys, finished runs, rows."""
+
+    def __init__(self, plan: Plan, output_dir: Path, backend: Backend):
+        self.plan = plan
+        self.output_dir = output_dir
+        self.backend = backend
+        self.journal = Journal(str(output_dir))
+        version_cache: dict[str, str] = {}
+        self.compile_keys: dict[CompileEntry, str] = {}
+        for entry in plan.compile_entries:
+            if entry.compiler not in version_cache:
+                version_cache[entry.compiler] = backend.compiler_version(entry.compiler)
+            self.compile_keys[entry] = compile_stage.compile_key(entry, version_cache[entry.compiler])
+        self.versions = version_cache
+        self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
+        self.records = self.journal.runs() if self.journal.exists() else {}
+
+    def record_for(self, entry: RunEntry) -> Optional[dict]:
+        return self.records.get(self.identities[entry])
+
+    def status_of(self, entry: RunEntry) -> str:
+        """"done", "failed" or "todo"."""
+        record = self.record_for(entry)
+        if record is None:
+            return "todo"
+        return "done" if record.get("status") == "ok" else "failed"
+
+
+def sweep_status(spec_path: str) -> tuple[Plan, dict[RunEntry, str]]:
+    """Each planned run entry's state in output_dir (done, failed, todo), without running."""
+    _, plan = load_plan(spec_path)
+    backend = _backend_for(plan)
+    state = SweepState(plan, Path(plan.output_dir).resolve(), backend)
+    return plan, {e: state.status_of(e) for e in plan.run_entries}
+
+
+def _backend_for(plan: Plan) -> Backend:
+    first = plan.compile_entries[0]
+    return find_backend(first.framework, first.device_type, first.compiler)
+
+
+def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: Optional[Observer] = None) -> SweepSummary:
+    """Run (or resume) a sweep; return its summary. Raises typed errors for bad input."""
+    observer = observer or Observer()
+    spec, plan = load_plan(spec_path)
+    check_factories(spec, plan)
+    backend = _backend_for(plan)
+    backend.check_available(plan.compile_entries[0].device_type)
+
+    output_dir = Path(plan.output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with OutputDirLock(str(output_dir)):
+        if options.fresh:
+            _remove_owned(output_dir)
+        return _run_locked(plan, output_dir, backend, options, observer)
+
+
+def _run_locked(plan: Plan, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer) -> SweepSummary:
+    from neuronperf.environment import capture_environment, check_compatible
+
+    state = SweepState(plan, output_dir, backend)
+    environment = capture_environment({f"{backend.name}/{c}": v for c, v in state.versions.items()})
+    saved = results.read_run_info(str(output_dir))
+    if saved is not None and not options.allow_env_mismatch:
+        check_compatible(saved["environment"], environment)
+    results.write_run_info(str(output_dir), environment, name=plan.name)
+
+    summary = SweepSummary(plan, output_dir)
+    to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]
+    summary.reused = len(plan.run_entries) - len(to_run)
+    observer.planned(plan, summary.reused, len(to_run))
+
+    rows: dict[RunEntry, dict] = {}
+    for entry in plan.run_entries:
+        record = state.record_for(entry)
+        if record is not None and entry not in to_run:
+            rows[entry] = record["row"]
+
+    def publish() -> None:
+        summary.rows = [rows[e] for e in plan.run_entries if e in rows]
+        results.write_results(str(output_dir), summary.rows)
+
+    # Only the compile entries that still have something to run need an artifact.
+    needed = [c for c in plan.compile_entries if any(r.compile == c for r in to_run)]
+    compiled = _compile(needed, plan, output_dir, state, observer, summary)
+    _write_model_index(plan, output_dir, state, compiled)
+    if options.compile_only:
+        publish()
+        return summary
+
+    from neuronperf.benchmark import task_for_entry
+    from neuronperf.executors import get_executor
+
+    try:
+        with get_executor("local") as executor:
+            for position, entry in enumerate(to_run, 1):
+                observer.run_started(entry, position, len(to_run))
+                result = compiled[entry.compile]
+                identity = state.identities[entry]
+                model_filename = result.artifact or entry.compile.model.factory
+                if not result.ok:
+                    row = results.row_for_unrun(
+                        results.RowConfig.from_run_entry(entry), status="error",
+                        error=f"compile failed: {result.error}" + (f" (log: {result.log_file})" if result.log_file else ""),
+                        model_name=entry.compile.model.name, model_filename=model_filename,
+                    )
+                    samples_file = None
+                else:
+                    artifact = str(output_dir / result.artifact) if result.artifact else None
+                    measurement = executor.measure(task_for_entry(entry, backend.name, artifact))
+                    samples_file = results.save_samples(str(output_dir), entry.id, identity, measurement)
+                    row = results.report_row(
+                        results.RowConfig.from_run_entry(entry), measurement,
+                        model_name=entry.compile.model.name, model_filename=model_filename,
+                    )
+                state.journal.record_run(identity, entry.id, row, samples_file=samples_file)
+                rows[entry] = row
+                summary.ran += 1
+                publish()
+                observer.run_finished(entry, row)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    publish()
+    return summary
+
+
+def _needs_run(state: SweepState, entry: RunEntry, options: SweepOptions) -> bool:
+    status = state.status_of(entry)
+    if status == "todo":
+        return True
+    return status == "failed" and options.retry_failed
+
+
+def _compile(
+    needed: Sequence[CompileEntry], plan: Plan, output_dir: Path, state: SweepState,
+    observer: Observer, summary: SweepSummary,
+) -> dict[CompileEntry, compile_stage.CompileResult]:
+    jobs = getattr(plan, "compile_jobs", 0)
+
+    def on_result(result: compile_stage.CompileResult) -> None:
+        state.journal.record_compile(
+            result.cache_key, result.entry.id, result.status, artifact=result.artifact,
+            compile_s=result.compile_s, compiler_version=result.compiler_version,
+            error=result.error, log_file=result.log_file,
+        )
+        if result.reused:
+            summary.compile_reused += 1
+        elif result.ok:
+            summary.compiled += 1
+        else:
+            summary.compile_failed.append(result)
+        observer.compile_finished(result)
+
+    outcomes = compile_stage.compile_all(
+        needed, str(output_dir), jobs=jobs, on_result=on_result, on_start=observer.compile_started
+    )
+    return {r.entry: r for r in outcomes}
+
+
+def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled: dict) -> None:
+    """model_index.json, one config per compile entry (design.md), in the seed's format."""
+    from neuronperf import model_index
+    from neuronperf.plan import planned_index
+
+    index = planned_index(plan)
+    for config, entry in zip(index["model_configs"], plan.compile_entries):
+        result = compiled.get(entry)
+        key = state.compile_keys[entry]
+        config["compile_key"] = key
+        config["compiler"] = entry.compiler
+        config["compiler_version"] = state.versions[entry.compiler]
+        if result is not None:
+            config["status"] = result.status
+            config["compile_s"] = result.compile_s
+            if result.artifact:
+                config["filename"] = result.artifact
+        else:
+            relpath = compile_stage.artifact_relpath(entry, state.backend, key)
+            if relpath:
+                config["filename"] = relpath
+    model_index.save(index, str(output_dir / "model_index.json"))
+
+
+def _remove_owned(output_dir: Path) -> None:
+    for name in OWNED_PATHS:
+        path = output_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
