@@ -1,0 +1,86 @@
+"""Atomic, durable file writes and strict JSON.
+
+A file written here is, at every moment, either its old complete version or its new complete
+version: the bytes go to a temporary file in the same folder, which is flushed, fsync'd and then
+renamed over the target (``os.replace`` is atomic within one file system). The folder is fsync'd
+too, so the rename itself survives a power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or file creation inside ``path`` durable (no-op where folders cannot be
+    opened, as on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # The temporary name starts with a dot so that a crash leftover is hidden and never taken
+    # for a result; it lives in the same folder because a rename across file systems copies.
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_path)
+        raise
+    fsync_dir(folder)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_ready(value: Any) -> Any:
+    """A deep copy of ``value`` that strict JSON can hold: NaN and infinities become ``None``,
+    tuples become lists, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    # numpy scalars (and anything else number-like) without importing numpy here.
+    item = getattr(value, "item", None)
+    if callable(item):
+        return json_ready(item())
+    return str(value)
+
+
+def dumps_strict(value: Any, *, indent: int | None = None) -> str:
+    """JSON text with no NaN/Infinity tokens, so every JSON parser accepts it."""
+    return json.dumps(json_ready(value), indent=indent, allow_nan=False)
+
+
+def atomic_write_json(path: str, value: Any, *, indent: int | None = 2) -> None:
+    """Write ``value`` as strict JSON (NaN -> null), atomically, with a final newline."""
+    atomic_write_text(path, dumps_strict(value, indent=indent) + "\n")

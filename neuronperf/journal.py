@@ -1,0 +1,361 @@
+"""The results journal, the output_dir lock, and the raw samples store.
+
+``journal.jsonl`` in an output_dir is the truth of a sweep: one JSON object per line, appended
+(flushed and fsync'd) as each compile or run entry finishes, ok or not. A crash can tear only the
+last line; ``load`` ignores such a line and the next append cuts it off first, so the file never
+holds a broken line in the middle. For each key the last record wins.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import io
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+
+from neuronperf.atomic import atomic_write_bytes, dumps_strict, fsync_dir, json_ready
+from neuronperf.entries import CopyStats, Measurement, WorkerSamples
+from neuronperf.errors import JournalError, OutputDirLocked, UsageError
+
+#: Version of each journal line. Readers accept this and older versions.
+JOURNAL_FORMAT = 1
+#: Version of the samples files and of the lock file.
+SAMPLES_FORMAT = 1
+LOCK_FORMAT = 1
+JOURNAL_FILE, LOCK_FILE, SAMPLES_DIR = "journal.jsonl", ".lock", "samples"
+KINDS = ("compile", "run")
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _newer_error(where: str, what: str, version: int, supported: int) -> JournalError:
+    return JournalError(
+        f"{where}: written by a newer neuronperf ({what} format {version}; this one reads up to "
+        f"{supported}); upgrade neuronperf or use another output_dir"
+    )
+
+
+class Journal:
+    """The append-only journal ``output_dir/journal.jsonl``. Appending assumes the caller holds
+    the ``OutputDirLock``; reading needs no lock."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self.path = os.path.join(output_dir, JOURNAL_FILE)
+        self._tail_checked = False
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def record_compile(
+        self,
+        key: str,
+        entry_id: str,
+        status: str,
+        *,
+        artifact: Optional[str] = None,
+        compile_s: Optional[float] = None,
+        compiler_version: Optional[str] = None,
+        error: Optional[str] = None,
+        log_file: Optional[str] = None,
+    ) -> dict[str, Any]:
+        """Durably record one finished compile entry; return the record written."""
+        return self._append(
+            "compile",
+            key,
+            entry_id,
+            status,
+            {
+                "artifact": artifact,
+                "compile_s": compile_s,
+                "compiler_version": compiler_version,
+                "error": error,
+                "log_file": log_file,
+            },
+        )
+
+    def record_run(
+        self, key: str, entry_id: str, row: Mapping[str, Any], *, samples_file: Optional[str] = None
+    ) -> dict[str, Any]:
+        """Durably record one finished run entry with its report row; return the record written."""
+        status = row.get("status")
+        if not isinstance(status, str):
+            raise UsageError(f"{entry_id}: a run record needs a row with a 'status'")
+        return self._append("run", key, entry_id, status, {"row": dict(row), "samples_file": samples_file})
+
+    def _append(self, kind: str, key: str, entry_id: str, status: str, fields: dict) -> dict[str, Any]:
+        record = {"format": JOURNAL_FORMAT, "kind": kind, "key": key, "id": entry_id, "status": status}
+        record.update(fields)
+        record["time"] = _utc_now()
+        # One write() of one whole line: a crash leaves at most this line torn.
+        line = (dumps_strict(record) + "\n").encode("utf-8")
+        try:
+            os.makedirs(self.output_dir, exist_ok=True)
+            if not self._tail_checked:
+                self._cut_torn_tail()
+                self._tail_checked = True
+            created = not os.path.exists(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:  # disk full, read-only or vanished folder: say which file
+            raise JournalError(f"{self.path}: cannot append a record: {e}") from None
+        if created:
+            fsync_dir(self.output_dir)  # the new file's name must survive a power loss too
+        return json_ready(record)
+
+    def _cut_torn_tail(self) -> None:
+        """Truncate an incomplete or unreadable last line (left by a crash mid-append), so that
+        the next record starts on a fresh line and the torn one never sits mid-file."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if not data:
+            return
+        body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+        last_start = data.rfind(b"\n", 0, body_end) + 1
+        if data.endswith(b"\n") and _parse_line(data[last_start:body_end]) is not None:
+            return
+        with open(self.path, "r+b") as f:
+            f.truncate(last_start)
+            f.flush()
+            os.fsync(f.fileno())
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the journal file exists (a fresh output_dir has none)."""
+        return os.path.exists(self.path)
+
+    def load(self) -> list[dict[str, Any]]:
+        """Every record in file order; a torn last line is ignored, any other unreadable line is a
+        ``JournalError`` naming ``file:line``."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise JournalError(f"{self.path}: cannot be read: {e}") from None
+        lines = data.split(b"\n")
+        complete = data.endswith(b"\n")
+        if complete:
+            lines.pop()  # the empty string after the final newline
+        records = []
+        for number, raw in enumerate(lines, start=1):
+            is_last = number == len(lines)
+            record = _parse_line(raw)
+            if record is None:
+                if is_last:
+                    continue  # torn by a crash mid-append: that entry simply did not finish
+                raise JournalError(
+                    f"{self.path}:{number}: corrupt journal line (not a JSON record); "
+                    "fix or delete that line, or start over with --fresh"
+                )
+            version = record["format"]
+            if version > JOURNAL_FORMAT:
+                raise _newer_error(f"{self.path}:{number}", "journal", version, JOURNAL_FORMAT)
+            if record.get("kind") not in KINDS or not isinstance(record.get("key"), str):
+                raise JournalError(
+                    f"{self.path}:{number}: journal record without a known 'kind' and a 'key'"
+                )
+            records.append(_upgrade(record))
+        return records
+
+    def compiles(self) -> dict[str, dict[str, Any]]:
+        """The latest compile record of each compile key."""
+        return self._latest("compile")
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """The latest run record of each run key."""
+        return self._latest("run")
+
+    def _latest(self, kind: str) -> dict[str, dict[str, Any]]:
+        latest: dict[str, dict[str, Any]] = {}
+        for record in self.load():
+            if record["kind"] == kind:
+                latest[record["key"]] = record
+        return latest
+
+
+def _parse_line(raw: bytes) -> Optional[dict[str, Any]]:
+    """The record on one line, or ``None`` if the line is not a versioned JSON object."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("format"), int):
+        return None
+    return record
+
+
+def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """Bring a record of an older format up to ``JOURNAL_FORMAT`` (format 1 is the first)."""
+    return record
+
+
+# ---- the output_dir lock ---------------------------------------------------------------------
+
+
+class OutputDirLock:
+    """An exclusive lock on an output_dir (``flock`` on ``output_dir/.lock``), held by one
+    neuronperf process at a time; the kernel releases it when the holder exits or is killed."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> OutputDirLock:
+        """Take the lock, or raise ``OutputDirLocked`` naming the holder's pid."""
+        if self._fd is not None:
+            return self
+        try:
+            os.makedirs(self.output_dir, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise JournalError(f"{self.path}: cannot create the lock file: {e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise OutputDirLocked(
+                f"{self.output_dir} is in use by another neuronperf run ({holder}); "
+                "wait for it to finish, or use another output_dir"
+            ) from None
+        info = {"format": LOCK_FORMAT, "pid": os.getpid(), "since": _utc_now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock up (a no-op when not held)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # no stale pid for the next reader
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> OutputDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"pid {int(info['pid'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        # The holder took the lock but has not written its pid yet.
+        return "pid unknown"
+
+
+# ---- raw samples -----------------------------------------------------------------------------
+
+
+def samples_relpath(entry_id: str, key: str) -> str:
+    """Where an entry's samples go, relative to output_dir: ``samples/<id>-<key[:8]>.npz``."""
+    return os.path.join(SAMPLES_DIR, f"{entry_id}-{key[:8]}.npz")
+
+
+def save_samples(output_dir: str, entry_id: str, key: str, measurement: Measurement) -> str:
+    """Keep an entry's raw samples in a compressed ``.npz`` (one int64 array per worker and a
+    JSON header), written atomically; return its path relative to ``output_dir``."""
+    relpath = samples_relpath(entry_id, key)
+    header = {
+        "format": SAMPLES_FORMAT,
+        "id": entry_id,
+        "key": key,
+        "status": measurement.status,
+        "error": measurement.error,
+        "window_start_ns": measurement.window_start_ns,
+        "window_end_ns": measurement.window_end_ns,
+        "workers": [
+            {
+                "copy_idx": w.copy_idx,
+                "thread_idx": w.thread_idx,
+                "infer_ns_total": w.infer_ns_total,
+                "preprocess_ns_total": w.preprocess_ns_total,
+                "postprocess_ns_total": w.postprocess_ns_total,
+            }
+            for w in measurement.workers
+        ],
+        "copies": [
+            {
+                "copy_idx": c.copy_idx,
+                "pid": c.pid,
+                "load_ms": c.load_ms,
+                "warmup_ms": c.warmup_ms,
+                "cpu_avg_percent": c.cpu_avg_percent,
+                "peak_rss_bytes": c.peak_rss_bytes,
+                "mem_avg_percent": c.mem_avg_percent,
+            }
+            for c in measurement.copies
+        ],
+    }
+    arrays: dict[str, np.ndarray] = {"header": np.array(dumps_strict(header))}
+    for i, w in enumerate(measurement.workers):
+        arrays[f"start_ns_{i}"] = np.asarray(w.start_ns, dtype=np.int64)
+        arrays[f"latency_ns_{i}"] = np.asarray(w.latency_ns, dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(os.path.join(output_dir, relpath), buffer.getvalue())
+    return relpath
+
+
+def load_samples(path: str) -> Measurement:
+    """The ``Measurement`` saved by ``save_samples``; an unreadable or newer file is a
+    ``JournalError``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            version = header.get("format")
+            if not isinstance(version, int):
+                raise ValueError("no format version")
+            if version > SAMPLES_FORMAT:
+                raise _newer_error(path, "samples", version, SAMPLES_FORMAT)
+            workers = tuple(
+                WorkerSamples(
+                    start_ns=tuple(int(t) for t in data[f"start_ns_{i}"]),
+                    latency_ns=tuple(int(t) for t in data[f"latency_ns_{i}"]),
+                    **w,
+                )
+                for i, w in enumerate(header["workers"])
+            )
+    except JournalError:
+        raise
+    except FileNotFoundError:
+        raise JournalError(f"{path}: samples file not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise JournalError(f"{path}: not a readable neuronperf samples file: {e}") from None
+    return Measurement(
+        status=header["status"],
+        error=header["error"],
+        window_start_ns=header["window_start_ns"],
+        window_end_ns=header["window_end_ns"],
+        workers=workers,
+        copies=tuple(CopyStats(**c) for c in header["copies"]),
+    )

@@ -1,0 +1,333 @@
+"""Report rows, and the results files of an output_dir.
+
+A row is a flat dict keyed by NeuronPerf's report names plus ours (``status``, ``error``, ``id``,
+``key``, ``input_shapes``, the swept parameters, ``percentile_method``, ``throughput_cv``,
+``warning``, ``peak_rss_mb``). Every planned entry gets a row, failed ones too: their numbers are
+empty. ``results.csv`` / ``results.json`` are projections of the journal, rewritten atomically;
+their format version and the run environment live in the side file ``run.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Union
+
+from neuronperf.atomic import atomic_write_json, atomic_write_text, dumps_strict, json_ready
+from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
+from neuronperf.errors import JournalError, UsageError
+from neuronperf.journal import load_samples, save_samples  # noqa: F401  (re-exported for the driver)
+from neuronperf.stats import EntryStats, compute_stats
+
+#: Version of the results.csv / results.json columns, recorded in run.json.
+RESULTS_FORMAT = 1
+#: Version of run.json itself.
+RUN_INFO_FORMAT = 1
+RESULTS_CSV, RESULTS_JSON, RUN_INFO = "results.csv", "results.json", "run.json"
+
+#: NeuronPerf's default CSV columns, in its order: users' scripts parse these first.
+DEFAULT_CSV_COLS: tuple[str, ...] = (
+    "model_name",
+    "n_models",
+    "workers_per_model",
+    "pipeline_size",
+    "batch_size",
+    "throughput_avg",
+    "throughput_peak",
+    "latency_ms_p0",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "latency_ms_p100",
+    "cpu_avg_percent",
+    "mem_avg_percent",
+    "e2e_avg_ms",
+    "infer_avg_ms",
+    "total_infs",
+    "total_s",
+    "model_filename",
+    "device_type",
+    "instance_type",
+    "cost_per_1m_inf",
+)
+#: The remaining NeuronPerf report keys.
+OTHER_REPORT_COLS: tuple[str, ...] = (
+    "status",
+    "latency_ms_avg",
+    "load_avg_ms",
+    "warmup_avg_ms",
+    "preprocess_avg_ms",
+    "postprocess_avg_ms",
+)
+#: Our additions; the swept parameters and any extra columns follow these.
+OUR_COLS: tuple[str, ...] = (
+    "id",
+    "key",
+    "error",
+    "input_shapes",
+    "percentile_method",
+    "throughput_cv",
+    "warning",
+    "peak_rss_mb",
+)
+#: Every fixed column of a row, in file order.
+RESULT_COLUMNS: tuple[str, ...] = DEFAULT_CSV_COLS + OTHER_REPORT_COLS + OUR_COLS
+
+
+@dataclass(frozen=True)
+class RowConfig:
+    """The few facts about a configuration that a report row needs, so that rows can be made
+    without a planned ``RunEntry`` (the Python API benchmarks model files directly)."""
+
+    id: str
+    batch_size: int
+    n_models: int = 1
+    workers_per_model: int = 1
+    pipeline_size: int = 1
+    device_type: str = "cpu"
+    peak_window_s: float = 1.0
+    key: Optional[str] = None
+    model_name: Optional[str] = None
+    #: Input shapes WITHOUT the batch dimension, one tuple per input tensor.
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    #: Swept model parameters, e.g. (("seq_len", 128),); each becomes a column.
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_run_entry(cls, entry: RunEntry) -> RowConfig:
+        """The row facts of a planned run entry."""
+        compile_entry = entry.compile
+        return cls(
+            id=entry.id,
+            batch_size=compile_entry.batch_size,
+            n_models=entry.n_models,
+            workers_per_model=entry.workers_per_model,
+            pipeline_size=compile_entry.pipeline_size,
+            device_type=compile_entry.device_type,
+            peak_window_s=entry.benchmark.peak_window_s,
+            key=entry.key,
+            model_name=compile_entry.model.name,
+            input_shapes=tuple(tuple(t.shape) for t in compile_entry.inputs),
+            params=tuple(compile_entry.params),
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-able form; ``from_dict`` is its inverse."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["input_shapes"] = [list(s) for s in self.input_shapes]
+        data["params"] = [[k, v] for k, v in self.params]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RowConfig:
+        """Inverse of ``to_dict``; a missing or unknown field is a clear ``UsageError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"row config has unknown fields: {', '.join(unknown)}")
+        for name in ("id", "batch_size"):
+            if name not in data:
+                raise UsageError(f"row config lacks the field {name!r}")
+        values = dict(data)
+        values["input_shapes"] = tuple(tuple(int(d) for d in s) for s in values.get("input_shapes", ()))
+        # JSON turned tuples into lists; freeze them again so that the config stays hashable.
+        values["params"] = tuple((str(k), freeze(v)) for k, v in values.get("params", ()))
+        return cls(**values)
+
+
+def format_shapes(shapes: Iterable[Sequence[int]]) -> str:
+    """``[[3, 224, 224], [128]]`` -> ``"3x224x224;128"`` (a scalar input is ``"scalar"``)."""
+    return ";".join("x".join(str(d) for d in shape) if len(shape) else "scalar" for shape in shapes)
+
+
+def report_row(
+    config: Union[RowConfig, RunEntry],
+    measurement: Measurement,
+    *,
+    model_name: Optional[str] = None,
+    model_filename: Optional[str] = None,
+    instance_type: Optional[str] = None,
+    cost_per_hour: Optional[float] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """The report row of one measured configuration (a failed one keeps its identity columns and
+    gets empty numbers)."""
+    row_config = _as_row_config(config)
+    if measurement.status not in STATUSES:
+        raise UsageError(f"{row_config.id}: unknown status {measurement.status!r}; expected one of {', '.join(STATUSES)}")
+    stats = compute_stats(
+        measurement,
+        batch_size=row_config.batch_size,
+        peak_window_s=row_config.peak_window_s,
+        cost_per_hour=cost_per_hour,
+    )
+    return _row(
+        row_config,
+        stats,
+        status=measurement.status,
+        error=measurement.error,
+        model_name=model_name,
+        model_filename=model_filename,
+        instance_type=instance_type,
+        extra=extra,
+    )
+
+
+def row_for_unrun(
+    config: Union[RowConfig, RunEntry],
+    status: str,
+    error: Optional[str],
+    *,
+    model_name: Optional[str] = None,
+    model_filename: Optional[str] = None,
+    instance_type: Optional[str] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """The row of an entry that was never measured (its compile failed, it was skipped...)."""
+    if status not in STATUSES or status == "ok":
+        raise UsageError(f"an unrun entry's status must be error, timeout or skipped, got {status!r}")
+    return _row(
+        _as_row_config(config),
+        EntryStats(),
+        status=status,
+        error=error,
+        model_name=model_name,
+        model_filename=model_filename,
+        instance_type=instance_type,
+        extra=extra,
+    )
+
+
+def _as_row_config(config: Union[RowConfig, RunEntry]) -> RowConfig:
+    if isinstance(config, RowConfig):
+        return config
+    if isinstance(config, RunEntry):
+        return RowConfig.from_run_entry(config)
+    raise UsageError(f"expected a RowConfig or a RunEntry, got {type(config).__name__}")
+
+
+def _row(
+    config: RowConfig,
+    stats: EntryStats,
+    *,
+    status: str,
+    error: Optional[str],
+    model_name: Optional[str],
+    model_filename: Optional[str],
+    instance_type: Optional[str],
+    extra: Optional[Mapping[str, Any]],
+) -> dict[str, Any]:
+    values: dict[str, Any] = stats.to_dict()
+    values.update(
+        model_name=model_name if model_name is not None else config.model_name,
+        model_filename=model_filename,
+        device_type=config.device_type,
+        instance_type=instance_type,
+        batch_size=config.batch_size,
+        n_models=config.n_models,
+        workers_per_model=config.workers_per_model,
+        pipeline_size=config.pipeline_size,
+        status=status,
+        error=error,
+        id=config.id,
+        key=config.key,
+        input_shapes=format_shapes(config.input_shapes) if config.input_shapes else None,
+    )
+    row = {name: values.get(name) for name in RESULT_COLUMNS}
+    for name, value in config.params:
+        # A parameter named like a fixed column must not overwrite it.
+        row[f"param_{name}" if name in RESULT_COLUMNS else name] = value
+    for name, value in (extra or {}).items():
+        row[str(name)] = value
+    return json_ready(row)
+
+
+def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The fixed columns in their order, then every other key in the order rows first use it."""
+    columns = list(RESULT_COLUMNS)
+    seen = set(columns)
+    for row in rows:
+        for name in row:
+            if name not in seen:
+                seen.add(name)
+                columns.append(name)
+    return columns
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], missing: str = "") -> str:
+    """CSV with a header line; ``None``/NaN cells are written as ``missing``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(name), missing) for name in columns])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any, missing: str) -> str:
+    value = json_ready(value)
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)  # str(float) is the shortest text that reads back to the same float
+
+
+def write_results(output_dir: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """Rewrite ``results.csv`` and ``results.json`` in ``output_dir`` atomically; return their paths."""
+    columns = columns_of(rows)
+    full_rows = [{name: row.get(name) for name in columns} for row in rows]
+    csv_path = os.path.join(output_dir, RESULTS_CSV)
+    json_path = os.path.join(output_dir, RESULTS_JSON)
+    atomic_write_text(csv_path, csv_text(full_rows, columns))
+    atomic_write_text(json_path, dumps_strict(full_rows, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def write_run_info(output_dir: str, environment: Mapping[str, Any], **extra_fields: Any) -> str:
+    """Write ``run.json`` (format versions, the run environment, and ``extra_fields``) atomically."""
+    from neuronperf import __version__
+
+    info = {
+        "format": RUN_INFO_FORMAT,
+        "results_format": RESULTS_FORMAT,
+        "neuronperf_version": __version__,
+        "environment": dict(environment),
+    }
+    info.update(extra_fields)
+    path = os.path.join(output_dir, RUN_INFO)
+    atomic_write_json(path, info)
+    return path
+
+
+def read_run_info(output_dir: str) -> Optional[dict[str, Any]]:
+    """``run.json`` of ``output_dir``, or ``None`` if there is none; a newer or broken one is a
+    ``JournalError``."""
+    path = os.path.join(output_dir, RUN_INFO)
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise JournalError(f"{path}: cannot be read: {e}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("format"), int):
+        raise JournalError(f"{path}: not a neuronperf run file (no integer 'format' key)")
+    for key, supported in (("format", RUN_INFO_FORMAT), ("results_format", RESULTS_FORMAT)):
+        version = info.get(key, 1)
+        if isinstance(version, int) and version > supported:
+            raise JournalError(
+                f"{path}: written by a newer neuronperf ({key} {version}; this one reads up to "
+                f"{supported}); upgrade neuronperf or use another output_dir"
+            )
+    if not isinstance(info.get("environment"), dict):
+        raise JournalError(f"{path}: has no 'environment' object; delete it or start over with --fresh")
+    return info
+
