@@ -1,11 +1,49 @@
 """neuronperf: declarative benchmark sweeps for ML inference, and the NeuronPerf Python API.
 
 ``import neuronperf`` is cheap: it imports no framework. ``neuronperf.torch``,
-``neuronperf.tensorflow`` and ``neuronperf.cpu`` are imported on first use.
+``neuronperf.tensorflow`` and ``neuronperf.cpu`` import theirs only when a call needs it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from neuronperf import model_index  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
+
+from neuronperf import cpu, model_index, tensorflow, torch  # noqa: E402
+from neuronperf.reporting import get_reports, print_reports, write_csv, write_json  # noqa: E402
+from neuronperf.timer import Timer, set_verbosity, timestamp_convert  # noqa: E402
+
+
+def compile(  # noqa: A001 - NeuronPerf's public name
+    compile_fn: Callable[..., Any], model: Any, inputs: Any, batch_sizes: Any = None,
+    pipeline_sizes: Any = None, models_dir: str = "models", model_name: Optional[str] = None,
+    filename: Optional[str] = None, compiler_args: Any = None, suffix: str = ".pt",
+) -> str:
+    """Compile with your own function: ``compile_fn(model, example_input, filename,
+    batch_size=, pipeline_size=, compiler_args=)`` must write the artifact at ``filename``.
+    Returns the model index path."""
+    from neuronperf.api import compile_with_function
+
+    return compile_with_function(
+        compile_fn, model, inputs, batch_sizes, pipeline_sizes, models_dir, model_name,
+        filename, compiler_args, suffix,
+    )
+
+
+def benchmark(load_fn: Callable[..., Any], model_filename: str, inputs: Any, **kwargs: Any) -> list:
+    """Benchmark a model that ``load_fn(model_filename, device_id=int)`` loads in each worker."""
+    from neuronperf.api import benchmark_loader
+    from neuronperf.benchmark import LoadFnLoader
+
+    device_type = kwargs.pop("device_type", "cpu")
+    return benchmark_loader(
+        LoadFnLoader(load_fn=load_fn, filename=model_filename), model_filename, inputs,
+        device_type=device_type, **kwargs,
+    )
+
+
+__all__ = [
+    "Timer", "benchmark", "compile", "cpu", "get_reports", "model_index", "print_reports",
+    "set_verbosity", "tensorflow", "timestamp_convert", "torch", "write_csv", "write_json",
+]

@@ -18,10 +18,11 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from neuronperf import procutil
 from neuronperf.atomic import atomic_write_json
@@ -190,20 +191,20 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
     finally:
         # Interrupted (Ctrl-C) or an error in a callback: leave no compiler running.
         for job in running:
-            procutil.kill_tree(job.process.pid)
+            _kill(job.process)
             job.process.join(5)
 
 
 def _finish_job(job: _Job, out: Path) -> CompileResult:
     timed_out = job.process.is_alive()
     if timed_out:
-        procutil.kill_tree(job.process.pid)
+        _kill(job.process)
     job.process.join(10)
-    base = dict(entry=job.entry, cache_key=job.key, compiler_version=job.version, log_file=job.log_relpath)
+    def result(status: str, **outcome: Any) -> CompileResult:
+        return CompileResult(job.entry, status, job.key, job.version, log_file=job.log_relpath, **outcome)
+
     if timed_out:
-        return CompileResult(
-            status="timeout", error=f"compile exceeded its timeout of {job.entry.timeout:g} s", **base
-        )
+        return result("timeout", error=f"compile exceeded its timeout of {job.entry.timeout:g} s")
     try:
         report = json.loads(job.result_path.read_text())
         job.result_path.unlink()
@@ -214,14 +215,19 @@ def _finish_job(job: _Job, out: Path) -> CompileResult:
             error = report.get("error") or "compile failed"
         else:
             error = f"compile process {procutil.describe_exit(job.process.exitcode)}"
-        return CompileResult(status="error", error=error, **base)
+        return result("error", error=error)
     compile_s = float(report["compile_s"])
     atomic_write_json(
         str(out / (job.relpath + ".meta.json")),
         {"format": META_FORMAT, "key": job.key, "compile_s": compile_s, "compiler_version": job.version,
          "entry": job.entry.to_dict()},
     )
-    return CompileResult(status="ok", artifact=job.relpath, compile_s=compile_s, **base)
+    return result("ok", artifact=job.relpath, compile_s=compile_s)
+
+
+def _kill(process: multiprocessing.process.BaseProcess) -> None:
+    if process.pid is not None:
+        procutil.kill_tree(process.pid)
 
 
 def _compile_job(backend_name: str, entry: CompileEntry, artifact_path: str, log_path: str, result_path: str) -> None:

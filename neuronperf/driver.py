@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from neuronperf import compile as compile_stage
+from neuronperf import compile_stage
 from neuronperf import results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend

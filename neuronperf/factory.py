@@ -78,3 +78,28 @@ def _import_file(path: str, reference: str) -> Any:
         del sys.modules[name]
         raise ModelLoadError(f"factory {reference!r}: importing {path} raised {type(e).__name__}: {e}") from e
     return module
+
+
+# ---- models that exist only in this process (the Python API's compile(model, ...)) -----------
+
+IN_MEMORY_FACTORY = "neuronperf.factory:in_memory_model"
+_IN_MEMORY: dict[str, Any] = {}
+
+
+def register_in_memory(model: Any, name: str) -> ModelRef:
+    """A ``ModelRef`` for a model object the caller already holds (compiled in this process)."""
+    from neuronperf.entries import freeze
+
+    token = f"{name}-{id(model):x}"
+    _IN_MEMORY[token] = model
+    return ModelRef(name, IN_MEMORY_FACTORY, freeze({"token": token}))
+
+
+def in_memory_model(token: str) -> Any:
+    """The factory behind ``register_in_memory``: returns the registered object itself."""
+    try:
+        return _IN_MEMORY[token]
+    except KeyError:
+        raise ModelLoadError(
+            f"in-memory model {token!r} exists only in the process that registered it"
+        ) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuronperf import compile as compile_stage
+from neuronperf import compile_stage
 from neuronperf.backends import get_backend
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze
 

@@ -22,8 +22,10 @@ BUILTIN_BACKENDS = {
     "torch": "neuronperf.backends.torch_backend:TorchBackend",
     "onnxruntime": "neuronperf.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "tensorflow": "neuronperf.backends.tensorflow_backend:TensorFlowBackend",
-    "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
+    # torch-neuronx first: find_backend("torch", "neuron") without a compiler must agree with
+    # catalog.default_compiler, whose default on neuron is neuronx (current hardware).
     "torch-neuronx": "neuronperf.backends.neuron:TorchNeuronxBackend",
+    "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
     "tensorflow-neuron": "neuronperf.backends.neuron:TensorFlowNeuronBackend",
 }
 
@@ -36,7 +38,7 @@ def registered_backends() -> dict[str, str]:
     try:
         eps = entry_points(group=ENTRY_POINT_GROUP)  # type: ignore[call-arg]
     except TypeError:  # Python 3.9: entry_points() takes no arguments
-        eps = entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
+        eps = entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined,arg-type]
     for ep in eps:
         found.setdefault(ep.name, ep.value)
     return found

@@ -9,7 +9,7 @@ import time
 from typing import Any, Optional
 
 from neuronperf import driver
-from neuronperf.compile import CompileResult
+from neuronperf.compile_stage import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
 
 
