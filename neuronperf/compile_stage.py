@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from neuronperf import plan as plan_stage
 from neuronperf import procutil
 from neuronperf.atomic import atomic_write_json
 from neuronperf.backends import find_backend
@@ -31,7 +32,6 @@ from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
 
 META_FORMAT = 1
-MODELS_DIR = "models"
 LOGS_DIR = "logs"
 
 
@@ -63,9 +63,7 @@ def compile_key(entry: CompileEntry, compiler_version: str) -> str:
 def artifact_relpath(entry: CompileEntry, backend: Backend, key: str) -> Optional[str]:
     """Where ``entry``'s artifact lives under output_dir, or None when it has no artifact."""
     suffix = backend.artifact_suffix(entry.compiler)
-    if suffix is None:
-        return None
-    return f"{MODELS_DIR}/{entry.id}-{key[:8]}{suffix}"
+    return None if suffix is None else plan_stage.artifact_relpath(entry, suffix, key)
 
 
 def default_jobs() -> int:
@@ -112,7 +110,6 @@ def compile_all(
             on_result(results[i])
 
     if pending:
-        (out / MODELS_DIR).mkdir(parents=True, exist_ok=True)
         (out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
         for i, result in _run_jobs(pending, out, max(1, jobs or default_jobs()), versions, on_result, on_start):
             results[i] = result
@@ -259,6 +256,7 @@ def compile_one(backend: Backend, entry: CompileEntry, artifact_path: str) -> fl
     """
     # Same folder (rename stays atomic), same suffix (some savers check it).
     folder, name = os.path.split(artifact_path)
+    os.makedirs(folder or ".", exist_ok=True)
     tmp_path = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
     try:
         started = time.perf_counter()

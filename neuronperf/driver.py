@@ -65,7 +65,11 @@ class SweepSummary:
 
     @property
     def failed_rows(self) -> list:
-        return [r for r in self.rows if r.get("status") not in ("ok", None)]
+        return [r for r in self.rows if r.get("status") in ("error", "timeout")]
+
+    @property
+    def not_measured(self) -> int:
+        return sum(1 for r in self.rows if r.get("status") == "skipped")
 
     @property
     def exit_code(self) -> int:
@@ -132,6 +136,7 @@ class SweepState:
         self.versions = version_cache
         self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
         self.records = self.journal.runs() if self.journal.exists() else {}
+        self.compile_records = self.journal.compiles() if self.journal.exists() else {}
 
     def record_for(self, entry: RunEntry) -> Optional[dict]:
         return self.records.get(self.identities[entry])
@@ -170,10 +175,12 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     with OutputDirLock(str(output_dir)):
         if options.fresh:
             _remove_owned(output_dir)
-        return _run_locked(plan, output_dir, backend, options, observer)
+        return _run_locked(plan, spec.compile.jobs, output_dir, backend, options, observer)
 
 
-def _run_locked(plan: Plan, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer) -> SweepSummary:
+def _run_locked(
+    plan: Plan, spec_jobs: int, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer,
+) -> SweepSummary:
     from neuronperf.environment import capture_environment, check_compatible
 
     state = SweepState(plan, output_dir, backend)
@@ -195,15 +202,15 @@ def _run_locked(plan: Plan, output_dir: Path, backend: Backend, options: SweepOp
             rows[entry] = record["row"]
 
     def publish() -> None:
-        summary.rows = [rows[e] for e in plan.run_entries if e in rows]
+        # One row per planned entry at every moment: what is not measured yet says so.
+        summary.rows = [rows.get(e) or _not_measured_row(e) for e in plan.run_entries]
         results.write_results(str(output_dir), summary.rows)
 
     # Only the compile entries that still have something to run need an artifact.
     needed = [c for c in plan.compile_entries if any(r.compile == c for r in to_run)]
-    compiled = _compile(needed, plan, output_dir, state, observer, summary)
+    compiled = _compile(needed, spec_jobs, output_dir, state, observer, summary)
     _write_model_index(plan, output_dir, state, compiled)
     if options.compile_only:
-        publish()
         return summary
 
     from neuronperf.benchmark import task_for_entry
@@ -242,6 +249,13 @@ def _run_locked(plan: Plan, output_dir: Path, backend: Backend, options: SweepOp
     return summary
 
 
+def _not_measured_row(entry: RunEntry) -> dict:
+    return results.row_for_unrun(
+        entry, status="skipped", error="not measured yet: the sweep was interrupted or is still running",
+        model_name=entry.compile.model.name,
+    )
+
+
 def _needs_run(state: SweepState, entry: RunEntry, options: SweepOptions) -> bool:
     status = state.status_of(entry)
     if status == "todo":
@@ -250,10 +264,9 @@ def _needs_run(state: SweepState, entry: RunEntry, options: SweepOptions) -> boo
 
 
 def _compile(
-    needed: Sequence[CompileEntry], plan: Plan, output_dir: Path, state: SweepState,
+    needed: Sequence[CompileEntry], jobs: int, output_dir: Path, state: SweepState,
     observer: Observer, summary: SweepSummary,
 ) -> dict[CompileEntry, compile_stage.CompileResult]:
-    jobs = getattr(plan, "compile_jobs", 0)
 
     def on_result(result: compile_stage.CompileResult) -> None:
         state.journal.record_compile(
@@ -280,22 +293,21 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
     from neuronperf import model_index
     from neuronperf.plan import planned_index
 
-    index = planned_index(plan)
+    first = plan.compile_entries[0]
+    keys = [state.compile_keys[e] for e in plan.compile_entries]
+    index = planned_index(plan, state.backend.artifact_suffix(first.compiler), keys)
     for config, entry in zip(index["model_configs"], plan.compile_entries):
-        result = compiled.get(entry)
-        key = state.compile_keys[entry]
-        config["compile_key"] = key
         config["compiler"] = entry.compiler
         config["compiler_version"] = state.versions[entry.compiler]
-        if result is not None:
+        result = compiled.get(entry) or state.compile_records.get(state.compile_keys[entry])
+        if result is None:
+            config["status"] = "todo"
+        elif isinstance(result, compile_stage.CompileResult):
             config["status"] = result.status
             config["compile_s"] = result.compile_s
-            if result.artifact:
-                config["filename"] = result.artifact
-        else:
-            relpath = compile_stage.artifact_relpath(entry, state.backend, key)
-            if relpath:
-                config["filename"] = relpath
+        else:  # a journal record of an earlier run
+            config["status"] = result.get("status")
+            config["compile_s"] = result.get("compile_s")
     model_index.save(index, str(output_dir / "model_index.json"))
 
 

@@ -139,6 +139,7 @@ def _print_summary(summary: driver.SweepSummary, compile_only: bool) -> None:
     print(
         f"{plan.name}: {ok} ok, {len(summary.failed_rows)} failed, "
         f"{summary.reused} reused, {summary.ran} run"
+        + (f", {summary.not_measured} not measured" if summary.not_measured else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
     for row in summary.failed_rows:

@@ -1,0 +1,54 @@
+"""Model factories for the end-to-end sweep tests (resolved as "sweep_models.py:NAME")."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+
+class SleepyLinear(torch.nn.Module):
+    """A linear layer that also sleeps per call (eager only: tracing would drop the sleep)."""
+
+    def __init__(self, features: int, sleep_ms: float):
+        super().__init__()
+        self.linear = torch.nn.Linear(features, features)
+        self.sleep_s = sleep_ms / 1000.0
+
+    def forward(self, x):
+        time.sleep(self.sleep_s)
+        return self.linear(x)
+
+
+def sleepy(features: int = 8, sleep_ms: float = 5.0):
+    torch.manual_seed(0)
+    return SleepyLinear(features, sleep_ms).eval()
+
+
+class Raiser(torch.nn.Module):
+    def forward(self, x):
+        raise ValueError("bad input for this model")
+
+
+def raiser(**kwargs):
+    return Raiser()
+
+
+def slow_to_build(features: int = 8, build_s: float = 3.0):
+    """Builds slowly, so that a compile of it is long enough to be interrupted."""
+    time.sleep(build_s)
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(features, features), torch.nn.ReLU()).eval()
+
+
+def fast(features: int = 8):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(features, features), torch.nn.ReLU()).eval()
+
+
+def pid_marker(features: int = 8):
+    """Writes this process's pid next to the spec, to show that a model was loaded at all."""
+    with open(os.path.join(os.path.dirname(__file__), f"loaded-{os.getpid()}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    return fast(features)
