@@ -145,7 +145,7 @@ def test_a_factory_that_does_not_resolve_is_a_located_spec_error(tmp_path, cli):
         """)
     result = cli("run", str(spec))
     assert result.code == 2
-    assert f"{spec}:6:" in result.err and "models[0].factory" in result.err
+    assert result.err.startswith(f"{spec}:7:14: models[0].factory: ")
     assert "no_such_function" in result.err and "Traceback" not in result.err
 
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from neuronperf.errors import NeuronPerfError
+from neuronperf.errors import NeuronPerfError, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -52,8 +52,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args))
+    except SpecError as e:  # already one located line per problem: FILE:LINE:COL: key.path: ...
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except NeuronPerfError as e:
-        print(f"neuronperf: error: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
+        print(f"neuronperf: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("neuronperf: interrupted", file=sys.stderr)
