@@ -1,0 +1,401 @@
+"""AWS Neuron backends: torch-neuron (Inferentia 1), torch-neuronx (Inferentia 2 / Trainium) and
+tensorflow-neuron (TF2, Inferentia 1).
+
+Written against the SDKs' documented calls; the SDKs are imported only inside methods, and a
+missing one raises ``BackendUnavailable`` with its install command. neuronperf's own tests check
+this contract with stand-in SDK modules, since the SDK and its hardware are not available there.
+
+Compiler arguments (``compiler_args``) may be given as:
+
+- a list of strings, passed to the compiler as they are: ``["--fast-math", "none"]``;
+- one string, split like a shell command line: ``"--fast-math none"``;
+- a mapping ``{"args": <list or string as above>, "trace_kwargs": {...}}``, where
+  ``trace_kwargs`` are extra keyword arguments for the SDK's trace call.
+
+``pipeline_size > 1`` appends ``--neuroncore-pipeline-cores <pipeline_size>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
+
+from neuronperf.backends.base import Backend, arguments_of
+from neuronperf.backends.tensorflow_backend import (
+    call_model,
+    import_tensorflow,
+    tf_inputs,
+    tf_to_numpy,
+)
+from neuronperf.backends.torch_backend import (
+    InferenceCallable,
+    build_torch_module,
+    import_torch,
+    quiet_torchscript_deprecation,
+    tensors_to_numpy,
+    torch_inputs,
+)
+from neuronperf.entries import CompileEntry, thaw
+from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
+from neuronperf.factory import build_model
+
+NEURON_PIP_INDEX = "--extra-index-url=https://pip.repos.neuron.amazonaws.com"
+PIPELINE_FLAG = "--neuroncore-pipeline-cores"
+#: Where the Neuron tools package installs neuron-ls when it is not on PATH.
+NEURON_LS_FALLBACK = "/opt/aws/neuron/bin/neuron-ls"
+_NEURON_LS_TIMEOUT_S = 60
+
+
+# ---- compiler arguments and core assignment (pure) ----------------------------------------------
+
+
+def neuron_compiler_args(entry: CompileEntry) -> tuple[list[str], dict[str, Any]]:
+    """(compiler flags, extra trace keyword arguments) for ``entry``, pipeline flag included."""
+    raw = thaw(entry.compiler_args)
+    trace_kwargs: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"args", "trace_kwargs"})
+        if unknown:
+            raise UsageError(
+                f"{entry.id}: compiler_args key(s) {', '.join(unknown)} not understood by the Neuron "
+                f"backends; accepted: args (a list of flags or one string), trace_kwargs (a mapping)"
+            )
+        trace_kwargs = raw.get("trace_kwargs") or {}
+        if not isinstance(trace_kwargs, dict):
+            raise UsageError(f"{entry.id}: compiler_args.trace_kwargs must be a mapping, got {trace_kwargs!r}")
+        raw = raw.get("args")
+    args = _flag_list(entry.id, raw)
+    if any(a == PIPELINE_FLAG or a.startswith(PIPELINE_FLAG + "=") for a in args):
+        raise UsageError(
+            f"{entry.id}: compiler_args must not contain {PIPELINE_FLAG}; set the pipeline size with "
+            f"sweep.pipeline_sizes (neuronperf adds the flag)"
+        )
+    if entry.pipeline_size > 1:
+        args += [PIPELINE_FLAG, str(entry.pipeline_size)]
+    return args, trace_kwargs
+
+
+def _flag_list(entry_id: str, raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return shlex.split(raw)
+    if isinstance(raw, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in raw):
+        return [str(a) for a in raw]
+    raise UsageError(f"{entry_id}: Neuron compiler args must be a list of strings or one string, got {raw!r}")
+
+
+def neuron_core_range(copy_idx: int, pipeline_size: int) -> str:
+    """NEURON_RT_VISIBLE_CORES for model copy ``copy_idx``: ``pipeline_size`` cores of its own,
+    copies side by side from core 0 ("0", "1", ... or "0-3", "4-7", ...)."""
+    first = copy_idx * pipeline_size
+    return str(first) if pipeline_size == 1 else f"{first}-{first + pipeline_size - 1}"
+
+
+# ---- neuron-ls: counting NeuronCores and finding busy ones ---------------------------------------
+
+
+def neuron_ls() -> list[dict]:
+    """The devices that ``neuron-ls --json-output`` reports (one dict per Neuron device, with
+    ``nc_count`` and ``neuron_processes``), or ``BackendUnavailable`` when it cannot run."""
+    command = shutil.which("neuron-ls") or (NEURON_LS_FALLBACK if os.path.exists(NEURON_LS_FALLBACK) else None)
+    if command is None:
+        raise BackendUnavailable(
+            "cannot count NeuronCores: neuron-ls is not on PATH nor in /opt/aws/neuron/bin; it ships "
+            "with the Neuron tools (apt-get install aws-neuronx-tools, or aws-neuron-tools on Inferentia 1)"
+        )
+    try:
+        done = subprocess.run(
+            [command, "--json-output"], capture_output=True, text=True, timeout=_NEURON_LS_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BackendUnavailable(f"cannot count NeuronCores: running {command} failed: {e}") from e
+    if done.returncode != 0:
+        raise BackendUnavailable(
+            f"cannot count NeuronCores: {command} --json-output exited with {done.returncode}: {done.stderr.strip()}"
+        )
+    try:
+        devices = json.loads(done.stdout)
+    except json.JSONDecodeError as e:
+        raise BackendUnavailable(f"cannot count NeuronCores: {command} printed no JSON ({e})") from e
+    if not isinstance(devices, list) or not all(isinstance(d, dict) and isinstance(d.get("nc_count"), int) for d in devices):
+        raise BackendUnavailable(f"cannot count NeuronCores: unexpected {command} output: {done.stdout[:200]!r}")
+    return sorted(devices, key=lambda d: d.get("neuron_device", 0))
+
+
+def _core_owners(devices: list[dict]) -> dict[int, list[str]]:
+    """Global NeuronCore number -> the other processes ("pid 12 (python x.py)") using it.
+
+    neuron-ls lists processes per device, not per core, so every core of a device that another
+    process has open counts as busy: cautious, and right for the common case of one model server
+    per device."""
+    owners: dict[int, list[str]] = {}
+    first = 0
+    for device in devices:
+        others = [
+            f"pid {p.get('pid')} ({p.get('command', '?')})"
+            for p in device.get("neuron_processes") or []
+            if isinstance(p, dict) and p.get("pid") != os.getpid()
+        ]
+        for core in range(first, first + device["nc_count"]):
+            if others:
+                owners[core] = others
+        first += device["nc_count"]
+    return owners
+
+
+def _ranges(cores: list[int]) -> str:
+    spans: list[list[int]] = []
+    for core in sorted(cores):
+        if spans and core == spans[-1][1] + 1:
+            spans[-1][1] = core
+        else:
+            spans.append([core, core])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+# ---- the backends --------------------------------------------------------------------------------
+
+
+class _NeuronBackend(Backend):
+    """What the three Neuron backends share: SDK import, versions, core pinning and pre-flight."""
+
+    device_types = ("neuron",)
+    supports_pipeline = True
+    #: Module to import (``torch_neuronx``), its pip package, the compiler's pip package.
+    sdk_module: ClassVar[str]
+    sdk_package: ClassVar[str]
+    compiler_package: ClassVar[str]
+    hardware: ClassVar[str]
+
+    def import_sdk(self) -> Any:
+        """Import the SDK module, or raise ``BackendUnavailable`` with the install command."""
+        try:
+            return importlib.import_module(self.sdk_module)
+        except ImportError as e:
+            raise BackendUnavailable(
+                f"device_type neuron with framework {self.framework} and compiler {self.compilers[0]} "
+                f"({self.hardware}) needs {self.sdk_package}, which cannot be imported ({e}); "
+                f"install with: pip install {self.sdk_package} {NEURON_PIP_INDEX}"
+            ) from e
+
+    def check_available(self, device_type: str) -> None:
+        # Only the SDK: compiling for Neuron works on any machine; running needs NeuronCores,
+        # which ``preflight`` checks.
+        if device_type not in self.device_types:
+            raise BackendUnavailable(f"backend {self.name} serves device_type neuron only, not {device_type!r}")
+        self.import_sdk()
+
+    def compiler_version(self, compiler: str) -> str:
+        self._check_compiler(compiler)
+        module = self.import_sdk()
+        package = self.sdk_package.split("[")[0]  # "tensorflow-neuron[cc]" -> "tensorflow-neuron"
+        parts = [f"{package} {_version(package, module)}"]
+        compiler_version = _version(self.compiler_package, None)
+        if compiler_version != "unknown":
+            parts.append(f"{self.compiler_package} {compiler_version}")
+        return "; ".join(parts)
+
+    def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
+        return {"NEURON_RT_VISIBLE_CORES": neuron_core_range(copy_idx, pipeline_size)}
+
+    def device_count(self, device_type: str) -> int:
+        """The number of NeuronCores on this machine, from ``neuron-ls --json-output``."""
+        return sum(int(d["nc_count"]) for d in neuron_ls())
+
+    def preflight(self, device_type: str, cores_needed: int) -> None:
+        """Raise ``BackendUnavailable`` unless NeuronCores 0..cores_needed-1 exist and no other
+        process holds them (the cores that ``visible_devices_env`` hands out)."""
+        devices = neuron_ls()
+        total = sum(int(d["nc_count"]) for d in devices)
+        if cores_needed > total:
+            raise BackendUnavailable(f"this entry needs {cores_needed} NeuronCores; this machine has {total}")
+        owners = _core_owners(devices)
+        busy = [core for core in range(cores_needed) if core in owners]
+        if busy:
+            holders = sorted({who for core in busy for who in owners[core]})
+            which = f"NeuronCores {_ranges(busy)} are" if len(busy) > 1 else f"NeuronCore {busy[0]} is"
+            raise BackendUnavailable(
+                f"{which} in use (this entry needs cores {_ranges(list(range(cores_needed)))}) by "
+                f"{'; '.join(holders)}; stop those processes or lower n_models/pipeline_sizes"
+            )
+
+    def _check_compiler(self, compiler: str) -> None:
+        if compiler not in self.compilers:
+            raise UsageError(f"backend {self.name} has no compiler {compiler!r}; choose: {', '.join(self.compilers)}")
+
+    def _require_path(self, entry: CompileEntry, artifact_path: Optional[Path]) -> Path:
+        if artifact_path is None:
+            raise CompileFailed(entry.id, f"backend {self.name} needs an artifact path")
+        return artifact_path
+
+
+class _TorchNeuronBase(_NeuronBackend):
+    framework = "torch"
+
+    def load(self, entry: CompileEntry, artifact_path: Optional[Path], device_id: int) -> Callable[..., Any]:
+        # device_id is not used: the Neuron runtime places the model on the cores that
+        # NEURON_RT_VISIBLE_CORES (set by visible_devices_env) makes visible.
+        self._check_compiler(entry.compiler)
+        if artifact_path is None or not os.path.isfile(artifact_path):
+            raise ModelLoadError(f"{entry.id}: artifact not found: {artifact_path}")
+        torch = import_torch()
+        self.import_sdk()  # registers the Neuron operators that the saved graph calls
+        with quiet_torchscript_deprecation():
+            module = torch.jit.load(str(artifact_path))
+        return InferenceCallable(module)
+
+    def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
+        return arguments_of(torch_inputs(entry, seed))
+
+    def to_numpy(self, output: Any) -> Any:
+        return tensors_to_numpy(output)
+
+    def _trace(self, entry: CompileEntry) -> tuple[Any, Any, tuple[Any, ...], list[str], dict[str, Any]]:
+        self._check_compiler(entry.compiler)
+        torch = import_torch()
+        sdk = self.import_sdk()
+        args, trace_kwargs = neuron_compiler_args(entry)
+        return torch, sdk, torch_inputs(entry), args, trace_kwargs
+
+
+class TorchNeuronBackend(_TorchNeuronBase):
+    """torch-neuron (Inferentia 1): ``torch.neuron.trace``, saved with ``.save(path)``."""
+
+    name = "torch-neuron"
+    compilers = ("neuron",)
+    sdk_module = "torch_neuron"
+    sdk_package = "torch-neuron"
+    compiler_package = "neuron-cc"
+    hardware = "Inferentia 1; Inferentia 2 and Trainium use torch-neuronx, compiler neuronx"
+
+    def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
+        path = self._require_path(entry, artifact_path)
+        torch, _, inputs, args, trace_kwargs = self._trace(entry)
+        model = build_torch_module(entry)
+        try:
+            with torch.no_grad():
+                # `import torch_neuron` registers the torch.neuron namespace.
+                traced = torch.neuron.trace(model, inputs, compiler_args=args, **trace_kwargs)
+        except Exception as e:  # any neuron-cc failure becomes this entry's recorded error
+            raise CompileFailed(entry.id, f"torch.neuron.trace failed: {type(e).__name__}: {e}") from e
+        traced.save(str(path))
+
+
+class TorchNeuronxBackend(_TorchNeuronBase):
+    """torch-neuronx (Inferentia 2 / Trainium): ``torch_neuronx.trace``, saved with
+    ``torch.jit.save``."""
+
+    name = "torch-neuronx"
+    compilers = ("neuronx",)
+    sdk_module = "torch_neuronx"
+    sdk_package = "torch-neuronx"
+    compiler_package = "neuronx-cc"
+    hardware = "Inferentia 2 / Trainium; Inferentia 1 uses torch-neuron, compiler neuron"
+
+    def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
+        path = self._require_path(entry, artifact_path)
+        torch, torch_neuronx, inputs, args, trace_kwargs = self._trace(entry)
+        model = build_torch_module(entry)
+        try:
+            with torch.no_grad():
+                traced = torch_neuronx.trace(model, inputs, compiler_args=args, **trace_kwargs)
+        except Exception as e:  # any neuronx-cc failure becomes this entry's recorded error
+            raise CompileFailed(entry.id, f"torch_neuronx.trace failed: {type(e).__name__}: {e}") from e
+        with quiet_torchscript_deprecation():
+            torch.jit.save(traced, str(path))
+
+
+class TensorFlowNeuronBackend(_NeuronBackend):
+    """tensorflow-neuron (TF2, Inferentia 1): ``tfn.trace(keras_model, example_inputs)``, saved
+    with ``.save(folder)``, loaded with ``tf.keras.models.load_model`` (``tf.saved_model.load``
+    where Keras refuses the folder). Compiler flags go to
+    neuron-cc through the ``NEURON_CC_FLAGS`` environment variable (``tfn.trace`` takes none)."""
+
+    name = "tensorflow-neuron"
+    framework = "tensorflow"
+    compilers = ("neuron",)
+    sdk_module = "tensorflow.neuron"
+    sdk_package = "tensorflow-neuron[cc]"
+    compiler_package = "neuron-cc"
+    hardware = "Inferentia 1"
+
+    def artifact_suffix(self, compiler: str) -> Optional[str]:
+        self._check_compiler(compiler)
+        return ""  # a SavedModel folder
+
+    def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
+        self._check_compiler(entry.compiler)
+        path = self._require_path(entry, artifact_path)
+        tfn = self.import_sdk()
+        args, trace_kwargs = neuron_compiler_args(entry)
+        model = build_model(entry.model)
+        inputs = tf_inputs(entry)
+        try:
+            with _neuron_cc_flags(args):
+                traced = tfn.trace(model, _trace_example(model, inputs), **trace_kwargs)
+        except Exception as e:  # any neuron-cc failure becomes this entry's recorded error
+            raise CompileFailed(entry.id, f"tfn.trace failed: {type(e).__name__}: {e}") from e
+        traced.save(str(path))
+
+    def load(self, entry: CompileEntry, artifact_path: Optional[Path], device_id: int) -> Callable[..., Any]:
+        self._check_compiler(entry.compiler)
+        if artifact_path is None or not os.path.isdir(artifact_path):
+            raise ModelLoadError(f"{entry.id}: SavedModel folder not found: {artifact_path}")
+        tf = import_tensorflow()
+        self.import_sdk()  # registers the Neuron op that the SavedModel calls
+        try:
+            model = tf.keras.models.load_model(str(artifact_path))
+        except (ValueError, OSError):
+            # Keras 3 loads only .keras files; a SavedModel folder still loads through TF itself.
+            model = tf.saved_model.load(str(artifact_path))
+        return lambda *inputs: call_model(model, inputs)
+
+    def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
+        return arguments_of(tf_inputs(entry, seed))
+
+    def to_numpy(self, output: Any) -> Any:
+        return tf_to_numpy(output)
+
+
+def _trace_example(model: Any, inputs: tuple[Any, ...]) -> Any:
+    # tfn.trace calls func(example) for a tensor or a list and func(*example) for a tuple:
+    # pick the form that matches how call_model calls the model.
+    from neuronperf.backends.tensorflow_backend import is_keras_model
+
+    if is_keras_model(model):
+        return inputs[0] if len(inputs) == 1 else list(inputs)
+    return tuple(inputs)
+
+
+@contextlib.contextmanager
+def _neuron_cc_flags(args: list[str]) -> Iterator[None]:
+    """Append ``args`` to NEURON_CC_FLAGS for the duration of a tfn.trace call."""
+    before = os.environ.get("NEURON_CC_FLAGS")
+    if args:
+        os.environ["NEURON_CC_FLAGS"] = " ".join(filter(None, [before, shlex.join(args)]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NEURON_CC_FLAGS", None)
+        else:
+            os.environ["NEURON_CC_FLAGS"] = before
+
+
+def _version(package: str, module: Any) -> str:
+    """The installed version of ``package``; the module's ``__version__`` when the package has no
+    metadata (a source checkout); "unknown" when neither is known."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return str(getattr(module, "__version__", "unknown"))
