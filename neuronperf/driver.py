@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from neuronperf import compile_stage
-from neuronperf import results
+from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash
@@ -168,7 +167,6 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     spec, plan = load_plan(spec_path)
     check_factories(spec, plan)
     backend = _backend_for(plan)
-    backend.check_available(plan.compile_entries[0].device_type)
 
     output_dir = Path(plan.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -206,47 +204,71 @@ def _run_locked(
         summary.rows = [rows.get(e) or _not_measured_row(e) for e in plan.run_entries]
         results.write_results(str(output_dir), summary.rows)
 
-    # Only the compile entries that still have something to run need an artifact.
-    needed = [c for c in plan.compile_entries if any(r.compile == c for r in to_run)]
-    compiled = _compile(needed, spec_jobs, output_dir, state, observer, summary)
-    _write_model_index(plan, output_dir, state, compiled)
-    if options.compile_only:
-        return summary
-
-    from neuronperf.benchmark import task_for_entry
-    from neuronperf.executors import get_executor
-
+    if to_run or options.compile_only:
+        # Checked only when there is work: a resume with nothing to do need not import torch.
+        backend.check_available(plan.compile_entries[0].device_type)
     try:
-        with get_executor("local") as executor:
-            for position, entry in enumerate(to_run, 1):
-                observer.run_started(entry, position, len(to_run))
-                result = compiled[entry.compile]
-                identity = state.identities[entry]
-                model_filename = result.artifact or entry.compile.model.factory
-                if not result.ok:
-                    row = results.row_for_unrun(
-                        results.RowConfig.from_run_entry(entry), status="error",
-                        error=f"compile failed: {result.error}" + (f" (log: {result.log_file})" if result.log_file else ""),
-                        model_name=entry.compile.model.name, model_filename=model_filename,
-                    )
-                    samples_file = None
-                else:
-                    artifact = str(output_dir / result.artifact) if result.artifact else None
-                    measurement = executor.measure(task_for_entry(entry, backend.name, artifact))
-                    samples_file = results.save_samples(str(output_dir), entry.id, identity, measurement)
-                    row = results.report_row(
-                        results.RowConfig.from_run_entry(entry), measurement,
-                        model_name=entry.compile.model.name, model_filename=model_filename,
-                    )
-                state.journal.record_run(identity, entry.id, row, samples_file=samples_file)
-                rows[entry] = row
-                summary.ran += 1
-                publish()
-                observer.run_finished(entry, row)
+        # Only the compile entries that still have something to run need an artifact.
+        # (`neuronperf compile` asks for every artifact.)
+        pending = {r.compile for r in to_run}
+        needed = [c for c in plan.compile_entries if options.compile_only or c in pending]
+        compiled = _compile(needed, spec_jobs, output_dir, state, observer, summary)
+        _write_model_index(plan, output_dir, state, compiled)
+        if options.compile_only:
+            return summary
+        if to_run:
+            _preflight(backend, to_run)
+            _measure_all(to_run, compiled, state, observer, summary, rows, publish)
     except KeyboardInterrupt:
         summary.interrupted = True
-    publish()
+    if not options.compile_only:
+        publish()
     return summary
+
+
+def _preflight(backend: Backend, to_run: Sequence[RunEntry]) -> None:
+    """Fail before measuring anything if the device cannot host the largest entry (Neuron:
+    too few or busy NeuronCores). Backends without such a check skip it."""
+    check = getattr(backend, "preflight", None)
+    if check is not None:
+        device_type = to_run[0].compile.device_type
+        check(device_type, max(e.n_models * e.compile.pipeline_size for e in to_run))
+
+
+def _measure_all(
+    to_run: Sequence[RunEntry], compiled: dict, state: SweepState, observer: Observer,
+    summary: SweepSummary, rows: dict, publish: Any,
+) -> None:
+    """Benchmark each entry in turn; journal and publish each result as soon as it exists."""
+    from neuronperf.benchmark_stage import task_for_entry
+    from neuronperf.executors import get_executor
+
+    output_dir = state.output_dir
+    with get_executor("local") as executor:
+        for position, entry in enumerate(to_run, 1):
+            observer.run_started(entry, position, len(to_run))
+            result = compiled[entry.compile]
+            identity = state.identities[entry]
+            model_filename = result.artifact or entry.compile.model.factory
+            samples_file = None
+            if not result.ok:
+                log = f" (log: {result.log_file})" if result.log_file else ""
+                row = results.row_for_unrun(
+                    entry, status="error", error=f"compile failed: {result.error}{log}",
+                    model_name=entry.compile.model.name, model_filename=model_filename,
+                )
+            else:
+                artifact = str(output_dir / result.artifact) if result.artifact else None
+                measurement = executor.measure(task_for_entry(entry, state.backend.name, artifact))
+                samples_file = results.save_samples(str(output_dir), entry.id, identity, measurement)
+                row = results.report_row(
+                    entry, measurement, model_name=entry.compile.model.name, model_filename=model_filename,
+                )
+            state.journal.record_run(identity, entry.id, row, samples_file=samples_file)
+            rows[entry] = row
+            summary.ran += 1
+            publish()
+            observer.run_finished(entry, row)
 
 
 def _not_measured_row(entry: RunEntry) -> dict:

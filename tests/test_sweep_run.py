@@ -209,3 +209,29 @@ def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path):
     finally:
         first.terminate()
         first.communicate(timeout=60)
+
+
+def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        version: 1
+        framework: torch
+        device_type: cpu
+        compiler: eager
+        output_dir: {tmp_path / 'out'}
+        models:
+          - name: marked
+            factory: "sweep_models.py:pid_marker"
+            inputs: [{{shape: [8]}}]
+        sweep: {{n_models: [1, 2]}}
+        benchmark: {{duration: 0.3, warmup: {{calls: 2}}}}
+        """)
+    first = run_cli("run", str(spec))
+    assert first.returncode == 0, first.stderr
+    markers = set(tmp_path.glob("loaded-*.pid"))
+    assert len(markers) == 3, "eager workers build the model: 1 + 2 copies"
+    started = time.monotonic()
+    again = run_cli("run", str(spec))
+    elapsed = time.monotonic() - started
+    assert again.returncode == 0 and "2 of 2 entries reused; running 0" in again.stderr
+    assert set(tmp_path.glob("loaded-*.pid")) == markers, "no model was loaded"
+    assert elapsed < 10, f"a rerun with nothing to do took {elapsed:.1f} s"

@@ -192,7 +192,14 @@ class TorchBackend(Backend):
 
     def compiler_version(self, compiler: str) -> str:
         self._check_compiler(compiler)
-        return f"torch {import_torch().__version__}"
+        # Package metadata, not `import torch`: a resumed sweep with nothing to do must not pay
+        # two seconds of torch import just to confirm that its artifacts are current.
+        try:
+            from importlib.metadata import version
+
+            return f"torch {version('torch')}"
+        except Exception:  # no metadata (a source build): ask torch itself
+            return f"torch {import_torch().__version__}"
 
     def artifact_suffix(self, compiler: str) -> Optional[str]:
         self._check_compiler(compiler)
