@@ -32,15 +32,16 @@ def compile(  # noqa: A001 - NeuronPerf's public name
 
 
 def benchmark(load_fn: Callable[..., Any], model_filename: str, inputs: Any, **kwargs: Any) -> list:
-    """Benchmark a model that ``load_fn(model_filename, device_id=int)`` loads in each worker."""
+    """Benchmark a model that ``load_fn(model_filename, device_id=int)`` loads in each worker
+    process (so ``load_fn`` must be a top-level function); return one report per configuration.
+
+    Takes the keyword arguments of ``neuronperf.torch.benchmark``; ``device_type`` defaults to
+    "cpu" (on "neuron" each copy is pinned to its own cores).
+    """
     from neuronperf.api import benchmark_loader
-    from neuronperf.benchmark import LoadFnLoader
 
     device_type = kwargs.pop("device_type", "cpu")
-    return benchmark_loader(
-        LoadFnLoader(load_fn=load_fn, filename=model_filename), model_filename, inputs,
-        device_type=device_type, **kwargs,
-    )
+    return benchmark_loader("load_fn", load_fn, model_filename, inputs, device_type=device_type, **kwargs)
 
 
 __all__ = [

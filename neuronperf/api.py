@@ -2,13 +2,15 @@
 
 ``neuronperf.torch``, ``neuronperf.tensorflow`` and ``neuronperf.cpu`` call into here with their
 framework; the top-level ``neuronperf.compile`` / ``neuronperf.benchmark`` take user functions.
-The same stages as a sweep do the work (``compile.compile_one``, ``benchmark.measure``,
-``results.report_row``): there is no second implementation.
+The same stages as a sweep do the work (``compile_stage.compile_one``, the benchmark stage's
+``BenchmarkTask`` run by an executor, ``results.report_row``): there is no second implementation.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 import secrets
 import string
@@ -27,13 +29,23 @@ from neuronperf.entries import (
     TensorSpec,
     freeze,
 )
-from neuronperf.errors import CompileFailed, UsageError
+from neuronperf.errors import BackendUnavailable, CompileFailed, NeuronPerfError, UsageError
 
 log = logging.getLogger("neuronperf")
 
-#: Seconds each configuration is measured when the caller does not say.
+#: Seconds each configuration is measured when the caller does not say (NeuronPerf's documented
+#: default; its code used 120).
 DEFAULT_DURATION = 60.0
-_DEFAULT_WORKERS = (1, 2)
+#: NeuronPerf's default worker threads per model copy.
+DEFAULT_WORKERS_PER_MODEL = (1, 2)
+
+
+def _stage() -> Any:
+    """The benchmark stage module. The one place this package's API imports it: the stage module
+    is imported only when something is measured (it is not needed to compile)."""
+    import importlib
+
+    return importlib.import_module("neuronperf.benchmark_stage")
 
 
 # ---- argument normalisation ---------------------------------------------------------------
@@ -42,6 +54,8 @@ _DEFAULT_WORKERS = (1, 2)
 def as_input_list(inputs: Any) -> list:
     """``inputs`` is one example input or a list of them (one per batch size). A tuple is ONE
     input holding several tensors (the model is called as ``model(*inputs)``)."""
+    if inputs is None:
+        raise UsageError("inputs is required: give one example input per batch size")
     if isinstance(inputs, list):
         if not inputs:
             raise UsageError("inputs is empty: give one example input per batch size")
@@ -54,22 +68,35 @@ def as_int_list(value: Any, name: str) -> Optional[list[int]]:
     if value is None:
         return None
     values = list(value) if isinstance(value, (list, tuple, range)) else [value]
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UsageError(f"{name}: {v!r} is not a positive integer")
     if not values:
         raise UsageError(f"{name} is empty")
-    return values
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise UsageError(f"{name}: {v!r} is not a positive integer")
+    if len(set(values)) != len(values):
+        raise UsageError(f"{name}: {values} lists a value twice")
+    return [int(v) for v in values]
+
+
+def _positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not ok or float(value) < 0 or (float(value) == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise UsageError(f"{name} must be {kind} number, got {value!r}")
+    return float(value)
 
 
 def batch_dim(example: Any) -> int:
     """The batch size of an example input: the first dimension of its first tensor."""
     first = example[0] if isinstance(example, (tuple, list)) and example else example
     if isinstance(first, dict):
-        first = next(iter(first.values()))
+        first = next(iter(first.values()), None)
     shape = getattr(first, "shape", None)
     if not shape:
-        raise UsageError("cannot infer the batch size from an input without a shape; pass batch_sizes")
+        raise UsageError(
+            f"cannot infer the batch size from an input of type {type(first).__name__} without a "
+            "batch dimension; pass batch_sizes"
+        )
     return int(shape[0])
 
 
@@ -93,7 +120,19 @@ def tensor_specs(example: Any) -> tuple[TensorSpec, ...]:
     tensors = example if isinstance(example, (tuple, list)) else (example,)
     specs = []
     for t in tensors:
-        array = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        if hasattr(t, "detach"):
+            array = t.detach().cpu()
+            # numpy has no bfloat16: its shape and range survive a float32 view
+            array = (array.float() if str(array.dtype) == "torch.bfloat16" else array).numpy()
+        elif hasattr(t, "shape") and hasattr(t, "dtype"):
+            array = np.asarray(t)
+        else:
+            raise UsageError(
+                f"an example input holds a {type(t).__name__}, not a tensor or array; compile "
+                "needs tensors (a tuple of them for a model with several arguments, in argument order)"
+            )
+        if array.ndim == 0:
+            raise UsageError("an example input tensor has no batch dimension (it is a scalar)")
         dtype = str(getattr(t, "dtype", array.dtype)).replace("torch.", "")
         low = high = None
         if array.dtype.kind in "iub" and array.size:
@@ -104,6 +143,47 @@ def tensor_specs(example: Any) -> tuple[TensorSpec, ...]:
 
 
 # ---- compile ------------------------------------------------------------------------------
+
+
+def choose_backend(framework: str, device_type: str, compiler: Optional[str] = None) -> Any:
+    """The backend for ``framework`` on ``device_type``. Without a named compiler, the first one
+    whose SDK is installed: on Neuron, torch-neuronx, else torch-neuron (NeuronPerf users on
+    Inferentia 1 call ``neuronperf.torch.compile`` with torch-neuron installed)."""
+    from neuronperf.backends import find_backend, get_backend, registered_backends
+
+    if compiler is not None:
+        backend = find_backend(framework, device_type, compiler)
+        backend.check_available(device_type)
+        return backend
+    first_error: Optional[BackendUnavailable] = None
+    for name in registered_backends():
+        try:
+            backend = get_backend(name)
+        except ImportError:  # a broken third-party plug-in must not hide the built-ins
+            continue
+        if backend.framework != framework or device_type not in backend.device_types:
+            continue
+        try:
+            backend.check_available(device_type)
+        except BackendUnavailable as e:
+            first_error = first_error or e
+            continue
+        return backend
+    if first_error is not None:
+        raise first_error
+    raise BackendUnavailable(f"no backend serves framework {framework!r} on device_type {device_type!r}")
+
+
+def _compiler_args(compiler_args: Any) -> Any:
+    """NeuronPerf passed compiler_args to the compiler as they were (a list of flags or one
+    string); a mapping is a backend's own options (e.g. ``{"freeze": False}`` for TorchScript)."""
+    if compiler_args is None:
+        return freeze({})
+    if isinstance(compiler_args, dict):
+        return freeze(compiler_args)
+    if isinstance(compiler_args, (list, tuple, str)):
+        return freeze({"args": list(compiler_args) if not isinstance(compiler_args, str) else compiler_args})
+    raise UsageError(f"compiler_args must be a list of flags, a string or a mapping, got {type(compiler_args).__name__}")
 
 
 def compile_model(
@@ -119,21 +199,24 @@ def compile_model(
     device_type: str = "neuron",
     compiler: Optional[str] = None,
 ) -> str:
-    """Compile ``model`` once per (batch size x pipeline size); write a model index; return its path.
+    """Compile ``model`` once per (batch size x pipeline size) in this process; write a model
+    index; return its path.
 
     A configuration that fails to compile is logged and left out of the index, and the others
-    go on; if every one fails, ``CompileFailed`` says why.
+    go on (as in NeuronPerf); if every one fails, ``CompileFailed`` says why. A wrong argument
+    (``UsageError``) or a missing SDK (``BackendUnavailable``) is raised at once.
     """
-    from neuronperf.backends import find_backend
     from neuronperf.compile_stage import compile_one
     from neuronperf.factory import register_in_memory
 
+    if model is None:
+        raise UsageError("model is required")
     examples = as_input_list(inputs)
     sizes = paired_batch_sizes(examples, batch_sizes)
+    specs = [tensor_specs(x) for x in examples]
     pipelines = as_int_list(pipeline_sizes if pipeline_sizes is not None else 1, "pipeline_sizes") or [1]
-    backend = find_backend(framework, device_type, compiler)
+    backend = choose_backend(framework, device_type, compiler)
     compiler = compiler or backend.default_compiler(device_type)
-    backend.check_available(device_type)
     if max(pipelines) > 1 and not backend.supports_pipeline:
         raise UsageError(f"pipeline_sizes > 1 need a pipelining compiler; {backend.name}/{compiler} has none")
     suffix = backend.artifact_suffix(compiler)
@@ -144,38 +227,42 @@ def compile_model(
         )
     name = model_name or type(model).__name__.lower()
     ref = register_in_memory(model, name)
-    args = freeze(compiler_args if isinstance(compiler_args, dict) else {"args": compiler_args} if compiler_args else {})
+    args = _compiler_args(compiler_args)
     os.makedirs(models_dir, exist_ok=True)
     version = backend.compiler_version(compiler)
+    # The backend puts the model in eval mode to trace it; the caller's model keeps its mode.
+    was_training = getattr(model, "training", None)
 
     configs, failures = [], []
-    for input_idx, (example, batch_size) in enumerate(zip(examples, sizes)):
-        for pipeline_size in pipelines:
-            entry = CompileEntry(
-                model=ref, params=(), inputs=tensor_specs(example), batch_size=batch_size,
-                pipeline_size=pipeline_size, framework=framework, device_type=device_type,
-                compiler=compiler, compiler_args=args, input_idx=input_idx,
-            )
-            path = os.path.abspath(os.path.join(models_dir, f"{name}_b{batch_size}_p{pipeline_size}_{_token()}{suffix}"))
-            log.info("compiling %s batch_size=%d pipeline_size=%d", name, batch_size, pipeline_size)
-            try:
-                compile_s = compile_one(backend, entry, path)
-            except Exception as e:  # one configuration's failure must not lose the others
-                log.error("compiling %s batch_size=%d pipeline_size=%d failed: %s: %s",
-                          name, batch_size, pipeline_size, type(e).__name__, e)
-                failures.append(f"bs{batch_size}-p{pipeline_size}: {type(e).__name__}: {e}")
-                continue
-            configs.append(model_index.create(
-                path, input_idx=input_idx, batch_size=batch_size, pipeline_size=pipeline_size,
-                compile_s=round(compile_s, 3), model_name=name, framework=framework,
-                device_type=device_type, compiler=compiler, compiler_version=version,
-            ))
-    if not configs:
-        raise CompileFailed(name, "every configuration failed to compile: " + "; ".join(failures))
-    index = configs[0]
-    for extra in configs[1:]:
-        index["model_configs"] += extra["model_configs"]
-    return model_index.save(index, filename)
+    try:
+        for input_idx, (spec, batch_size) in enumerate(zip(specs, sizes)):
+            for pipeline_size in pipelines:
+                entry = CompileEntry(
+                    model=ref, params=(), inputs=spec, batch_size=batch_size,
+                    pipeline_size=pipeline_size, framework=framework, device_type=device_type,
+                    compiler=compiler, compiler_args=args, input_idx=input_idx,
+                )
+                path = os.path.abspath(os.path.join(
+                    models_dir, f"{name}_b{batch_size}_p{pipeline_size}_{_token()}{suffix}"))
+                log.info("compiling %s batch_size=%d pipeline_size=%d", name, batch_size, pipeline_size)
+                try:
+                    compile_s = compile_one(backend, entry, path)
+                except (UsageError, BackendUnavailable):
+                    raise  # the same mistake would fail every configuration: say it once
+                except Exception as e:  # one configuration's failure must not lose the others
+                    log.error("compiling %s batch_size=%d pipeline_size=%d failed: %s: %s",
+                              name, batch_size, pipeline_size, type(e).__name__, e)
+                    failures.append(f"bs{batch_size}-p{pipeline_size}: {type(e).__name__}: {e}")
+                    continue
+                configs.append(model_index.create(
+                    path, input_idx=input_idx, batch_size=batch_size, pipeline_size=pipeline_size,
+                    compile_s=round(compile_s, 3), model_name=name, framework=framework,
+                    device_type=device_type, compiler=compiler, compiler_version=version,
+                ))
+    finally:
+        if was_training is not None and hasattr(model, "train"):
+            model.train(was_training)
+    return _save_index(configs, failures, name, filename)
 
 
 def compile_with_function(
@@ -192,6 +279,8 @@ def compile_with_function(
 ) -> str:
     """The generic ``neuronperf.compile``: ``compile_fn(model, example_input, filename,
     batch_size=, pipeline_size=, compiler_args=)`` writes each artifact; we time it and index it."""
+    if not callable(compile_fn):
+        raise UsageError(f"compile_fn must be callable, got {type(compile_fn).__name__}")
     examples = as_input_list(inputs)
     sizes = paired_batch_sizes(examples, batch_sizes)
     pipelines = as_int_list(pipeline_sizes if pipeline_sizes is not None else 1, "pipeline_sizes") or [1]
@@ -209,15 +298,25 @@ def compile_with_function(
                 log.error("compile_fn failed for batch_size=%d pipeline_size=%d: %s", batch_size, pipeline_size, e)
                 failures.append(f"bs{batch_size}-p{pipeline_size}: {type(e).__name__}: {e}")
                 continue
+            compile_s = time.perf_counter() - started
             if not os.path.exists(path):
                 failures.append(f"bs{batch_size}-p{pipeline_size}: compile_fn wrote no file at {path}")
                 continue
             configs.append(model_index.create(
                 path, input_idx=input_idx, batch_size=batch_size, pipeline_size=pipeline_size,
-                compile_s=round(time.perf_counter() - started, 3), model_name=name,
+                compile_s=round(compile_s, 3), model_name=name,
             ))
+    return _save_index(configs, failures, name, filename)
+
+
+def _save_index(configs: list, failures: list[str], name: str, filename: Optional[str]) -> str:
     if not configs:
         raise CompileFailed(name, "every configuration failed to compile: " + "; ".join(failures))
+    if failures:
+        warnings.warn(
+            f"{len(failures)} configuration(s) of {name} failed to compile and are not in the "
+            f"index: {'; '.join(failures)}", stacklevel=4,
+        )
     index = configs[0]
     for extra in configs[1:]:
         index["model_configs"] += extra["model_configs"]
@@ -233,22 +332,37 @@ def _token() -> str:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """One model artifact (or loader) to benchmark, with its example input."""
 
-    loader: Any  # benchmark.ModelLoader
+    loader: Any  # a benchmark-stage ModelLoader
     example: Any
     batch_size: int
     pipeline_size: int
     filename: str
+    model_name: str
+    #: A Neuron backend checks that the copies' cores are free before each configuration.
+    preflight: Optional[Callable[[str, int], None]] = None
+
+
+def config_grid(n_models: Any, workers_per_model: Any, device_count: Callable[[], int],
+                pipeline_size: int = 1) -> list[tuple[int, int]]:
+    """The (n_models, workers_per_model) pairs measured for one artifact. NeuronPerf's defaults:
+    workers ``[1, 2]`` x copies ``[1, MAX]``, MAX being how many copies of ``pipeline_size``
+    devices fit (``device_count`` is asked only when needed: on Neuron it runs neuron-ls)."""
+    workers = as_int_list(workers_per_model, "workers_per_model") or list(DEFAULT_WORKERS_PER_MODEL)
+    copies = as_int_list(n_models, "n_models")
+    if copies is None:
+        most = max(1, device_count() // pipeline_size)
+        copies = sorted({1, most})
+    return [(n, w) for n in copies for w in workers]
 
 
 def benchmark_targets(
-    targets: Sequence[_Target],
+    targets: Sequence[Target],
     *,
     device_type: str,
-    device_count: int,
-    model_name: str,
+    device_count: Callable[[], int],
     duration: Optional[float] = None,
     n_models: Any = None,
     workers_per_model: Any = None,
@@ -265,57 +379,69 @@ def benchmark_targets(
     timeout: Optional[float] = None,
     peak_window_s: float = 1.0,
 ) -> list[dict]:
-    """Measure every target x n_models x workers_per_model; return report dicts (or raw results)."""
-    from neuronperf.benchmark import BenchmarkTask
+    """Measure every target x n_models x workers_per_model; return report dicts (or raw results).
+
+    Every configuration gets a report, failed ones too (``status`` and ``error`` say why)."""
     from neuronperf.executors import get_executor
     from neuronperf.reporting import raw_result
     from neuronperf.results import RowConfig, report_row
 
-    duration = DEFAULT_DURATION if duration is None else float(duration)
-    if duration <= 0:
-        raise UsageError(f"duration must be positive, got {duration}")
-    workers = as_int_list(workers_per_model, "workers_per_model") or list(_DEFAULT_WORKERS)
+    stage = _stage()
+    duration = DEFAULT_DURATION if duration is None else _positive_number(duration, "duration")
+    if cost_per_hour is not None:
+        cost_per_hour = _positive_number(cost_per_hour, "cost_per_hour", allow_zero=True)
+    if max_infers is not None:
+        max_infers = (as_int_list(max_infers, "max_infers") or [0])[0]
     settings = BenchmarkSettings(
-        duration=duration, max_infers=max_infers, warmup_calls=warmup_calls, warmup_s=warmup_s,
-        timeout=timeout if timeout is not None else max(300.0, 2 * duration + 120.0),
-        peak_window_s=peak_window_s,
+        duration=duration, max_infers=max_infers,
+        warmup_calls=int(_positive_number(warmup_calls, "warmup_calls", allow_zero=True)),
+        warmup_s=_positive_number(warmup_s, "warmup_s", allow_zero=True),
+        timeout=_positive_number(timeout, "timeout") if timeout is not None else max(300.0, 2 * duration + 120.0),
+        peak_window_s=_positive_number(peak_window_s, "peak_window_s"),
     )
+    # Expand every configuration first: a bad n_models fails before anything is measured.
+    planned = [(t, n, w) for t in targets
+               for n, w in config_grid(n_models, workers_per_model, device_count, t.pipeline_size)]
     reports = []
     with get_executor("local") as executor:
-        for target in targets:
-            most = max(1, device_count // target.pipeline_size)
-            copies = as_int_list(n_models, "n_models") or sorted({1, most})
-            for n in copies:
-                for w in workers:
-                    entry_id = f"{model_name}-bs{target.batch_size}-p{target.pipeline_size}-m{n}-w{w}"
-                    task = BenchmarkTask(
-                        entry_id=entry_id, loader=target.loader, batch_size=target.batch_size,
-                        pipeline_size=target.pipeline_size, n_models=n, workers_per_model=w,
-                        settings=settings, device_type=device_type, inputs=target.example,
-                        env_setup_fn=env_setup_fn, setup_fn=setup_fn,
-                        preprocess_fn=preprocess_fn, postprocess_fn=postprocess_fn,
-                    )
-                    log.info("benchmarking %s for %.1f s", entry_id, duration)
-                    measurement: Measurement = executor.measure(task)
-                    config = RowConfig(
-                        id=entry_id, batch_size=target.batch_size, n_models=n, workers_per_model=w,
-                        pipeline_size=target.pipeline_size, device_type=device_type,
-                        peak_window_s=peak_window_s, model_name=model_name,
-                        input_shapes=tuple(s.shape for s in _specs_or_empty(target.example)),
-                    )
-                    if return_timers:
-                        reports.append(raw_result(
-                            config, measurement, model_name=model_name, model_filename=target.filename,
-                            instance_type=instance_type, cost_per_hour=cost_per_hour,
-                        ))
-                    else:
-                        reports.append(report_row(
-                            config, measurement, model_name=model_name, model_filename=target.filename,
-                            instance_type=instance_type, cost_per_hour=cost_per_hour,
-                        ))
-                    if measurement.status != "ok":
-                        log.error("%s: %s: %s", entry_id, measurement.status, measurement.error)
+        for target, n, w in planned:
+            entry_id = f"{target.model_name}-bs{target.batch_size}-p{target.pipeline_size}-m{n}-w{w}"
+            task = stage.BenchmarkTask(
+                entry_id=entry_id, loader=target.loader, batch_size=target.batch_size,
+                pipeline_size=target.pipeline_size, n_models=n, workers_per_model=w,
+                settings=settings, device_type=device_type, inputs=target.example,
+                env_setup_fn=env_setup_fn, setup_fn=setup_fn,
+                preprocess_fn=preprocess_fn, postprocess_fn=postprocess_fn,
+            )
+            measurement = _measure(executor, stage, task, target, n)
+            config = RowConfig(
+                id=entry_id, batch_size=target.batch_size, n_models=n, workers_per_model=w,
+                pipeline_size=target.pipeline_size, device_type=device_type,
+                peak_window_s=settings.peak_window_s, model_name=target.model_name,
+                input_shapes=tuple(s.shape for s in _specs_or_empty(target.example)),
+            )
+            make = raw_result if return_timers else report_row
+            reports.append(make(
+                config, measurement, model_name=target.model_name, model_filename=target.filename,
+                instance_type=instance_type, cost_per_hour=cost_per_hour,
+            ))
+            if measurement.status != "ok":
+                log.error("%s: %s: %s", entry_id, measurement.status, measurement.error)
     return reports
+
+
+def _measure(executor: Any, stage: Any, task: Any, target: Target, n_copies: int) -> Measurement:
+    # A bad task (a lambda callback, an unpicklable input) raises UsageError before any worker
+    # starts; everything that goes wrong while measuring comes back as the Measurement's status.
+    stage.check_task(task)
+    if target.preflight is not None:
+        try:
+            target.preflight(task.device_type, n_copies * target.pipeline_size)
+        except BackendUnavailable as e:  # busy or too few cores: this configuration's row says so
+            return Measurement(status="error", error=f"pre-flight: {e}")
+    log.info("benchmarking %s for %.1f s", task.entry_id, task.settings.duration)
+    measurement: Measurement = executor.measure(task)
+    return measurement
 
 
 def _specs_or_empty(example: Any) -> tuple[TensorSpec, ...]:
@@ -341,11 +467,15 @@ def benchmark_artifacts(
     With an index, ``batch_sizes``/``pipeline_sizes`` filter it, and each artifact gets the
     input at its config's ``input_idx``.
     """
-    from neuronperf.backends import find_backend
-    from neuronperf.benchmark import BackendLoader
-
+    if not isinstance(model_filename_or_index, (str, os.PathLike)):
+        raise UsageError(
+            f"model_filename_or_index must be the path of a model file or a model index, got "
+            f"{type(model_filename_or_index).__name__}"
+        )
+    options = _benchmark_options(options)
     examples = as_input_list(inputs)
     path = os.fspath(model_filename_or_index)
+    pairs: list[tuple[dict, str, Any]] = []
     if path.endswith(".json"):
         index = model_index.load(path)
         criteria = {}
@@ -353,16 +483,18 @@ def benchmark_artifacts(
             criteria["batch_size"] = as_int_list(batch_sizes, "batch_sizes")
         if pipeline_sizes is not None:
             criteria["pipeline_size"] = as_int_list(pipeline_sizes, "pipeline_sizes")
-        configs = model_index.filter(index, **criteria)["model_configs"] if criteria else index["model_configs"]
+        configs = model_index.filter(path, **criteria)["model_configs"] if criteria else index["model_configs"]
         if not configs:
             raise UsageError(f"{path}: no model config matches {criteria}")
-        pairs = []
         for config in configs:
-            idx = int(config.get("input_idx", 0))
+            idx = config.get("input_idx", 0)
+            if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+                raise UsageError(f"{path}: config {config['filename']} has input_idx {idx!r}, not an index into inputs")
             if idx >= len(examples):
                 raise UsageError(
                     f"{path}: config {config['filename']} uses input_idx {idx}, but only "
-                    f"{len(examples)} inputs were given (pass the inputs in their compile-time order)"
+                    f"{len(examples)} input(s) were given (pass the inputs in their compile-time "
+                    "order, all of them, even when benchmarking a subset)"
                 )
             pairs.append((config, model_index.artifact_path(path, config), examples[idx]))
     else:
@@ -373,51 +505,83 @@ def benchmark_artifacts(
         pairs = [({"batch_size": b, "pipeline_size": pipelines[0], "input_idx": i}, os.path.abspath(path), x)
                  for i, (x, b) in enumerate(zip(examples, sizes))]
 
+    stage = _stage()
     targets = []
-    backend = None
+    backends = {}
     for config, artifact, example in pairs:
         if not os.path.exists(artifact):
             raise UsageError(f"model file not found: {artifact}")
-        backend = find_backend(framework, device_type,
-                               config.get("compiler") or compiler or _compiler_for_file(framework, device_type, artifact))
-        chosen = config.get("compiler") or compiler or backend.default_compiler(device_type)
+        chosen = config.get("compiler") or compiler or _compiler_for_file(framework, device_type, artifact)
+        if config.get("device_type") not in (None, device_type):
+            raise UsageError(
+                f"{artifact} was compiled for device_type {config['device_type']!r}; benchmark it with "
+                f"device_type={config['device_type']!r} (got {device_type!r})"
+            )
+        backend = choose_backend(framework, device_type, chosen)
+        backends[backend.name] = backend
+        chosen = chosen or backend.default_compiler(device_type)
         name = model_name or config.get("model_name") or os.path.splitext(os.path.basename(artifact))[0]
         entry = CompileEntry(
             model=ModelRef(name, artifact), params=(), inputs=_specs_or_empty(example),
             batch_size=int(config["batch_size"]), pipeline_size=int(config.get("pipeline_size", 1)),
             framework=framework, device_type=device_type, compiler=chosen,
         )
-        loader = BackendLoader(backend=backend.name, entry=entry, artifact_path=artifact)
-        targets.append(_Target(loader, example, entry.batch_size, entry.pipeline_size, artifact))
-    assert backend is not None
-    backend.check_available(device_type)
-    name = model_name or (targets[0].loader.entry.model.name if len(targets) == 1 else _index_name(path))
-    return benchmark_targets(
-        targets, device_type=device_type, device_count=backend.device_count(device_type),
-        model_name=name, **_benchmark_options(options),
-    )
+        loader = stage.BackendLoader(backend=backend.name, entry=entry, artifact_path=artifact)
+        targets.append(Target(loader, example, entry.batch_size, entry.pipeline_size, artifact, name,
+                              getattr(backend, "preflight", None)))
+    first = next(iter(backends.values()))
+    return benchmark_targets(targets, device_type=device_type, device_count=lambda: first.device_count(device_type),
+                             **options)
 
 
 def benchmark_loader(
-    loader: Any,
+    loader_kind: str,
+    target: Any,
     filename: str,
     inputs: Any,
     batch_sizes: Any = None,
     device_type: str = "cpu",
     model_name: Optional[str] = None,
+    pipeline_sizes: Any = None,
     **options: Any,
 ) -> list[dict]:
-    """``neuronperf.cpu.benchmark`` and ``neuronperf.benchmark``: a user class or load function."""
+    """``neuronperf.cpu.benchmark`` (``loader_kind`` "class": ``target()`` in each worker) and
+    ``neuronperf.benchmark`` ("load_fn": ``target(filename, device_id=i)`` in each worker)."""
+    if not callable(target):
+        what = "model class" if loader_kind == "class" else "load_fn"
+        raise UsageError(f"{what} must be callable, got {type(target).__name__}")
+    options = _benchmark_options(options)
+    stage = _stage()
+    loader = stage.factory_loader(target) if loader_kind == "class" else stage.LoadFnLoader(load_fn=target, filename=filename)
     examples = as_input_list(inputs)
     sizes = paired_batch_sizes(examples, batch_sizes)
-    pipeline = (as_int_list(options.pop("pipeline_sizes", None), "pipeline_sizes") or [1])[0]
-    targets = [_Target(loader, x, b, pipeline, filename) for x, b in zip(examples, sizes)]
-    count = os.cpu_count() or 1 if device_type == "cpu" else 1
-    return benchmark_targets(
-        targets, device_type=device_type, device_count=count,
-        model_name=model_name or os.path.splitext(os.path.basename(filename))[0],
-        **_benchmark_options(options),
-    )
+    pipelines = as_int_list(pipeline_sizes, "pipeline_sizes") or [1]
+    if len(pipelines) != 1:
+        raise UsageError("one model has one pipeline size: pass a single pipeline_sizes value")
+    preflight = _neuron_backend().preflight if device_type == "neuron" else None
+    name = model_name or os.path.splitext(os.path.basename(filename))[0]
+    targets = [Target(loader, x, b, pipelines[0], filename, name, preflight) for x, b in zip(examples, sizes)]
+    return benchmark_targets(targets, device_type=device_type, device_count=lambda: _device_count(device_type),
+                             **options)
+
+
+def _neuron_backend() -> Any:
+    # Counting and checking NeuronCores needs only neuron-ls, not an SDK: any Neuron backend does.
+    from neuronperf.backends import get_backend
+
+    return get_backend("torch-neuronx")
+
+
+def _device_count(device_type: str) -> int:
+    """MAX copies for a user's own model: one per NeuronCore or GPU; on CPU one per core,
+    since a user's model need not use more than one thread."""
+    if device_type == "neuron":
+        return int(_neuron_backend().device_count("neuron"))
+    if device_type == "cuda":
+        from neuronperf.backends import get_backend
+
+        return int(get_backend("torch").device_count("cuda"))
+    return os.cpu_count() or 1
 
 
 #: Arguments of the original API that this implementation accepts but does not need.
@@ -426,18 +590,30 @@ _IGNORED = {
     "multiinterpreter": "copies always run in their own processes",
     "stats_interval": "statistics come from every raw sample",
 }
+#: Keyword arguments ``benchmark_targets`` takes from the caller.
+_OPTIONS = (
+    "duration", "n_models", "workers_per_model", "env_setup_fn", "setup_fn", "preprocess_fn",
+    "postprocess_fn", "return_timers", "cost_per_hour", "instance_type", "max_infers",
+    "warmup_calls", "warmup_s", "timeout", "peak_window_s",
+)
 
 
 def _benchmark_options(options: dict) -> dict:
+    options = dict(options)
     verbosity = options.pop("verbosity", None)
     if verbosity is not None:
         from neuronperf.timer import set_verbosity
 
         set_verbosity(int(verbosity))
-    for name, why in _IGNORED.items():
-        value = options.pop(name, None)
-        if name in ("multiprocess",) and value is False or name == "multiinterpreter" and value:
-            warnings.warn(f"{name}={value!r} is ignored: {why}", stacklevel=3)
+    multiprocess = options.pop("multiprocess", True)
+    multiinterpreter = options.pop("multiinterpreter", False)
+    options.pop("stats_interval", None)
+    if multiprocess is False or multiinterpreter:
+        which = "multiprocess=False" if multiprocess is False else "multiinterpreter=True"
+        warnings.warn(f"{which} is ignored: {_IGNORED['multiprocess']}", stacklevel=4)
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise UsageError(f"benchmark() got unexpected arguments: {', '.join(unknown)}")
     return options
 
 
@@ -446,10 +622,6 @@ def _compiler_for_file(framework: str, device_type: str, path: str) -> Optional[
     if framework == "torch" and device_type in ("cpu", "cuda"):
         return {".pt2": "export"}.get(os.path.splitext(path)[1], "torchscript")
     return None
-
-
-def _index_name(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
 
 
 class FrameworkAPI:
@@ -480,14 +652,14 @@ class FrameworkAPI:
         """
         from neuronperf.timer import set_verbosity
 
+        if kwargs:
+            raise UsageError(f"compile() got unexpected arguments: {', '.join(sorted(kwargs))}")
         set_verbosity(verbosity)
-        self._reject_unknown(kwargs)
         return compile_model(
             self.framework, model, inputs, batch_sizes=batch_sizes, pipeline_sizes=pipeline_sizes,
             models_dir=models_dir, model_name=model_name, filename=filename,
             compiler_args=compiler_args, device_type=device_type, compiler=compiler,
         )
-
 
     def benchmark(
         self,
@@ -528,9 +700,8 @@ class FrameworkAPI:
         )
 
 
-    @staticmethod
-    def _reject_unknown(kwargs: dict) -> None:
-        if kwargs:
-            from neuronperf.errors import UsageError
-
-            raise UsageError(f"compile() got unexpected arguments: {', '.join(sorted(kwargs))}")
+__all__ = [
+    "DEFAULT_DURATION", "DEFAULT_WORKERS_PER_MODEL", "FrameworkAPI", "NeuronPerfError",
+    "benchmark_artifacts", "benchmark_loader", "choose_backend", "compile_model",
+    "compile_with_function", "config_grid",
+]

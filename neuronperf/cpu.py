@@ -16,13 +16,17 @@ def benchmark(model_class: Any, inputs: Any, *args: Any, **kwargs: Any) -> list:
 
     Accepts the keyword arguments of ``neuronperf.torch.benchmark`` (batch_sizes, duration,
     n_models, workers_per_model, the callbacks, return_timers, cost_per_hour, model_name...).
+    By default n_models is ``[1, number of CPU cores]``: a user's model need not use more than
+    one thread.
     """
-    from neuronperf.benchmark import factory_loader
-
-    if args:
-        kwargs = {**dict(zip(("batch_sizes", "duration"), args)), **kwargs}
-    kwargs.pop("device_type", None)
-    name = kwargs.pop("model_name", None) or getattr(model_class, "__name__", "model")
-    return api.benchmark_loader(
-        factory_loader(model_class), name, inputs, device_type="cpu", model_name=name, **kwargs
-    )
+    if len(args) > 2:
+        raise api.UsageError("cpu.benchmark takes at most batch_sizes and duration positionally")
+    for name, value in zip(("batch_sizes", "duration"), args):
+        if name in kwargs:
+            raise api.UsageError(f"cpu.benchmark got {name} twice")
+        kwargs[name] = value
+    device_type = kwargs.pop("device_type", "cpu")
+    if device_type != "cpu":
+        raise api.UsageError(f"neuronperf.cpu.benchmark runs on the CPU; device_type {device_type!r} is not allowed")
+    name = kwargs.pop("model_name", None) or getattr(model_class, "__name__", None) or "model"
+    return api.benchmark_loader("class", model_class, name, inputs, device_type="cpu", model_name=name, **kwargs)

@@ -65,7 +65,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
-    printer = ProgressPrinter(quiet=args.quiet)
+    printer = ProgressPrinter(quiet=args.quiet, compile_only=compile_only)
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: stop cleanly, keep results.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -83,8 +83,9 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 class ProgressPrinter(driver.Observer):
     """One line per finished compile and run entry, on stderr (stdout stays for results)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, compile_only: bool = False):
         self.quiet = quiet
+        self.compile_only = compile_only
         self.started = time.monotonic()
 
     def _say(self, text: str) -> None:
@@ -92,6 +93,9 @@ class ProgressPrinter(driver.Observer):
             print(text, file=sys.stderr, flush=True)
 
     def planned(self, plan: Plan, reused: int, to_run: int) -> None:
+        if self.compile_only:
+            self._say(f"{plan.name}: {len(plan.compile_entries)} compile entries")
+            return
         total = len(plan.run_entries)
         excluded = f", {plan.n_excluded} excluded" if plan.n_excluded else ""
         if reused:
