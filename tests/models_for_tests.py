@@ -1,0 +1,213 @@
+"""Models and callbacks with known behaviour, for benchmark tests and the harness benchmark.
+
+They live in a module (not in test files) so that worker processes can import them by name.
+Models that misbehave do it on purpose: raise, abort, hang, start a child and hang, hog memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+
+class SleepModel:
+    """Takes ``ms`` milliseconds per call; ``time.sleep`` releases the GIL, so threads overlap."""
+
+    def __init__(self, ms: float = 20.0):
+        self.seconds = ms / 1000.0
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(self.seconds)
+        return inputs[0] if inputs else None
+
+
+class NoOpModel:
+    """Returns its first input at once: what is left of a call's latency is the harness."""
+
+    def __call__(self, *inputs: Any) -> Any:
+        return inputs[0] if inputs else None
+
+
+class RaiseModel:
+    """Raises ``ValueError`` when built (``on="load"``) or on the ``after``-th call (``on="call"``)."""
+
+    def __init__(self, on: str = "call", after: int = 0):
+        if on == "load":
+            raise ValueError("weights are corrupt")
+        self.after = after
+        self.calls = 0
+
+    def __call__(self, *inputs: Any) -> Any:
+        self.calls += 1
+        if self.calls > self.after:
+            raise ValueError("model exploded on purpose")
+        return inputs[0]
+
+
+class AbortModel:
+    """Calls ``os.abort()`` (SIGABRT) on its first call, like a crashing native runtime."""
+
+    def __call__(self, *inputs: Any) -> Any:
+        os.abort()
+
+
+class SelfKillModel:
+    """Sends itself SIGKILL on its first call, as the out-of-memory killer would."""
+
+    def __call__(self, *inputs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ExitModel:
+    """Calls ``os._exit(code)`` while loading, like a library that exits the process."""
+
+    def __init__(self, code: int = 3):
+        os._exit(code)
+
+
+class HangModel:
+    """Never returns from a call (``on="call"``) or from loading (``on="load"``)."""
+
+    def __init__(self, on: str = "call", pid_file: Optional[str] = None):
+        if pid_file:
+            _append(pid_file, f"worker {os.getpid()}")
+        if on == "load":
+            time.sleep(3600)
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(3600)
+
+
+class SpawnChildThenHang:
+    """Starts a child process of its own when built, writes both pids to ``pid_file``, then
+    hangs on the first call: a timeout must kill the child too."""
+
+    def __init__(self, pid_file: str):
+        self.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        _append(pid_file, f"worker {os.getpid()}")
+        _append(pid_file, f"child {self.child.pid}")
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(3600)
+
+
+class PoolModel:
+    """Uses a ``multiprocessing`` pool of its own when built (as compilers and data loaders do)."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            self.value = pool.apply(abs, (-3,))
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(0.005)
+        return self.value
+
+
+class MemoryHog:
+    """Holds ``mb`` MiB of touched memory from the moment it is built."""
+
+    def __init__(self, mb: int = 200):
+        self.block = bytearray(mb * 1024 * 1024)
+        # bytearray zero pages may not be resident until written: touch one byte per page.
+        for i in range(0, len(self.block), 4096):
+            self.block[i] = 1
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(0.005)
+        return inputs[0]
+
+
+class EnvRecordingModel:
+    """Sleeps ``ms`` per call; when built, appends what it sees of the environment to ``log``."""
+
+    def __init__(self, log: str, ms: float = 5.0, names: tuple = ("NEURON_RT_VISIBLE_CORES", "NP_TEST_MARK")):
+        seen = " ".join(f"{n}={os.environ.get(n, '')}" for n in names)
+        _append(log, f"load pid={os.getpid()} {seen}")
+        self.seconds = ms / 1000.0
+
+    def __call__(self, *inputs: Any) -> Any:
+        time.sleep(self.seconds)
+        return inputs[0]
+
+
+# ---- a model and callbacks that check they are called in the right order -------------------
+
+
+class CallbackCheckingModel:
+    """Fails unless ``env_setup_fn`` ran before it was built, ``setup_fn`` ran after, and its
+    input went through ``preprocess_fn``; its output is marked for ``postprocess_fn`` to check."""
+
+    def __init__(self) -> None:
+        if "NP_TEST_ENV_SETUP" not in os.environ:
+            raise RuntimeError("env_setup_fn did not run before the model was built")
+        _log("load")
+        self.setup_done = False
+
+    def __call__(self, x: Any) -> Any:
+        if not self.setup_done:
+            raise RuntimeError("setup_fn did not run before the first call")
+        if not (isinstance(x, tuple) and x[0] == "preprocessed"):
+            raise RuntimeError(f"input did not go through preprocess_fn: {x!r}")
+        time.sleep(0.002)
+        return ("model-output", x[1])
+
+
+def env_setup_fn(copy_idx: int, config: dict) -> None:
+    os.environ["NP_TEST_ENV_SETUP"] = str(copy_idx)
+    _log(f"env_setup copy={copy_idx} batch={config['batch_size']} workers={config['workers_per_model']}")
+
+
+def setup_fn(copy_idx: int, config: dict, model: Any) -> None:
+    model.setup_done = True
+    _log(f"setup copy={copy_idx} model={type(model).__name__}")
+
+
+def preprocess_fn(value: int) -> Any:
+    _log_once("preprocess")
+    return (("preprocessed", value),)  # a tuple: spread as the model's positional arguments
+
+
+def postprocess_fn(output: Any) -> None:
+    if not (isinstance(output, tuple) and output[0] == "model-output"):
+        raise RuntimeError(f"postprocess_fn got something else than the model output: {output!r}")
+    _log_once("postprocess")
+
+
+def sleepy_load_fn(path: str, device_id: int) -> SleepModel:
+    """A ``load_fn`` for ``neuronperf.benchmark``: the file holds the milliseconds per call."""
+    with open(path) as f:
+        ms = float(f.read().strip())
+    return SleepModel(ms)
+
+
+def torch_mlp(hidden: int = 64) -> Any:
+    """A small real torch model."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(32, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 8)).eval()
+
+
+_logged: set = set()
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("NP_TEST_LOG")
+    if path:
+        _append(path, f"{line} pid={os.getpid()}")
+
+
+def _log_once(line: str) -> None:
+    if line not in _logged:
+        _logged.add(line)
+        _log(line)
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
