@@ -22,6 +22,8 @@ TF_INSTALL = "pip install tensorflow-cpu (or tensorflow for GPUs)"
 
 def import_tensorflow() -> Any:
     """Import tensorflow, or raise ``BackendUnavailable`` with the install command."""
+    # TensorFlow's C++ start-up banner would repeat in every worker; keep warnings and errors.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         import tensorflow as tf
     except ImportError as e:
@@ -127,7 +129,7 @@ class TensorFlowBackend(Backend):
         device = f"/GPU:{device_id % max(1, len(tf.config.list_physical_devices('GPU')))}" if entry.device_type == "cuda" else "/CPU:0"
         with tf.device(device):
             loaded = tf.saved_model.load(str(artifact_path))
-        return _DeviceCallable(tf, loaded.serve, device)
+        return _DeviceCallable(tf, loaded, device)
 
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
         return arguments_of(tf_inputs(entry, seed))
@@ -155,11 +157,13 @@ class TensorFlowBackend(Backend):
 class _DeviceCallable:
     """Runs a restored ``serve`` function (which takes the list of inputs) on one device."""
 
-    def __init__(self, tf: Any, function: Any, device: str):
+    def __init__(self, tf: Any, loaded: Any, device: str):
         self._device = tf.device
-        self.function = function
+        # Keep the restored object itself: its `serve` function only borrows the variables it
+        # owns, and they are freed (breaking every call) once the object is collected.
+        self.loaded = loaded
         self.device = device
 
     def __call__(self, *inputs: Any) -> Any:
         with self._device(self.device):
-            return self.function(list(inputs))
+            return self.loaded.serve(list(inputs))
