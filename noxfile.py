@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy", "types-PyYAML", "types-psutil", "types-jsonschema", "pandas-stubs")
+    session.install("mypy", "types-PyYAML", "types-psutil", "types-jsonschema")
     session.install("-e", ".")
     session.run("mypy")
 
@@ -49,10 +49,3 @@ def tensorflow(session: nox.Session) -> None:
     """The TensorFlow backend, with tensorflow-cpu."""
     _install_project(session, "test,tensorflow")
     session.run("pytest", "-m", "tensorflow", *session.posargs)
-
-
-@nox.session(python="3.11")
-def ray(session: nox.Session) -> None:
-    """The Ray executor, on a real local Ray cluster started by the tests."""
-    _install_project(session, "test,ray")
-    session.run("pytest", "-m", "ray", *session.posargs)

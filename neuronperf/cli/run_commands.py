@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from typing import Any, Optional
 
 from neuronperf import driver
@@ -65,13 +64,14 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
-    printer = ProgressPrinter(quiet=args.quiet, compile_only=compile_only)
+    printer = ProgressPrinter(quiet=args.quiet, compile_only=compile_only, live=sys.stderr.isatty())
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: stop cleanly, keep results.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         summary = driver.run_sweep(args.spec, _options(args, compile_only), printer)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        printer.close()
     _print_summary(summary, compile_only)
     return summary.exit_code
 
@@ -81,16 +81,51 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 class ProgressPrinter(driver.Observer):
-    """One line per finished compile and run entry, on stderr (stdout stays for results)."""
+    """One line per finished compile and run entry, on stderr (stdout stays for results).
 
-    def __init__(self, quiet: bool = False, compile_only: bool = False):
+    On a terminal (``live``), a progress bar under those lines also shows the entry being
+    measured and how far the sweep is; in logs and pipes there are only the plain lines.
+    """
+
+    def __init__(self, quiet: bool = False, compile_only: bool = False, live: bool = False):
         self.quiet = quiet
         self.compile_only = compile_only
-        self.started = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+        if live and not quiet:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )
 
     def _say(self, text: str) -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False, markup=False)
+        else:
             print(text, file=sys.stderr, flush=True)
+
+    def _show(self, description: str, total: Optional[int], completed: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total)
+        self._progress.update(self._task, description=description, total=total, completed=completed)
+
+    def close(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.stop()
 
     def planned(self, plan: Plan, reused: int, to_run: int) -> None:
         if self.compile_only:
@@ -105,6 +140,7 @@ class ProgressPrinter(driver.Observer):
 
     def compile_started(self, entry: CompileEntry) -> None:
         self._say(f"  compiling {entry.id} ...")
+        self._show(f"compiling {entry.id}", None, 0)
 
     def compile_finished(self, result: CompileResult) -> None:
         if result.reused:
@@ -116,6 +152,7 @@ class ProgressPrinter(driver.Observer):
 
     def run_started(self, entry: RunEntry, position: int, total: int) -> None:
         self._say(f"  [{position}/{total}] {entry.id} ...")
+        self._show(f"measuring {entry.id}", total, position - 1)
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
         if row.get("status") == "ok":
