@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import glob
+import os
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -9,7 +12,17 @@ nox.options.reuse_existing_virtualenvs = True
 
 # The CPU build of torch that lies on this machine's disk; a plain "torch" may pull a CUDA build.
 TORCH = "torch==2.13.0"
-PURE_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PURE_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+
+
+def _interpreter(version: str) -> str:
+    """An interpreter for ``version``: pyenv's build when present (its shims only answer for the
+    versions made global), else the version for nox to find on PATH."""
+    builds = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    return builds[-1] if builds else version
+
+
+PURE_PYTHONS = [_interpreter(v) for v in PURE_VERSIONS]
 
 
 def _install_project(session: nox.Session, extras: str = "test") -> None:

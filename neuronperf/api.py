@@ -29,7 +29,13 @@ from neuronperf.entries import (
     TensorSpec,
     freeze,
 )
-from neuronperf.errors import BackendUnavailable, CompileFailed, NeuronPerfError, UsageError
+from neuronperf.errors import (
+    BackendUnavailable,
+    CompileFailed,
+    ModelLoadError,
+    NeuronPerfError,
+    UsageError,
+)
 
 log = logging.getLogger("neuronperf")
 
@@ -84,6 +90,13 @@ def _positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
         kind = "a non-negative" if allow_zero else "a positive"
         raise UsageError(f"{name} must be {kind} number, got {value!r}")
     return float(value)
+
+
+def _count(value: Any, name: str) -> int:
+    """A whole number of calls, zero allowed."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def batch_dim(example: Any) -> int:
@@ -207,7 +220,7 @@ def compile_model(
     (``UsageError``) or a missing SDK (``BackendUnavailable``) is raised at once.
     """
     from neuronperf.compile_stage import compile_one
-    from neuronperf.factory import register_in_memory
+    from neuronperf.factory import register_in_memory, unregister_in_memory
 
     if model is None:
         raise UsageError("model is required")
@@ -225,13 +238,22 @@ def compile_model(
             f"compiler {compiler!r} builds no artifact to index; benchmark the model directly "
             "(neuronperf.cpu.benchmark) or choose a compiler that saves one"
         )
+    if framework == "torch":
+        from neuronperf.backends.torch_backend import import_torch
+
+        torch = import_torch()
+        if not isinstance(model, torch.nn.Module):
+            raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     name = model_name or type(model).__name__.lower()
     ref = register_in_memory(model, name)
     args = _compiler_args(compiler_args)
     os.makedirs(models_dir, exist_ok=True)
     version = backend.compiler_version(compiler)
-    # The backend puts the model in eval mode to trace it; the caller's model keeps its mode.
+    # The backend puts the model in eval mode and (Hugging Face) turns off return_dict to trace
+    # it; the caller's model keeps its own settings.
     was_training = getattr(model, "training", None)
+    config = getattr(model, "config", None)
+    return_dict = getattr(config, "return_dict", None)
 
     configs, failures = [], []
     try:
@@ -247,7 +269,7 @@ def compile_model(
                 log.info("compiling %s batch_size=%d pipeline_size=%d", name, batch_size, pipeline_size)
                 try:
                     compile_s = compile_one(backend, entry, path)
-                except (UsageError, BackendUnavailable):
+                except (UsageError, BackendUnavailable, ModelLoadError):
                     raise  # the same mistake would fail every configuration: say it once
                 except Exception as e:  # one configuration's failure must not lose the others
                     log.error("compiling %s batch_size=%d pipeline_size=%d failed: %s: %s",
@@ -260,8 +282,11 @@ def compile_model(
                     device_type=device_type, compiler=compiler, compiler_version=version,
                 ))
     finally:
+        unregister_in_memory(ref)
         if was_training is not None and hasattr(model, "train"):
             model.train(was_training)
+        if config is not None and return_dict is not None:
+            config.return_dict = return_dict
     return _save_index(configs, failures, name, filename)
 
 
@@ -394,7 +419,7 @@ def benchmark_targets(
         max_infers = (as_int_list(max_infers, "max_infers") or [0])[0]
     settings = BenchmarkSettings(
         duration=duration, max_infers=max_infers,
-        warmup_calls=int(_positive_number(warmup_calls, "warmup_calls", allow_zero=True)),
+        warmup_calls=_count(warmup_calls, "warmup_calls"),
         warmup_s=_positive_number(warmup_s, "warmup_s", allow_zero=True),
         timeout=_positive_number(timeout, "timeout") if timeout is not None else max(300.0, 2 * duration + 120.0),
         peak_window_s=_positive_number(peak_window_s, "peak_window_s"),

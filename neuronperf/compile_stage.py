@@ -6,8 +6,9 @@ becomes a ``CompileResult`` with status ``error``/``timeout``; the other jobs fi
 
 The cache is content-addressed: an artifact's file name carries its compile key, and a small
 side file (``<artifact>.meta.json``) written after the artifact is complete records that key.
-An artifact whose side file matches is reused without any work, whether the run is a sweep or a
-call of ``neuronperf.torch.compile``.
+An artifact whose side file matches is reused without any work (by ``neuronperf run`` and
+``neuronperf compile``; the Python API's ``compile(model, ...)`` holds a model object, whose
+weights have no cheap content key, so it always compiles, as NeuronPerf did).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
-from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash
+from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
 from neuronperf.errors import ModelLoadError, Problem, SpecError
 from neuronperf.journal import Journal, OutputDirLock
 
@@ -319,8 +319,10 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
     keys = [state.compile_keys[e] for e in plan.compile_entries]
     index = planned_index(plan, state.backend.artifact_suffix(first.compiler), keys)
     for config, entry in zip(index["model_configs"], plan.compile_entries):
+        config["backend"] = state.backend.name
         config["compiler"] = entry.compiler
         config["compiler_version"] = state.versions[entry.compiler]
+        config["compiler_args"] = thaw(entry.compiler_args)
         result = compiled.get(entry) or state.compile_records.get(state.compile_keys[entry])
         if result is None:
             config["status"] = "todo"

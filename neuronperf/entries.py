@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 #: A JSON value made hashable: dicts become sorted tuples of (key, value) pairs wrapped in
 #: ``FrozenDict``; lists become tuples. ``thaw`` turns it back into plain JSON.
@@ -56,7 +56,7 @@ def stable_hash(data: Any, length: int = 16) -> str:
 class TensorSpec:
     """One input tensor of a model call, WITHOUT the batch dimension."""
 
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     dtype: str = "float32"  # numpy-style name: float32, float16, bfloat16, int64, int32, bool
     #: Generated values are uniform in [low, high) (integers) or normal (floats) when unset.
     low: Optional[float] = None
@@ -110,8 +110,8 @@ class CompileEntry:
 
     model: ModelRef
     #: Swept model parameters, e.g. (("seq_len", 128),); already substituted into inputs/kwargs.
-    params: Tuple[Tuple[str, Any], ...]
-    inputs: Tuple[TensorSpec, ...]
+    params: tuple[tuple[str, Any], ...]
+    inputs: tuple[TensorSpec, ...]
     batch_size: int
     pipeline_size: int
     framework: str
@@ -134,7 +134,7 @@ class CompileEntry:
     def to_dict(self) -> dict:
         return {
             "model": self.model.to_dict(),
-            "params": {k: v for k, v in self.params},
+            "params": dict(self.params),
             "inputs": [t.to_dict() for t in self.inputs],
             "batch_size": self.batch_size,
             "pipeline_size": self.pipeline_size,
@@ -185,10 +185,10 @@ class Plan:
 
     name: str
     output_dir: str
-    compile_entries: Tuple[CompileEntry, ...]
-    run_entries: Tuple[RunEntry, ...]
+    compile_entries: tuple[CompileEntry, ...]
+    run_entries: tuple[RunEntry, ...]
     #: How many run entries each exclude rule dropped, e.g. (("exclude[1]", 6),).
-    excluded: Tuple[Tuple[str, int], ...] = ()
+    excluded: tuple[tuple[str, int], ...] = ()
 
     @property
     def n_excluded(self) -> int:
@@ -205,8 +205,8 @@ class WorkerSamples:
 
     copy_idx: int
     thread_idx: int
-    start_ns: Tuple[int, ...]  # when each measured call began
-    latency_ns: Tuple[int, ...]  # end-to-end duration of each call (preprocess+infer+postprocess)
+    start_ns: tuple[int, ...]  # when each measured call began
+    latency_ns: tuple[int, ...]  # end-to-end duration of each call (preprocess+infer+postprocess)
     infer_ns_total: int = 0  # sum of the model-call part only
     preprocess_ns_total: int = 0
     postprocess_ns_total: int = 0
@@ -234,8 +234,8 @@ class Measurement:
     error: Optional[str] = None
     window_start_ns: int = 0  # the measured window, shared by every worker
     window_end_ns: int = 0
-    workers: Tuple[WorkerSamples, ...] = ()
-    copies: Tuple[CopyStats, ...] = ()
+    workers: tuple[WorkerSamples, ...] = ()
+    copies: tuple[CopyStats, ...] = ()
 
 
 def _id_value(value: Any) -> str:

@@ -7,8 +7,9 @@ where the problem is, so the message can point at it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 
 class NeuronPerfError(Exception):

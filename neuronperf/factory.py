@@ -95,6 +95,11 @@ def register_in_memory(model: Any, name: str) -> ModelRef:
     return ModelRef(name, IN_MEMORY_FACTORY, freeze({"token": token}))
 
 
+def unregister_in_memory(ref: ModelRef) -> None:
+    """Forget a model registered by ``register_in_memory`` (so it can be garbage-collected)."""
+    _IN_MEMORY.pop(thaw(ref.kwargs).get("token", ""), None)
+
+
 def in_memory_model(token: str) -> Any:
     """The factory behind ``register_in_memory``: returns the registered object itself."""
     try:

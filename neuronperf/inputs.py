@@ -7,7 +7,7 @@ artifact and an eager model can be compared on identical inputs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

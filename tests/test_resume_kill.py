@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from test_sweep_run import write_spec
 
 pytestmark = pytest.mark.slow

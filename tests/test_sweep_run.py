@@ -78,6 +78,8 @@ def test_run_writes_every_file_and_a_rerun_reuses_everything(tmp_path, cli):
     for config in index["model_configs"]:
         assert (out / config["filename"]).is_file()
         assert config["compile_s"] > 0
+        assert config["backend"] == "torch" and config["compiler"] == "torchscript"
+        assert config["compiler_version"].startswith("torch ") and config["compiler_args"] == {}
     assert "running 4 entries" in first.err
 
     started = time.monotonic()

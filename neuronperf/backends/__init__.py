@@ -10,7 +10,7 @@ still finds them. A third party adds one by declaring, in its own pyproject.toml
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 from typing import Optional
 
 from neuronperf.backends.base import Backend
@@ -44,7 +44,7 @@ def registered_backends() -> dict[str, str]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_backend(name: str) -> Backend:
     """Instantiate the backend registered as ``name`` (imports its module, not its framework)."""
     refs = registered_backends()

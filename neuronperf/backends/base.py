@@ -8,8 +8,9 @@ inside methods, so that ``import neuronperf`` and the spec/plan stages stay fram
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional
 
 from neuronperf.entries import CompileEntry
 
