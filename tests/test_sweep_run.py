@@ -237,3 +237,15 @@ def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path):
     assert again.returncode == 0 and "2 of 2 entries reused; running 0" in again.stderr
     assert set(tmp_path.glob("loaded-*.pid")) == markers, "no model was loaded"
     assert elapsed < 10, f"a rerun with nothing to do took {elapsed:.1f} s"
+
+
+def test_the_quickstart_config_runs_as_the_readme_says(tmp_path):
+    # The README's first command, on the checked-in spec (its output_dir moved into tmp_path).
+    spec = Path(__file__).parent.parent / "configs" / "quickstart.yaml"
+    copy = tmp_path / "quickstart.yaml"
+    copy.write_text(spec.read_text().replace("name: quickstart", f"name: quickstart\noutput_dir: {tmp_path / 'out'}"))
+    result = run_cli("run", str(copy))
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    assert "quickstart: 8 ok, 0 failed" in result.stdout
