@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from typing import Any
 
@@ -40,6 +41,9 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as tmp:
+            # mkstemp makes the file 0600; results are shared files, so keep the mode of the
+            # file being replaced, or the usual mode for a new file.
+            os.fchmod(tmp.fileno(), _mode_for(path))
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
@@ -49,6 +53,15 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp_path)
         raise
     fsync_dir(folder)
+
+
+def _mode_for(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Sequence
@@ -31,9 +32,12 @@ from neuronperf.atomic import atomic_write_json
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
+from neuronperf.spec import default_compile_jobs
 
 META_FORMAT = 1
 LOGS_DIR = "logs"
+#: Exit status of a compile job that saw its parent die.
+EXIT_PARENT_GONE = 70
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,6 @@ def artifact_relpath(entry: CompileEntry, backend: Backend, key: str) -> Optiona
     """Where ``entry``'s artifact lives under output_dir, or None when it has no artifact."""
     suffix = backend.artifact_suffix(entry.compiler)
     return None if suffix is None else plan_stage.artifact_relpath(entry, suffix, key)
-
-
-def default_jobs() -> int:
-    """Compiles are CPU- and memory-hungry: one job per two cores, at least one, at most four."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def compile_all(
@@ -112,7 +111,7 @@ def compile_all(
 
     if pending:
         (out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
-        for i, result in _run_jobs(pending, out, max(1, jobs or default_jobs()), versions, on_result, on_start):
+        for i, result in _run_jobs(pending, out, max(1, jobs or default_compile_jobs()), versions, on_result, on_start):
             results[i] = result
     return [results[i] for i in range(len(entries))]
 
@@ -161,7 +160,8 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
                 result_path.unlink(missing_ok=True)
                 process = ctx.Process(
                     target=_compile_job,
-                    args=(backend.name, entry, str(out / relpath), str(out / log_relpath), str(result_path)),
+                    args=(backend.name, entry, str(out / relpath), str(out / log_relpath), str(result_path),
+                          os.getpid()),
                     name=f"neuronperf-compile-{entry.id}",
                     daemon=False,
                 )
@@ -228,8 +228,15 @@ def _kill(process: multiprocessing.process.BaseProcess) -> None:
         procutil.kill_tree(process.pid)
 
 
-def _compile_job(backend_name: str, entry: CompileEntry, artifact_path: str, log_path: str, result_path: str) -> None:
+def _compile_job(
+    backend_name: str, entry: CompileEntry, artifact_path: str, log_path: str, result_path: str, parent_pid: int,
+) -> None:
     """Runs in a fresh process: compile one entry, output into its log, outcome into a file."""
+    # Ctrl-C is the parent's to handle (it stops its jobs); a parent killed outright takes its
+    # compiles with it instead of leaving hours of orphaned compiler work behind.
+    procutil.become_group_leader()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
     # Redirect the OS-level stdout/stderr: compilers (neuron-cc, inductor) print from C code too.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log_fd, 1)

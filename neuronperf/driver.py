@@ -18,8 +18,9 @@ from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
-from neuronperf.errors import ModelLoadError, Problem, SpecError
+from neuronperf.errors import ModelLoadError, SpecError
 from neuronperf.journal import Journal, OutputDirLock
+from neuronperf.spec import spec_problem
 
 #: Files and folders a sweep writes into output_dir; `--fresh` removes exactly these.
 OWNED_PATHS = (
@@ -105,17 +106,10 @@ def check_factories(spec: Any, plan: Plan) -> None:
         try:
             resolve_factory(ref)
         except ModelLoadError as e:
-            problems.append(_model_problem(spec, ref.name, str(e)))
+            index = next(i for i, m in enumerate(spec.models) if m.name == ref.name)
+            problems.append(spec_problem(spec, f"models[{index}].factory", str(e)))
     if problems:
         raise SpecError(problems)
-
-
-def _model_problem(spec: Any, model_name: str, message: str) -> Problem:
-    for i, model in enumerate(spec.models):
-        if model.name == model_name:
-            line, col = model.factory_pos
-            return Problem(spec.source, line, col, f"models[{i}].factory", message)
-    return Problem(spec.source, 1, 1, "models", message)
 
 
 class SweepState:
@@ -169,7 +163,10 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     backend = _backend_for(plan)
 
     output_dir = Path(plan.output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError([spec_problem(spec, "output_dir", f"cannot create {output_dir}: {e.strerror}")]) from None
     with OutputDirLock(str(output_dir)):
         if options.fresh:
             _remove_owned(output_dir)

@@ -23,19 +23,18 @@ also takes the path of an index file, and then applies the file rule. So:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
-import stat
 import string
-import tempfile
 import warnings
 from copy import deepcopy
 from typing import Any, Optional, Union
 
 from neuronperf import __version__
+from neuronperf.atomic import atomic_write_text
 from neuronperf.errors import DeleteRefused, ModelIndexError, NeuronPerfError, UsageError
 
 #: The ``version`` written into new indexes (NeuronPerf wrote its package version there too).
@@ -170,8 +169,9 @@ def copy(
     named ``new_index_name`` there that points at the copies, and return its path.
 
     Nothing in ``new_index_dir`` is overwritten: an existing file of the same name raises
-    ``ModelIndexError`` before anything is copied. A config whose filename names no file (the
-    eager compiler writes such configs) is copied unchanged.
+    ``ModelIndexError`` before anything is copied. A config that names no file by design (a
+    compiler without artifacts, such as eager) is copied unchanged; any other missing artifact
+    is an error, since the new index would point at nothing.
     """
     data, source = _resolve(index)
     new_dir = os.fspath(new_index_dir)
@@ -188,6 +188,11 @@ def copy(
         new_config = deepcopy(config)
         artifact = artifact_path(source, config)
         if not os.path.exists(artifact):
+            if not names_no_file(config):
+                raise ModelIndexError(
+                    f"{source or _IN_MEMORY}: artifact not found: {artifact}; copy needs every "
+                    "artifact (remove that config with filter, or rebuild it)"
+                )
             new_configs.append(new_config)
             continue
         if artifact not in copies:
@@ -282,6 +287,18 @@ def artifact_path(
     if not isinstance(filename, str) or not filename:
         raise ModelIndexError(f"{index_path or _IN_MEMORY}: config has no 'filename': {config!r}")
     return os.path.abspath(os.path.join(_base_dir(index_path), filename))
+
+
+#: Compilers that build no artifact: their configs' ``filename`` names no file.
+NO_ARTIFACT_COMPILERS = ("eager", "inductor")
+
+
+def names_no_file(config: dict[str, Any]) -> bool:
+    """Whether ``config`` names no file by design: its compiler builds no artifact, or its
+    filename has the ``<compiler>:<name>`` form that sweeps write for such configs."""
+    # "eager:mlp-bs1-p1-0a1b2c3d"; a Windows drive ("C:\\m.pt") has one letter and a separator.
+    no_file_name = re.fullmatch(r"[A-Za-z][\w.-]+:[^/\\]+", str(config.get("filename", ""))) is not None
+    return config.get("compiler") in NO_ARTIFACT_COMPILERS or no_file_name
 
 
 def artifact_paths(index: IndexLike) -> list[str]:
@@ -400,27 +417,10 @@ def _write_index(path: str, index: Index) -> None:
         text = json.dumps(ordered, indent=4, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise UsageError(f"{path}: cannot save model index: a value is not JSON: {e}") from None
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(folder, exist_ok=True)
-        # mkstemp creates the file 0600; keep the mode of a file we replace, else the usual 0644.
-        mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.isfile(path) else 0o644
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        atomic_write_text(path, text)
     except OSError as e:
         raise ModelIndexError(f"{path}: cannot write model index: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise ModelIndexError(f"{path}: cannot write model index: {e.strerror}") from None
-        raise
 
 
 def _unused_name() -> str:

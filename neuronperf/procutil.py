@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 from typing import Optional
 
 import psutil
@@ -89,3 +91,39 @@ def _process_group(pgid: int) -> list[psutil.Process]:
 def _signal(proc: psutil.Process, sig: int) -> None:
     with contextlib.suppress(psutil.Error):  # already gone, or not ours to signal
         proc.send_signal(sig)
+
+
+#: How often a child checks that its parent is still alive.
+PARENT_CHECK_INTERVAL_S = 0.5
+
+
+def become_group_leader() -> None:
+    """Put this process in a process group of its own: a terminal's Ctrl-C then reaches only
+    the parent (which stops its children itself), and the parent can still find what this
+    process started after it was orphaned."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpgid(0, 0)
+
+
+def exit_with_parent(parent_pid: int, exit_code: int) -> None:
+    """Exit, with every process this one started, as soon as the parent dies without stopping
+    us (SIGKILL, power loss of a container...): nothing keeps running unattended."""
+    try:
+        parent_created = psutil.Process(parent_pid).create_time()
+    except psutil.Error:
+        os._exit(exit_code)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_INTERVAL_S)
+            try:
+                alive = psutil.Process(parent_pid).create_time() == parent_created
+            except psutil.Error:
+                alive = False
+            if not alive:
+                for child in psutil.Process().children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+                os._exit(exit_code)
+
+    threading.Thread(target=watch, name="neuronperf-parent-watch", daemon=True).start()

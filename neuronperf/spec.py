@@ -297,6 +297,7 @@ class _Checker:
         if not isinstance(data, dict):
             self.problem((), f"the top level must be a mapping (version: 1, framework: ..., models: ...), got {_describe(data)}")
             return None
+        self.finite_pass(data, ())
         self.schema_pass(data)
         target = self.target_pass(data)
         models = data.get("models")
@@ -313,6 +314,18 @@ class _Checker:
         if self.problems:
             return None
         return self.make_spec(data, target, axes)
+
+    def finite_pass(self, value: Any, path: KeyPath) -> None:
+        """NaN and infinity slip past every range check (all comparisons with NaN are false)
+        and cannot be written as JSON: reject them wherever they are."""
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(path, f"{_show(value)} is not a finite number")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.finite_pass(item, (*path, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.finite_pass(item, (*path, i))
 
     def schema_pass(self, data: dict) -> None:
         for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):

@@ -28,14 +28,13 @@ from typing import Any, Callable, Optional
 
 import psutil
 
-from neuronperf import protocol
+from neuronperf import procutil, protocol
 from neuronperf.benchmark_stage import BenchmarkTask, call_args, worker_config
 from neuronperf.entries import CopyStats, WorkerSamples
 
 #: How often the copy's resident memory is sampled during the measured window.
 RSS_SAMPLE_INTERVAL_S = 0.05
 #: How often the worker checks that the parent process is still alive.
-PARENT_CHECK_INTERVAL_S = 0.5
 #: Exit status of a worker that stopped itself because its parent disappeared.
 EXIT_PARENT_GONE = 70
 
@@ -49,11 +48,11 @@ def worker_main(
     parent_pid: int,
 ) -> None:
     """Run one model copy; every outcome, including failure, is reported over ``conn``."""
-    _become_group_leader()
+    procutil.become_group_leader()
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack on stderr
-    _watch_parent(parent_pid)
+    procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
     worker = _Worker(copy_idx, conn)
     try:
         worker.run(payload, parent_env, device_env)
@@ -373,33 +372,3 @@ def _peak_rss_bytes() -> int:
 
 
 # ---- process hygiene ---------------------------------------------------------------------------
-
-
-def _become_group_leader() -> None:
-    """A process group of its own: Ctrl-C in a terminal reaches only the parent, and the parent
-    can find processes this worker started even after they were orphaned."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpgid(0, 0)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit (with this worker's children) if the parent dies without stopping us, e.g. SIGKILL."""
-    try:
-        parent_created = psutil.Process(parent_pid).create_time()
-    except psutil.Error:
-        os._exit(EXIT_PARENT_GONE)
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_CHECK_INTERVAL_S)
-            try:
-                alive = psutil.Process(parent_pid).create_time() == parent_created
-            except psutil.Error:
-                alive = False
-            if not alive:
-                for child in psutil.Process().children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child.kill()
-                os._exit(EXIT_PARENT_GONE)
-
-    threading.Thread(target=watch, name="neuronperf-parent-watch", daemon=True).start()

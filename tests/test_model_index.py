@@ -430,12 +430,24 @@ def test_copy_keeps_configs_whose_filename_names_no_file(tmp_path, monkeypatch):
     index = model_index.append(
         model_index.create("real.pt", batch_size=1),
         model_index.create("models/mlp-bs2-p1", batch_size=2, compiler="eager"),
+        model_index.create("eager:mlp-bs4-p1-0a1b2c3d", batch_size=4),  # as a sweep writes them
     )
     new_path = model_index.copy(index, "new", "dest")
     configs = read(new_path)["model_configs"]
     assert configs[0]["filename"] == "real.pt"
-    assert configs[1] == index["model_configs"][1]
+    assert configs[1:] == index["model_configs"][1:]
     assert sorted(os.listdir("dest")) == ["new.json", "real.pt"]
+
+
+def test_copy_refuses_an_index_whose_artifact_is_missing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_artifact(tmp_path / "real.pt")
+    index = model_index.append(
+        model_index.create("real.pt", batch_size=1), model_index.create("gone.pt", batch_size=2)
+    )
+    with pytest.raises(ModelIndexError, match="artifact not found: .*gone.pt"):
+        model_index.copy(index, "new", "dest")
+    assert not (tmp_path / "dest").exists(), "nothing copied"
 
 
 def test_copy_never_overwrites_and_copies_nothing_on_a_collision(tmp_path):

@@ -72,6 +72,9 @@ EXPECTED = {
         "8:13: sweep.n_models: expected an integer or a list, got the string 'two'",
         '10:13: benchmark.duration: 0 must be greater than 0',
     ],
+    'nan_duration.yaml': [
+        '9:13: benchmark.duration: nan is not a finite number',
+    ],
     'missing_required.yaml': [
         "1:1: missing required key 'models'",
     ],

@@ -59,6 +59,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NeuronPerfError as e:
         print(f"neuronperf: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a full disk, a read-only folder: say which file, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        print(f"neuronperf: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("neuronperf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -155,7 +155,7 @@ class ProgressPrinter(driver.Observer):
         self._show(f"measuring {entry.id}", total, position - 1)
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
-        if row.get("status") == "ok":
+        if row.get("status") == "ok" and row.get("throughput_avg") is not None:
             self._say(
                 f"  {entry.id}: {row['throughput_avg']:.1f} inf/s, "
                 f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms"
