@@ -44,3 +44,35 @@ def default_compiler(framework: str, device_type: str) -> str | None:
     """The compiler a spec gets when it names none, or None if the pair is unknown."""
     compilers = COMPILERS.get(framework, {}).get(device_type)
     return compilers[0] if compilers else None
+
+
+#: The entry-point group under which backends register (see ``neuronperf.backends``).
+ENTRY_POINT_GROUP = "neuronperf.backends"
+
+#: Built-in backends by registry name. Listed here, not only as entry points, so that a source
+#: checkout that was never installed still finds them.
+BUILTIN_BACKENDS = {
+    "torch": "neuronperf.backends.torch_backend:TorchBackend",
+    "onnxruntime": "neuronperf.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorflow": "neuronperf.backends.tensorflow_backend:TensorFlowBackend",
+    # torch-neuronx first: find_backend("torch", "neuron") without a compiler must agree with
+    # default_compiler, whose default on neuron is neuronx (current hardware).
+    "torch-neuronx": "neuronperf.backends.neuron:TorchNeuronxBackend",
+    "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
+    "tensorflow-neuron": "neuronperf.backends.neuron:TensorFlowNeuronBackend",
+}
+
+
+def registered_backends() -> dict[str, str]:
+    """Backend name -> "module:Class", built-ins first, then installed plug-ins. Reads package
+    metadata only: no backend module is imported."""
+    from importlib.metadata import entry_points
+
+    found = dict(BUILTIN_BACKENDS)
+    try:
+        eps = entry_points(group=ENTRY_POINT_GROUP)  # type: ignore[call-arg]
+    except TypeError:  # Python 3.9: entry_points() takes no arguments
+        eps = entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined,arg-type]
+    for ep in eps:
+        found.setdefault(ep.name, ep.value)
+    return found

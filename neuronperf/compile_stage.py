@@ -32,6 +32,7 @@ from neuronperf.atomic import atomic_write_json
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
+from neuronperf.factory import source_digest
 from neuronperf.spec import default_compile_jobs
 
 META_FORMAT = 1
@@ -61,8 +62,11 @@ class CompileResult:
 
 
 def compile_key(entry: CompileEntry, compiler_version: str) -> str:
-    """Everything that changes an artifact: the entry's content and the compiler's version."""
-    return stable_hash({"entry": entry.key, "compiler_version": compiler_version})
+    """Everything that changes an artifact: the entry's content, the compiler's version, and the
+    source of a ``file.py:callable`` factory (editing your model file rebuilds its artifacts)."""
+    return stable_hash({
+        "entry": entry.key, "compiler_version": compiler_version, "source": source_digest(entry.model),
+    })
 
 
 def artifact_relpath(entry: CompileEntry, backend: Backend, key: str) -> Optional[str]:

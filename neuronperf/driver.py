@@ -18,7 +18,7 @@ from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
-from neuronperf.errors import ModelLoadError, SpecError
+from neuronperf.errors import BackendUnavailable, ModelLoadError, SpecError
 from neuronperf.journal import Journal, OutputDirLock
 from neuronperf.spec import spec_problem
 
@@ -120,16 +120,27 @@ class SweepState:
         self.output_dir = output_dir
         self.backend = backend
         self.journal = Journal(str(output_dir))
+        self.records = self.journal.runs() if self.journal.exists() else {}
+        self.compile_records = self.journal.compiles() if self.journal.exists() else {}
         version_cache: dict[str, str] = {}
         self.compile_keys: dict[CompileEntry, str] = {}
         for entry in plan.compile_entries:
             if entry.compiler not in version_cache:
-                version_cache[entry.compiler] = backend.compiler_version(entry.compiler)
+                version_cache[entry.compiler] = self._compiler_version(entry.compiler)
             self.compile_keys[entry] = compile_stage.compile_key(entry, version_cache[entry.compiler])
         self.versions = version_cache
         self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
-        self.records = self.journal.runs() if self.journal.exists() else {}
-        self.compile_records = self.journal.compiles() if self.journal.exists() else {}
+
+    def _compiler_version(self, compiler: str) -> str:
+        """The compiler's version; where its SDK is not installed (results copied off the
+        machine that made them), the version the journal recorded, so `status` still works."""
+        try:
+            return self.backend.compiler_version(compiler)
+        except BackendUnavailable:
+            recorded = [r.get("compiler_version") for r in self.compile_records.values() if r.get("compiler_version")]
+            if recorded:
+                return str(recorded[-1])
+            raise
 
     def record_for(self, entry: RunEntry) -> Optional[dict]:
         return self.records.get(self.identities[entry])
@@ -198,7 +209,7 @@ def _run_locked(
 
     def publish() -> None:
         # One row per planned entry at every moment: what is not measured yet says so.
-        summary.rows = [rows.get(e) or _not_measured_row(e) for e in plan.run_entries]
+        summary.rows = [rows.get(e) or _not_measured_row(e, state.identities[e]) for e in plan.run_entries]
         results.write_results(str(output_dir), summary.rows)
 
     if to_run or options.compile_only:
@@ -261,6 +272,7 @@ def _measure_all(
                 row = results.report_row(
                     entry, measurement, model_name=entry.compile.model.name, model_filename=model_filename,
                 )
+            row["key"] = identity  # the row's key is what resume compares
             state.journal.record_run(identity, entry.id, row, samples_file=samples_file)
             rows[entry] = row
             summary.ran += 1
@@ -268,11 +280,13 @@ def _measure_all(
             observer.run_finished(entry, row)
 
 
-def _not_measured_row(entry: RunEntry) -> dict:
-    return results.row_for_unrun(
+def _not_measured_row(entry: RunEntry, identity: str) -> dict:
+    row = results.row_for_unrun(
         entry, status="skipped", error="not measured yet: the sweep was interrupted or is still running",
         model_name=entry.compile.model.name,
     )
+    row["key"] = identity
+    return row
 
 
 def _needs_run(state: SweepState, entry: RunEntry, options: SweepOptions) -> bool:
@@ -295,7 +309,7 @@ def _compile(
         )
         if result.reused:
             summary.compile_reused += 1
-        elif result.ok:
+        elif result.ok and result.artifact is not None:  # eager builds nothing to count
             summary.compiled += 1
         else:
             summary.compile_failed.append(result)

@@ -94,12 +94,15 @@ class BenchmarkSettings:
     peak_window_s: float = 1.0  # sub-window length for throughput_peak and the stability figure
 
     def to_dict(self) -> dict:
+        return {**self.identity_dict(), "timeout": self.timeout}
+
+    def identity_dict(self) -> dict:
+        """The settings that can change a measurement (a timeout only decides whether it ends)."""
         return {
             "duration": self.duration,
             "max_infers": self.max_infers,
             "warmup_calls": self.warmup_calls,
             "warmup_s": self.warmup_s,
-            "timeout": self.timeout,
             "peak_window_s": self.peak_window_s,
         }
 
@@ -170,7 +173,7 @@ class RunEntry:
             "compile": self.compile.to_dict(),
             "n_models": self.n_models,
             "workers_per_model": self.workers_per_model,
-            "benchmark": self.benchmark.to_dict(),
+            "benchmark": self.benchmark.identity_dict(),
         }
 
     @property

@@ -7,6 +7,7 @@ and backends call ``build_model`` inside compile jobs and worker processes.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -48,6 +49,20 @@ def resolve_factory(ref: ModelRef) -> Callable[..., Any]:
     if not callable(target):
         raise ModelLoadError(f"factory {ref.factory!r} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+def source_digest(ref: ModelRef) -> str:
+    """A hash of the file behind a ``file.py:callable`` factory ("" for a package factory, or a
+    file that cannot be read: resolving it reports that). Read, never imported."""
+    module_name = ref.factory.rpartition(":")[0]
+    if not module_name.endswith(".py"):
+        return ""
+    path = module_name if os.path.isabs(module_name) else os.path.join(ref.base_dir, module_name)
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return ""
 
 
 def build_model(ref: ModelRef) -> Any:

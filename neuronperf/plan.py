@@ -149,7 +149,7 @@ def run_keys(entries: Sequence[RunEntry]) -> list[str]:
         prefix = prefixes.get(shared)
         if prefix is None:
             # Exactly what json.dumps(sort_keys=True, separators=(",", ":")) writes for to_dict().
-            head = f'{{"benchmark":{_canonical(e.benchmark.to_dict())},"compile":{_canonical(e.compile.to_dict())},"n_models":'
+            head = f'{{"benchmark":{_canonical(e.benchmark.identity_dict())},"compile":{_canonical(e.compile.to_dict())},"n_models":'
             prefix = prefixes[shared] = hashlib.sha256(head.encode("utf-8"))
         h = prefix.copy()
         h.update(f'{_canonical_int(e.n_models)},"workers_per_model":{_canonical_int(e.workers_per_model)}}}'.encode())

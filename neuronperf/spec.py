@@ -219,7 +219,7 @@ def default_compile_jobs() -> int:
 
 def plugin_frameworks() -> tuple[str, ...]:
     """Framework names that installed plug-ins register (not the built-in backend names)."""
-    from neuronperf.backends import BUILTIN_BACKENDS, registered_backends
+    from neuronperf.catalog import BUILTIN_BACKENDS, registered_backends
 
     return tuple(sorted(n for n in registered_backends() if n not in BUILTIN_BACKENDS))
 

@@ -249,3 +249,16 @@ def test_the_quickstart_config_runs_as_the_readme_says(tmp_path):
     rows = read_csv(tmp_path / "out" / "results.csv")
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
     assert "quickstart: 8 ok, 0 failed" in result.stdout
+
+
+def test_identity_follows_what_changes_results(tmp_path, cli):
+    spec = fast_spec(tmp_path, batch_sizes="[1]", workers="[1]")
+    assert cli("run", str(spec)).code == 0
+    # A longer timeout changes no measurement: nothing reruns.
+    spec.write_text(spec.read_text().replace("timeout: 60", "timeout: 90"))
+    assert "1 of 1 entries reused; running 0" in cli("run", str(spec)).err
+    # Editing the model's source file rebuilds its artifact and measures again.
+    models = tmp_path / "sweep_models.py"
+    models.write_text(models.read_text() + "\n# edited\n")
+    edited = cli("run", str(spec))
+    assert "running 1 entries" in edited.err and "compile fast-bs1-p1: ok" in edited.err

@@ -1,7 +1,7 @@
 """Backend registry: backends register under the ``neuronperf.backends`` entry-point group.
 
-Built-in backends are listed here as well, so that a source checkout that was never installed
-still finds them. A third party adds one by declaring, in its own pyproject.toml::
+Built-in backends are listed in ``neuronperf.catalog`` as well, so that a source checkout that
+was never installed still finds them. A third party adds one by declaring, in its own pyproject.toml::
 
     [project.entry-points."neuronperf.backends"]
     mybackend = "my_package.module:MyBackend"
@@ -14,34 +14,8 @@ from functools import cache
 from typing import Optional
 
 from neuronperf.backends.base import Backend
+from neuronperf.catalog import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, registered_backends
 from neuronperf.errors import BackendUnavailable, UsageError
-
-ENTRY_POINT_GROUP = "neuronperf.backends"
-
-BUILTIN_BACKENDS = {
-    "torch": "neuronperf.backends.torch_backend:TorchBackend",
-    "onnxruntime": "neuronperf.backends.onnxruntime_backend:OnnxRuntimeBackend",
-    "tensorflow": "neuronperf.backends.tensorflow_backend:TensorFlowBackend",
-    # torch-neuronx first: find_backend("torch", "neuron") without a compiler must agree with
-    # catalog.default_compiler, whose default on neuron is neuronx (current hardware).
-    "torch-neuronx": "neuronperf.backends.neuron:TorchNeuronxBackend",
-    "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
-    "tensorflow-neuron": "neuronperf.backends.neuron:TensorFlowNeuronBackend",
-}
-
-
-def registered_backends() -> dict[str, str]:
-    """Backend name -> "module:Class" reference, built-ins first, then installed plug-ins."""
-    found = dict(BUILTIN_BACKENDS)
-    from importlib.metadata import entry_points
-
-    try:
-        eps = entry_points(group=ENTRY_POINT_GROUP)  # type: ignore[call-arg]
-    except TypeError:  # Python 3.9: entry_points() takes no arguments
-        eps = entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined,arg-type]
-    for ep in eps:
-        found.setdefault(ep.name, ep.value)
-    return found
 
 
 @cache
@@ -71,3 +45,6 @@ def find_backend(framework: str, device_type: str, compiler: Optional[str] = Non
             f"choose one of: {', '.join(offered)}"
         )
     raise BackendUnavailable(f"no backend serves framework {framework!r} on device_type {device_type!r}")
+
+
+__all__ = ["BUILTIN_BACKENDS", "ENTRY_POINT_GROUP", "Backend", "find_backend", "get_backend", "registered_backends"]

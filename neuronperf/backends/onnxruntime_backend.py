@@ -91,12 +91,18 @@ class OnnxRuntimeBackend(Backend):
 
     def compiler_version(self, compiler: str) -> str:
         self._check_compiler(compiler)
-        torch = import_torch()
-        import onnx
-
         # The artifact depends on the exporter (torch, onnx); onnxruntime is included because it
-        # decides what the results mean, and re-exporting is cheap.
-        return f"torch {torch.__version__}; onnx {onnx.__version__}; onnxruntime {_import_ort().__version__}"
+        # decides what the results mean, and re-exporting is cheap. Package metadata, not
+        # imports: a resume with nothing to do must not pay for three framework imports.
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"torch {version('torch')}; onnx {version('onnx')}; onnxruntime {version('onnxruntime')}"
+        except PackageNotFoundError:  # not installed: importing says so with the install command
+            torch = import_torch()
+            import onnx
+
+            return f"torch {torch.__version__}; onnx {onnx.__version__}; onnxruntime {_import_ort().__version__}"
 
     def artifact_suffix(self, compiler: str) -> Optional[str]:
         self._check_compiler(compiler)
