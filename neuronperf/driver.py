@@ -187,14 +187,24 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
 def _run_locked(
     plan: Plan, spec_jobs: int, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer,
 ) -> SweepSummary:
-    from neuronperf.environment import capture_environment, check_compatible
+    from neuronperf.environment import (
+        capture_environment,
+        check_compatible,
+        environment_fingerprint,
+    )
 
     state = SweepState(plan, output_dir, backend)
     environment = capture_environment({f"{backend.name}/{c}": v for c, v in state.versions.items()})
     saved = results.read_run_info(str(output_dir))
     if saved is not None and not options.allow_env_mismatch:
         check_compatible(saved["environment"], environment)
-    results.write_run_info(str(output_dir), environment, name=plan.name)
+    # The first run's environment stays the one later runs are checked against; every distinct
+    # environment that contributed results is kept, so mixing (--allow-env-mismatch) stays visible.
+    baseline = saved["environment"] if saved else environment
+    history = list(saved.get("environments") or [baseline]) if saved else [environment]
+    if all(environment_fingerprint(e) != environment_fingerprint(environment) for e in history):
+        history.append(environment)
+    results.write_run_info(str(output_dir), baseline, name=plan.name, environments=history)
 
     summary = SweepSummary(plan, output_dir)
     to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]

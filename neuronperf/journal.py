@@ -125,10 +125,17 @@ class Journal:
             return
         body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
         last_start = data.rfind(b"\n", 0, body_end) + 1
-        if data.endswith(b"\n") and _parse_line(data[last_start:body_end]) is not None:
+        complete = _parse_line(data[last_start:body_end]) is not None
+        if complete and data.endswith(b"\n"):
             return
         with open(self.path, "r+b") as f:
-            f.truncate(last_start)
+            if complete:
+                # The record was written whole and only its newline was lost: load() already
+                # counts it, so end its line rather than drop it.
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            else:
+                f.truncate(last_start)
             f.flush()
             os.fsync(f.fileno())
 

@@ -79,6 +79,17 @@ def test_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path, tail
     assert [r["key"] for r in resumed.load()] == ["r1", "r3"]
 
 
+def test_a_whole_last_record_that_lost_only_its_newline_is_kept(tmp_path):
+    journal = Journal(str(tmp_path))
+    journal.record_run("r1", "a", {"status": "ok"})
+    text = Path(journal.path).read_bytes()
+    Path(journal.path).write_bytes(text.rstrip(b"\n"))  # the crash came between record and newline
+    resumed = Journal(str(tmp_path))
+    assert [r["key"] for r in resumed.load()] == ["r1"]
+    resumed.record_run("r2", "b", {"status": "ok"})
+    assert [r["key"] for r in Journal(str(tmp_path)).load()] == ["r1", "r2"]
+
+
 def test_corrupt_middle_line_is_a_clear_error(tmp_path):
     journal = Journal(str(tmp_path))
     journal.record_run("r1", "a", {"status": "ok"})

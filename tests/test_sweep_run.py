@@ -180,6 +180,9 @@ def test_results_from_another_machine_are_not_mixed(tmp_path, cli):
     assert refused.code == 2
     assert "cpu_model" in refused.err and "--allow-env-mismatch" in refused.err
     assert cli("run", str(spec), "--allow-env-mismatch").code == 0
+    info = json.loads(run_json.read_text())
+    assert info["environment"]["cpu_model"] == "Some Other CPU", "the baseline stays the first run's"
+    assert [e["cpu_model"] for e in info["environments"]][-1] != "Some Other CPU", "and the mix is recorded"
 
 
 def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path):
