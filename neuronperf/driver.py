@@ -18,7 +18,7 @@ from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
-from neuronperf.errors import BackendUnavailable, ModelLoadError, SpecError
+from neuronperf.errors import BackendUnavailable, ModelLoadError, SpecError, UsageError
 from neuronperf.journal import Journal, OutputDirLock
 from neuronperf.spec import spec_problem
 
@@ -172,6 +172,10 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     spec, plan = load_plan(spec_path)
     check_factories(spec, plan)
     backend = _backend_for(plan)
+    try:
+        backend.check_compiler_args(plan.compile_entries[0])  # every entry shares them
+    except UsageError as e:
+        raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
 
     output_dir = Path(plan.output_dir).resolve()
     try:

@@ -265,3 +265,13 @@ def test_identity_follows_what_changes_results(tmp_path, cli):
     models.write_text(models.read_text() + "\n# edited\n")
     edited = cli("run", str(spec))
     assert "running 1 entries" in edited.err and "compile fast-bs1-p1: ok" in edited.err
+
+
+def test_unknown_compiler_args_are_one_located_error_before_any_compile(tmp_path, cli):
+    spec = fast_spec(tmp_path, batch_sizes="[1, 2]", workers="[1]")
+    spec.write_text(spec.read_text().replace("compile: {jobs: 2}", "compile: {jobs: 2, compiler_args: {bogus: 1}}"))
+    result = cli("run", str(spec))
+    assert result.code == 2
+    [line] = result.err.strip().splitlines()
+    assert line.startswith(f"{spec}:") and ": compile.compiler_args: " in line and "bogus" in line
+    assert not (tmp_path / "out" / "models").exists(), "nothing was compiled"

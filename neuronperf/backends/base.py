@@ -45,6 +45,10 @@ class Backend(abc.ABC):
         """File suffix of the artifact (".pt", ".onnx"); "" for a folder; None for no artifact."""
         return ".pt"
 
+    def check_compiler_args(self, entry: CompileEntry) -> None:  # noqa: B027 - accepting all is a fine default
+        """Raise ``UsageError`` if ``entry.compiler_args`` means nothing to this compiler. Called
+        once before any compile, so that a typo is one spec error, not a failure per entry."""
+
     @abc.abstractmethod
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         """Build the artifact for ``entry`` at ``artifact_path`` (a file or a folder).

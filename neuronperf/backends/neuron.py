@@ -177,6 +177,9 @@ class _NeuronBackend(Backend):
     compiler_package: ClassVar[str]
     hardware: ClassVar[str]
 
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        neuron_compiler_args(entry)
+
     def import_sdk(self) -> Any:
         """Import the SDK module, or raise ``BackendUnavailable`` with the install command."""
         try:

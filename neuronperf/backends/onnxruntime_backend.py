@@ -108,6 +108,9 @@ class OnnxRuntimeBackend(Backend):
         self._check_compiler(compiler)
         return ".onnx"
 
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        compiler_options(entry, _COMPILER_ARG_KEYS)
+
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         self._check_compiler(entry.compiler)
         options = compiler_options(entry, _COMPILER_ARG_KEYS)

@@ -96,6 +96,10 @@ class TensorFlowBackend(Backend):
         self._check_compiler(compiler)
         return ""  # a SavedModel is a folder
 
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        if entry.compiler_args:
+            raise UsageError(f"{entry.id}: tensorflow/savedmodel takes no compiler_args")
+
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         self._check_compiler(entry.compiler)
         if entry.compiler_args:

@@ -210,6 +210,10 @@ class TorchBackend(Backend):
         self._check_compiler(compiler)
         return {"torchscript": ".pt", "export": ".pt2"}.get(compiler)
 
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        self._check_compiler(entry.compiler)
+        compiler_options(entry, _COMPILER_ARG_KEYS[entry.compiler])
+
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         self._check_compiler(entry.compiler)
         options = compiler_options(entry, _COMPILER_ARG_KEYS[entry.compiler])
