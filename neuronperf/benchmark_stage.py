@@ -51,10 +51,12 @@ from neuronperf.entries import (
 from neuronperf.errors import BackendUnavailable, UsageError
 
 #: How far in the future the shared window starts once every copy is ready: long enough for each
-#: worker to receive the start message and wake its threads before the window opens.
-START_MARGIN_S = 0.1
+#: worker to receive the start message and wake its threads before the window opens (a pipe
+#: message and a thread wake-up take well under a millisecond; this is the slack for a busy
+#: machine). It is paid once per entry, so it is kept small.
+START_MARGIN_S = 0.02
 #: Extra margin per copy, because the parent sends the start message to copies one by one.
-START_MARGIN_PER_COPY_S = 0.01
+START_MARGIN_PER_COPY_S = 0.005
 #: After the last Samples message, how long workers get to exit on their own before being killed.
 EXIT_GRACE_S = 2.0
 

@@ -323,8 +323,8 @@ def _compile(
         )
         if result.reused:
             summary.compile_reused += 1
-        elif result.ok and result.artifact is not None:  # eager builds nothing to count
-            summary.compiled += 1
+        elif result.ok:
+            summary.compiled += result.artifact is not None  # eager builds nothing to count
         else:
             summary.compile_failed.append(result)
         observer.compile_finished(result)

@@ -299,8 +299,15 @@ def _start_thread(fn: Callable[[], Any], stop: Optional[threading.Event] = None)
     """Start ``fn`` in a thread; the box receives ("ok", value) or ("error", exception). An error
     sets ``stop`` so that the copy's other threads end their loops too."""
     box: list[Any] = []
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
 
     def target() -> None:
+        if torch is not None and torch_threads is not None:
+            # OpenMP keeps its pool size per thread: a new thread would run on the default pool
+            # (every core) whatever torch.set_num_threads() said in the main thread (OMP_NUM_THREADS,
+            # setup_fn). Carry the setting over, so the measured calls use what the user chose.
+            torch.set_num_threads(torch_threads)
         try:
             box.append(("ok", fn()))
         except BaseException as e:  # re-raised in the main thread by _result_of
