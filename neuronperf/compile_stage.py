@@ -37,6 +37,8 @@ from neuronperf.spec import default_compile_jobs
 
 META_FORMAT = 1
 LOGS_DIR = "logs"
+#: Thread-pool sizes that frameworks read at import (torch, numpy's BLAS, TensorFlow, onnxruntime).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: Exit status of a compile job that saw its parent die.
 EXIT_PARENT_GONE = 70
 
@@ -165,7 +167,7 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
                 process = ctx.Process(
                     target=_compile_job,
                     args=(backend.name, entry, str(out / relpath), str(out / log_relpath), str(result_path),
-                          os.getpid()),
+                          os.getpid(), max(1, (os.cpu_count() or 1) // jobs)),
                     name=f"neuronperf-compile-{entry.id}",
                     daemon=False,
                 )
@@ -234,8 +236,13 @@ def _kill(process: multiprocessing.process.BaseProcess) -> None:
 
 def _compile_job(
     backend_name: str, entry: CompileEntry, artifact_path: str, log_path: str, result_path: str, parent_pid: int,
+    threads: int,
 ) -> None:
     """Runs in a fresh process: compile one entry, output into its log, outcome into a file."""
+    # Parallel jobs share the cores: each framework's thread pool gets its share, unless the
+    # user set it (with every job using every core, two jobs only fight over them).
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
     # Ctrl-C is the parent's to handle (it stops its jobs); a parent killed outright takes its
     # compiles with it instead of leaving hours of orphaned compiler work behind.
     procutil.become_group_leader()
