@@ -13,11 +13,14 @@ The conversation of one model copy::
     worker -> parent   Error    instead of any of the above: the phase and the exception text
 
 The worker's task itself (model loader, inputs, callbacks) is pickled once when the process
-starts; it holds user objects that JSON cannot carry. Everything after that is JSON.
+starts; it holds user objects that JSON cannot carry. Everything after that is JSON. Raw timings
+travel inside it as base64 of little-endian int64 arrays: a fast model measured for a minute makes
+millions of calls, and as JSON lists of numbers they took seconds and gigabytes to decode.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Optional, Union
@@ -25,7 +28,7 @@ from typing import Any, ClassVar, Optional, Union
 from neuronperf.entries import CopyStats, WorkerSamples
 from neuronperf.errors import NeuronPerfError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(NeuronPerfError):
@@ -87,9 +90,13 @@ MESSAGE_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (Loaded, Ready, 
 def encode(message: Message) -> bytes:
     """The JSON text of ``message``, with its type and the protocol version."""
     if isinstance(message, Samples):
-        # asdict would deep-copy every sample tuple; they are JSON-ready as they are.
+        # asdict would deep-copy every sample tuple; the timings go as packed arrays instead.
         body: dict[str, Any] = {
-            "workers": [{f.name: getattr(w, f.name) for f in fields(w)} for w in message.workers],
+            "workers": [
+                {f.name: _pack(getattr(w, f.name)) if f.name in _ARRAY_FIELDS else getattr(w, f.name)
+                 for f in fields(w)}
+                for w in message.workers
+            ],
             "copy": asdict(message.copy),
         }
     else:
@@ -149,8 +156,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             WorkerSamples(
                 copy_idx=_int(w["copy_idx"]),
                 thread_idx=_int(w["thread_idx"]),
-                start_ns=tuple(w["start_ns"]),
-                latency_ns=tuple(w["latency_ns"]),
+                start_ns=_unpack(w["start_ns"]),
+                latency_ns=_unpack(w["latency_ns"]),
                 infer_ns_total=_int(w["infer_ns_total"]),
                 preprocess_ns_total=_int(w["preprocess_ns_total"]),
                 postprocess_ns_total=_int(w["postprocess_ns_total"]),
@@ -162,6 +169,26 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
                 raise ValueError(f"thread {w.thread_idx}: {len(w.start_ns)} start times but {len(w.latency_ns)} latencies")
         return Samples(workers=workers, copy=CopyStats(**body["copy"]))
     return cls(**body)  # type: ignore[no-any-return]
+
+
+_ARRAY_FIELDS = ("start_ns", "latency_ns")
+
+
+def _pack(values: Any) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.asarray(values, dtype="<i8").tobytes()).decode("ascii")
+
+
+def _unpack(text: Any) -> tuple[int, ...]:
+    import numpy as np
+
+    if not isinstance(text, str):
+        raise ValueError(f"expected packed int64 timings (base64 text), got {type(text).__name__}")
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % 8:
+        raise ValueError(f"packed timings of {len(raw)} bytes are not a whole number of int64")
+    return tuple(np.frombuffer(raw, dtype="<i8").tolist())
 
 
 def _int(value: Any) -> int:

@@ -78,17 +78,29 @@ def test_every_message_type_is_defined_once():
     [
         (b"not json", "malformed message"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 1 expected"),
+        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 2 expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 1, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 1, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 1, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 1, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": []}', "1.5 is not an integer"),
+        (b'{"v": 2, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 2, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 2, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 2, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": []}', "1.5 is not an integer"),
         (
-            b'{"v": 1, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
-            b'"start_ns": [1, 2], "latency_ns": [1], "infer_ns_total": 0, "preprocess_ns_total": 0, '
+            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
+            b'"start_ns": "AQAAAAAAAAACAAAAAAAAAA==", "latency_ns": "AQAAAAAAAAA=", "infer_ns_total": 0, "preprocess_ns_total": 0, '
             b'"postprocess_ns_total": 0}]}',
             "2 start times but 1 latencies",
+        ),
+        (
+            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
+            b'"start_ns": [1, 2], "latency_ns": [1], "infer_ns_total": 0, "preprocess_ns_total": 0, '
+            b'"postprocess_ns_total": 0}]}',
+            "expected packed int64 timings",
+        ),
+        (
+            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
+            b'"start_ns": "AQI=", "latency_ns": "AQI=", "infer_ns_total": 0, "preprocess_ns_total": 0, '
+            b'"postprocess_ns_total": 0}]}',
+            "not a whole number of int64",
         ),
     ],
 )
