@@ -15,7 +15,7 @@ The conversation of one model copy::
 The worker's task itself (model loader, inputs, callbacks) is pickled once when the process
 starts; it holds user objects that JSON cannot carry. Everything after that is JSON. Raw timings
 travel inside it as base64 of little-endian int64 arrays: a fast model measured for a minute makes
-millions of calls, and as JSON lists of numbers they took seconds and gigabytes to decode.
+millions of calls, and packed they decode in about half the time of JSON lists of numbers.
 """
 
 from __future__ import annotations
