@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -133,6 +134,24 @@ class EnvRecordingModel:
 
     def __call__(self, *inputs: Any) -> Any:
         time.sleep(self.seconds)
+        return inputs[0]
+
+
+class TorchThreadsRecordingModel:
+    """Records, from the thread that calls it, how many threads torch would use for an operator."""
+
+    def __init__(self, log: str):
+        self.log = log
+        self.seen: set = set()
+
+    def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        marker = (threading.get_ident(), torch.get_num_threads())
+        if marker not in self.seen:
+            self.seen.add(marker)
+            _append(self.log, f"threads={marker[1]}")
+        time.sleep(0.002)
         return inputs[0]
 
 

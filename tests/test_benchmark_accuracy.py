@@ -149,6 +149,20 @@ def test_each_copy_is_pinned_before_env_setup_and_loading(tmp_path: Path, monkey
     ]
 
 
+@pytest.mark.parametrize(("n_models", "workers"), [(1, 1), (2, 1), (1, 2)])
+def test_cpu_copies_and_threads_share_the_cores_for_torch(tmp_path, monkeypatch, n_models, workers):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    log = tmp_path / "threads.txt"
+    task = BenchmarkTask(
+        "threads", factory_loader(m.TorchThreadsRecordingModel, log=str(log)), n_models=n_models,
+        workers_per_model=workers, settings=settings(0.2), inputs=(1,),
+    )
+    assert measure(task).status == "ok"
+    cores = len(os.sched_getaffinity(0))
+    share = max(1, cores // (n_models * workers))
+    assert set(log.read_text().split()) == {f"threads={share}"}
+
+
 def test_resource_figures_reflect_the_model():
     hog = measure(BenchmarkTask("hog", factory_loader(m.MemoryHog, mb=300), settings=settings(0.5), inputs=(1,)))
     assert hog.status == "ok", hog.error
