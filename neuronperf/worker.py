@@ -83,6 +83,7 @@ class _Worker:
         self.phase = "unpickling the task"
         task: BenchmarkTask = pickle.loads(payload)
         config = worker_config(task, self.copy_idx, device_env)
+        _share_cpu_cores(task)
 
         if task.env_setup_fn is not None:
             self.phase = "running env_setup_fn"
@@ -92,7 +93,7 @@ class _Worker:
         model = task.loader.load(self.copy_idx)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         protocol.send(self.conn, protocol.Loaded(load_ms=load_ms))
-        _share_cpu_threads(task)
+        _set_torch_threads(task)
         if task.setup_fn is not None:
             self.phase = "running setup_fn"
             task.setup_fn(self.copy_idx, config, model)
@@ -262,20 +263,33 @@ class _Caller:
         return result
 
 
-def _share_cpu_threads(task: BenchmarkTask) -> None:
-    """On CPU, give each measuring thread an equal share of the cores for torch's operators.
+#: The number of threads each measuring thread's operators may use on CPU, for backends to read
+#: when they build their thread pools (set per worker; a user's own value is kept).
+CPU_THREADS_VARIABLE = "NEURONPERF_CPU_THREADS"
 
-    By default every copy's torch would use every core for each call, so n copies x m threads
-    oversubscribe the machine n x m times, and OpenMP's spinning threads then measure each
-    other (seen here: 2 copies of a small MLP on 2 cores, p99 16 ms for a 20 us call, throughput
-    swinging 131% between seconds). A user who set OMP_NUM_THREADS, or who calls
-    torch.set_num_threads in setup_fn (which runs after this), keeps their choice.
+
+def _share_cpu_cores(task: BenchmarkTask) -> None:
+    """On CPU, give each measuring thread an equal share of the cores for the model's operators.
+
+    By default every copy's framework would use every core for each call, so n copies x m threads
+    oversubscribe the machine n x m times, and OpenMP's spinning threads then measure each other
+    (seen here: 2 copies of a small MLP on 2 cores, p99 16 ms for a 20 us call, throughput
+    swinging 131% between seconds). The share goes into NEURONPERF_CPU_THREADS for backends that
+    size their own pools (onnxruntime) before the model loads; torch gets it right after.
     """
+    if task.device_type != "cpu":
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault(CPU_THREADS_VARIABLE, str(max(1, cores // (task.n_models * task.workers_per_model))))
+
+
+def _set_torch_threads(task: BenchmarkTask) -> None:
+    """Apply the CPU share to torch, unless the user chose with OMP_NUM_THREADS; a
+    torch.set_num_threads in setup_fn (which runs after this) also wins."""
     torch = sys.modules.get("torch")
     if task.device_type != "cpu" or torch is None or "OMP_NUM_THREADS" in os.environ:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // (task.n_models * task.workers_per_model)))
+    torch.set_num_threads(int(os.environ[CPU_THREADS_VARIABLE]))
 
 
 def _thread_inputs(task: BenchmarkTask, n_threads: int) -> list[tuple[Any, ...]]:

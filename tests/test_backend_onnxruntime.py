@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -178,3 +179,12 @@ def test_cuda_pinning_follows_cuda_visible_devices(backend, monkeypatch):
     assert backend.device_count("cuda") == 2
     assert backend.visible_devices_env("cuda", 1, 1) == {"CUDA_VISIBLE_DEVICES": "4"}
     assert backend.visible_devices_env("cpu", 1, 1) == {}
+
+
+def test_default_threads_follow_the_benchmark_workers_share(monkeypatch):
+    from neuronperf.backends import onnxruntime_backend
+
+    monkeypatch.setenv("NEURONPERF_CPU_THREADS", "1")
+    assert onnxruntime_backend._default_threads() == 1
+    monkeypatch.delenv("NEURONPERF_CPU_THREADS")
+    assert onnxruntime_backend._default_threads() == len(os.sched_getaffinity(0))

@@ -205,6 +205,11 @@ def _positional_module(torch: Any, model: Any) -> Any:
 
 
 def _default_threads() -> int:
+    # In a benchmark worker, the share of the cores that the worker gives each measuring thread
+    # (copies and threads would otherwise oversubscribe the machine).
+    share = os.environ.get("NEURONPERF_CPU_THREADS", "")
+    if share.isdigit() and int(share) > 0:
+        return int(share)
     # onnxruntime's own default is every physical core of the machine, even when this process
     # is pinned to fewer; the CPUs this process may run on is the better default.
     if hasattr(os, "sched_getaffinity"):
