@@ -245,7 +245,7 @@ def compile_model(
         if not isinstance(model, torch.nn.Module):
             raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     name = model_name or type(model).__name__.lower()
-    ref = register_in_memory(model, name)
+    ref = register_in_memory(model, name, examples)  # traced with the caller's own tensors
     args = _compiler_args(compiler_args)
     os.makedirs(models_dir, exist_ok=True)
     version = backend.compiler_version(compiler)

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from neuronperf.entries import ModelRef, thaw
 from neuronperf.errors import ModelLoadError
@@ -101,18 +101,40 @@ IN_MEMORY_FACTORY = "neuronperf.factory:in_memory_model"
 _IN_MEMORY: dict[str, Any] = {}
 
 
-def register_in_memory(model: Any, name: str) -> ModelRef:
-    """A ``ModelRef`` for a model object the caller already holds (compiled in this process)."""
+_IN_MEMORY_EXAMPLES: dict[str, list] = {}
+
+
+def register_in_memory(model: Any, name: str, examples: Optional[list] = None) -> ModelRef:
+    """A ``ModelRef`` for a model object the caller already holds (compiled in this process).
+
+    ``examples[i]`` is the caller's example input for ``input_idx`` i: backends trace with it,
+    as NeuronPerf did, rather than with generated data of the same shape."""
     from neuronperf.entries import freeze
 
     token = f"{name}-{id(model):x}"
     _IN_MEMORY[token] = model
+    if examples is not None:
+        _IN_MEMORY_EXAMPLES[token] = list(examples)
     return ModelRef(name, IN_MEMORY_FACTORY, freeze({"token": token}))
+
+
+def in_memory_example(entry: Any) -> Optional[tuple]:
+    """The caller's own example input of a compile entry made by the Python API (a tuple of
+    tensors), or None for any other entry."""
+    if entry.model.factory != IN_MEMORY_FACTORY:
+        return None
+    examples = _IN_MEMORY_EXAMPLES.get(thaw(entry.model.kwargs).get("token", ""))
+    if examples is None or entry.input_idx >= len(examples):
+        return None
+    example = examples[entry.input_idx]
+    return tuple(example) if isinstance(example, (tuple, list)) else (example,)
 
 
 def unregister_in_memory(ref: ModelRef) -> None:
     """Forget a model registered by ``register_in_memory`` (so it can be garbage-collected)."""
-    _IN_MEMORY.pop(thaw(ref.kwargs).get("token", ""), None)
+    token = thaw(ref.kwargs).get("token", "")
+    _IN_MEMORY.pop(token, None)
+    _IN_MEMORY_EXAMPLES.pop(token, None)
 
 
 def in_memory_model(token: str) -> Any:

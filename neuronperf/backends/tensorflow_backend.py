@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from neuronperf.backends.base import Backend, arguments_of
 from neuronperf.entries import CompileEntry
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.factory import build_model
+from neuronperf.factory import build_model, in_memory_example
 from neuronperf.inputs import make_arrays
 
 TF_INSTALL = "pip install tensorflow-cpu (or tensorflow for GPUs)"
@@ -32,8 +32,12 @@ def import_tensorflow() -> Any:
 
 
 def tf_inputs(entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
-    """The example inputs of one call as tf tensors (bfloat16 cast from float32)."""
+    """The example inputs of one call as tf tensors (bfloat16 cast from float32); the caller's
+    own arrays when the Python API compiles a model object."""
     tf = import_tensorflow()
+    given = in_memory_example(entry)
+    if given is not None:
+        return tuple(tf.constant(x) for x in given)
     tensors = []
     for spec, array in zip(entry.inputs, make_arrays(entry.inputs, entry.batch_size, seed)):
         tensor = tf.constant(array)

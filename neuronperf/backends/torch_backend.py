@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from neuronperf.backends.base import Backend, arguments_of
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.factory import build_model
+from neuronperf.factory import build_model, in_memory_example
 from neuronperf.inputs import make_arrays
 
 TORCH_INSTALL = "pip install torch"
@@ -61,8 +61,12 @@ def build_torch_module(entry: CompileEntry) -> Any:
 
 
 def torch_inputs(entry: CompileEntry, seed: int = 0, device: Optional[str] = None) -> tuple[Any, ...]:
-    """The example inputs of one call as torch tensors (bfloat16 cast from float32)."""
+    """The example inputs of one call as torch tensors (bfloat16 cast from float32); the caller's
+    own tensors when the Python API compiles a model object."""
     torch = import_torch()
+    given = in_memory_example(entry)
+    if given is not None:
+        return tuple(torch.as_tensor(t).to(device) if device is not None else torch.as_tensor(t) for t in given)
     tensors = []
     for spec, array in zip(entry.inputs, make_arrays(entry.inputs, entry.batch_size, seed)):
         tensor = torch.from_numpy(array)
