@@ -353,11 +353,15 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
             config["status"] = "todo"
         elif isinstance(result, compile_stage.CompileResult):
             config["status"] = result.status
-            config["compile_s"] = result.compile_s
+            config["compile_s"] = _seconds(result.compile_s)
         else:  # a journal record of an earlier run
             config["status"] = result.get("status")
-            config["compile_s"] = result.get("compile_s")
+            config["compile_s"] = _seconds(result.get("compile_s"))
     model_index.save(index, str(output_dir / "model_index.json"))
+
+
+def _seconds(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 3)
 
 
 def _remove_owned(output_dir: Path) -> None:
