@@ -203,11 +203,11 @@ class TorchBackend(Backend):
         self._check_compiler(compiler)
         # Package metadata, not `import torch`: a resumed sweep with nothing to do must not pay
         # two seconds of torch import just to confirm that its artifacts are current.
-        try:
-            from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
             return f"torch {version('torch')}"
-        except Exception:  # no metadata (a source build): ask torch itself
+        except PackageNotFoundError:  # no metadata (a source build, or not installed): ask torch
             return f"torch {import_torch().__version__}"
 
     def artifact_suffix(self, compiler: str) -> Optional[str]:
