@@ -264,8 +264,7 @@ def compile_model(
                     pipeline_size=pipeline_size, framework=framework, device_type=device_type,
                     compiler=compiler, compiler_args=args, input_idx=input_idx,
                 )
-                path = os.path.abspath(os.path.join(
-                    models_dir, f"{name}_b{batch_size}_p{pipeline_size}_{_token()}{suffix}"))
+                path = _artifact_path(models_dir, name, batch_size, pipeline_size, suffix)
                 log.info("compiling %s batch_size=%d pipeline_size=%d", name, batch_size, pipeline_size)
                 try:
                     compile_s = compile_one(backend, entry, path)
@@ -314,7 +313,7 @@ def compile_with_function(
     configs, failures = [], []
     for input_idx, (example, batch_size) in enumerate(zip(examples, sizes)):
         for pipeline_size in pipelines:
-            path = os.path.abspath(os.path.join(models_dir, f"{name}_b{batch_size}_p{pipeline_size}_{_token()}{suffix}"))
+            path = _artifact_path(models_dir, name, batch_size, pipeline_size, suffix)
             started = time.perf_counter()
             try:
                 compile_fn(model, example, path, batch_size=batch_size, pipeline_size=pipeline_size,
@@ -346,6 +345,11 @@ def _save_index(configs: list, failures: list[str], name: str, filename: Optiona
     for extra in configs[1:]:
         index["model_configs"] += extra["model_configs"]
     return model_index.save(index, filename)
+
+
+def _artifact_path(models_dir: str, name: str, batch_size: int, pipeline_size: int, suffix: str) -> str:
+    """``models/<name>_b<batch>_p<pipeline>_<8 random chars><suffix>``, NeuronPerf's naming."""
+    return os.path.abspath(os.path.join(models_dir, f"{name}_b{batch_size}_p{pipeline_size}_{_token()}{suffix}"))
 
 
 def _token() -> str:

@@ -168,14 +168,18 @@ def factory_loader(factory: Callable[..., Any], **kwargs: Any) -> FactoryLoader:
 def default_visible_devices_env(device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
     """Pinning for user-loaded models: ``pipeline_size`` NeuronCores per copy on Neuron; on CUDA
     one device per copy, taken in turn from the parent's ``CUDA_VISIBLE_DEVICES`` when it is set."""
+    # The backends' own rules (their modules import no framework), so both kinds of loader pin
+    # copies the same way.
     if device_type == "neuron":
-        first = copy_idx * pipeline_size
-        last = first + pipeline_size - 1
-        return {"NEURON_RT_VISIBLE_CORES": str(first) if first == last else f"{first}-{last}"}
+        from neuronperf.backends.neuron import neuron_core_range
+
+        return {"NEURON_RT_VISIBLE_CORES": neuron_core_range(copy_idx, pipeline_size)}
     if device_type == "cuda":
-        listed = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        from neuronperf.backends.torch_backend import visible_cuda_devices
+
+        listed = visible_cuda_devices()
         if listed:
-            return {"CUDA_VISIBLE_DEVICES": listed[copy_idx % len(listed)].strip()}
+            return {"CUDA_VISIBLE_DEVICES": listed[copy_idx % len(listed)]}
     return {}
 
 
