@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
+import tempfile
 import time
 from typing import Any, Callable
 
-from neuronperf.benchmark_stage import BenchmarkTask, factory_loader, measure, worker_context
+from neuronperf import supervisor
 from neuronperf.entries import BenchmarkSettings
+from neuronperf.supervisor import worker_context
+from neuronperf.task import BenchmarkTask, factory_loader
 
 
 class NoOp:
@@ -66,6 +69,11 @@ def entry_overhead_s(method: str, duration: float = 0.2) -> float:
     return elapsed - duration
 
 
+def measure(task: BenchmarkTask, start_method: Any = None) -> Any:
+    with tempfile.TemporaryDirectory() as samples:
+        return supervisor.measure(task, samples, start_method=start_method)
+
+
 def median_of(fn: Callable[[], float], repeat: int) -> float:
     return statistics.median(fn() for _ in range(repeat))
 
@@ -77,7 +85,7 @@ def harness_call_ns(duration: float) -> tuple:
     ))
     if result.status != "ok":
         raise SystemExit(f"entry failed: {result.error}")
-    measured: list[int] = [lat for w in result.workers for lat in w.latency_ns]
+    measured: list[int] = [int(lat) for w in result.workers for lat in w.latency_ns]
     return statistics.median(measured), len(measured) / duration
 
 

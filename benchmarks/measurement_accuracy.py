@@ -1,180 +1,241 @@
-"""How accurate the reported latency and throughput are: models of known latency, measured.
+"""How accurate the reported figures are: each one against a truth that needs no harness.
 
-Run from the repository root: ``python benchmarks/measurement_accuracy.py [--duration 2]``.
+Run from the repository root: ``python benchmarks/measurement_accuracy.py`` (about 3 minutes;
+``--quick`` for shorter windows, ``--only NAME`` for one case). Every entry runs through the real
+benchmark core (``core.run_entries`` with forkserver workers) and the rows are computed by
+``results.report_row``, exactly as ``neuronperf run`` computes them. For the sleep models the
+script also recomputes, from the same raw samples, what method 1 (before ``METHOD_VERSION`` 2)
+reported, so the two methods are compared side by side in one run.
 
-1. Known latency: a model that sleeps for a fixed time per call (releasing the GIL, like a
-   device call) at several latencies and copies x threads x batch combinations, measured by the
-   real benchmark stage (``measure`` with a ``factory_loader``, worker processes from the
-   forkserver) and turned into figures by ``results.report_row``, exactly as users see them.
-   For each case: the true latency vs ``latency_ms_p50``, and the expected throughput
-   (copies x threads x batch / latency) vs ``throughput_avg``. ``time.sleep`` itself oversleeps
-   (timer slack and wake-up: about 0.1 ms on our machine), so a bare in-process loop timing the
-   same sleep is printed too: the harness should match it, not the nominal figure. The last column
-   checks throughput against the measured latencies (Little's law: concurrency / mean latency).
-2. CPU-bound: a small torch MLP measured by the harness and by a bare ``perf_counter_ns`` loop
-   in this process, alternating; the ratios of their p50s and of their fastest calls show the
-   latency the harness adds (the fastest call is the figure a busy machine disturbs least). torch
-   gets its thread count from ``OMP_NUM_THREADS`` (``--torch-threads``, set before torch or the
-   forkserver start): ``torch.set_num_threads`` would not do, because it does not reach the
-   harness's measuring threads (see benchmarks/README.md).
+Cases and truths:
+
+1. ``jitter``: a model that sleeps a random 400-1000 ms per call, 1 copy x 4 and x 8 threads.
+   Truth: Little's law, threads / mean latency of the calls. Goal: ``throughput_avg`` within 2%.
+2. ``steady``: models that sleep exactly 100 ms and 700 ms, 1 copy x 4 threads. Truth: threads
+   / latency for ``throughput_peak``; no stability warning. Goal: peak within 3%, no warning.
+3. ``fast``: a 20 us busy-wait model on 1 and 2 threads. Truth: a bare ``perf_counter_ns`` loop
+   in this process on the same number of threads. Goal: p50 within 5%.
+4. ``cnn``: the zoo's small CNN (batch 1, 2 torch threads). Truth: ``torch.utils.benchmark.Timer``
+   (``blocked_autorange``, median) on the same 2 threads, in this process. Goal: p50 within 3%.
+5. ``sleep``: fixed sleeps of 1, 5 and 20 ms at 2 copies x 2 threads x batch 4: p50 against a bare
+   loop timing the same sleep, throughput against Little's law.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
+import threading
 import time
 from typing import Any
 
-from neuronperf.benchmark_stage import BenchmarkTask, factory_loader, measure
-from neuronperf.entries import BenchmarkSettings
-from neuronperf.results import RowConfig, report_row
+import numpy as np
 
-DEFAULT_LATENCIES_MS = (1.0, 5.0, 20.0)
-#: (copies, threads per copy, batch size)
-DEFAULT_COMBOS = ((1, 1, 1), (1, 4, 1), (2, 2, 4), (4, 2, 8))
+from neuronperf.core import Job, Sink, run_entries
+from neuronperf.entries import BenchmarkSettings, Measurement
+from neuronperf.executors import get_executor
+from neuronperf.results import RowConfig
+from neuronperf.task import BenchmarkTask, factory_loader
 
 
 class Sleeper:
-    """A model whose every call takes ``latency_ms`` without using a CPU (sleep releases the GIL)."""
+    """Sleeps ``latency_ms`` per call, or a uniform random time in [low_ms, high_ms]; sleeping
+    releases the GIL and uses no CPU, like a device call."""
 
-    def __init__(self, latency_ms: float):
-        self.seconds = latency_ms / 1000
+    def __init__(self, latency_ms: float = 0.0, low_ms: float = 0.0, high_ms: float = 0.0):
+        self.fixed = latency_ms / 1000
+        self.low, self.high = low_ms / 1000, high_ms / 1000
+        self.rng = random.Random()  # unseeded: every copy and repeat draws its own latencies
 
     def __call__(self, x: Any) -> Any:
-        time.sleep(self.seconds)
+        time.sleep(self.fixed if self.fixed else self.rng.uniform(self.low, self.high))
         return x
 
 
-def cpu_mlp() -> Any:
+class Spinner:
+    """Busy-waits ``latency_us`` per call (a CPU-bound model of exactly known cost)."""
+
+    def __init__(self, latency_us: float):
+        self.ns = int(latency_us * 1000)
+
+    def __call__(self, x: Any) -> Any:
+        until = time.perf_counter_ns() + self.ns
+        while time.perf_counter_ns() < until:
+            pass
+        return x
+
+
+def small_cnn() -> Any:
     from neuronperf import zoo
 
-    return zoo.mlp(in_features=256, hidden=512, out_features=10, layers=2)
+    return zoo.small_cnn()
 
 
-def cpu_input(batch_size: int) -> Any:
+def measure(name: str, loader: Any, inputs: Any, threads: int, duration: float, *, copies: int = 1,
+            batch: int = 1, warmup: int = 5, backend: Any = None) -> tuple[dict, Measurement]:
+    task = BenchmarkTask(name, loader, inputs=inputs, batch_size=batch, n_models=copies, workers_per_model=threads,
+                         device_backend=backend,
+                         settings=BenchmarkSettings(duration=duration, warmup_calls=warmup, timeout=duration + 300))
+    config = RowConfig(id=name, batch_size=batch, n_models=copies, workers_per_model=threads)
+    sink = Sink()
+    with get_executor() as executor:
+        run_entries([Job(config=config, task=task)], executor, sink)
+    result = sink.results[0]
+    if result.row["status"] != "ok":
+        raise SystemExit(f"{name}: {result.row['status']}: {result.row['error']}")
+    return result.row, result.measurements[0]
+
+
+def method1(m: Measurement, batch: int) -> tuple[float, float, float]:
+    """What method 1 reported from the same samples: throughput = calls / (last return - window
+    start); peak and CV over whole 1 s slices from the window start, each call counted whole in
+    the slice where it completed, CV with ddof=0."""
+    starts = np.concatenate([np.asarray(w.start_ns) for w in m.workers])
+    ends = starts + np.concatenate([np.asarray(w.latency_ns) for w in m.workers])
+    span = int(ends.max()) - m.window_start_ns
+    throughput = starts.size * batch / (span / 1e9)
+    n = span // 1_000_000_000
+    counts = np.bincount(((ends - m.window_start_ns) // 1_000_000_000)[ends - m.window_start_ns < n * 1_000_000_000],
+                         minlength=int(n))[: int(n)] * batch
+    peak = float(counts.max()) if n else throughput
+    cv = float(counts.std() / counts.mean()) if n >= 2 and counts.mean() else float("nan")
+    return throughput, peak, cv
+
+
+def err(measured: float, truth: float) -> str:
+    return f"{(measured / truth - 1) * 100:+.2f}%"
+
+
+def all_latencies_s(m: Measurement) -> np.ndarray:
+    return np.concatenate([np.asarray(w.latency_ns) for w in m.workers]) / 1e9
+
+
+def case_jitter(duration: float) -> None:
+    print(f"\n1. jittery model, 400-1000 ms per call ({duration:g} s windows); truth: Little's law = threads / mean latency")
+    print(f"  {'threads':>7s} | {'truth':>7s} | {'method 2':>8s} {'err':>7s} | {'method 1':>8s} {'err':>7s} | calls")
+    for threads in (4, 8):
+        row, m = measure(f"jitter-w{threads}", factory_loader(Sleeper, low_ms=400, high_ms=1000), 0, threads, duration,
+                         warmup=1)
+        truth = threads / all_latencies_s(m).mean()
+        old = method1(m, 1)[0]
+        print(f"  {threads:7d} | {truth:7.3f} | {row['throughput_avg']:8.3f} {err(row['throughput_avg'], truth):>7s} |"
+              f" {old:8.3f} {err(old, truth):>7s} | {row['total_infs']}")
+
+
+def case_steady(duration: float) -> None:
+    print(f"\n2. steady models, 1 copy x 4 threads ({duration:g} s windows); truth: peak = 4 / latency, no stability warning")
+    print(f"  {'latency':>7s} | {'truth':>7s} | {'m2 peak':>8s} {'err':>7s} {'m2 cv':>6s} {'warning':>8s} |"
+          f" {'m1 peak':>8s} {'err':>7s} {'m1 cv':>6s}")
+    for ms in (100.0, 700.0):
+        row, m = measure(f"steady-{ms:g}ms", factory_loader(Sleeper, latency_ms=ms), 0, 4, duration, warmup=1)
+        truth = 4 / (statistics.median(all_latencies_s(m)))
+        _, old_peak, old_cv = method1(m, 1)
+        stability = "unstable" in (row["warning"] or "") or "too few" in (row["warning"] or "")
+        cv = row["throughput_cv"]
+        print(f"  {ms:5.0f}ms | {truth:7.3f} | {row['throughput_peak']:8.3f} {err(row['throughput_peak'], truth):>7s}"
+              f" {cv * 100 if cv is not None else float('nan'):5.1f}% {'yes' if stability else 'none':>8s} |"
+              f" {old_peak:8.3f} {err(old_peak, truth):>7s} {old_cv * 100:5.1f}%")
+
+
+def bare_threads_p50_us(model: Any, threads: int, seconds: float) -> float:
+    """p50 of ``model(0)`` timed by bare loops on ``threads`` threads of this process at once."""
+    samples: list[list[int]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads)
+
+    def loop(out: list[int]) -> None:
+        perf = time.perf_counter_ns
+        for _ in range(200):
+            model(0)
+        barrier.wait()
+        until = perf() + int(seconds * 1e9)
+        while perf() < until:
+            t0 = perf()
+            model(0)
+            out.append(perf() - t0)
+
+    pool = [threading.Thread(target=loop, args=(s,)) for s in samples]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return float(np.median(np.concatenate([np.asarray(s) for s in samples]))) / 1000
+
+
+def case_fast(duration: float, repeat: int) -> None:
+    print(f"\n3. a 20 us busy-wait model; truth: a bare loop on the same threads (median of {repeat} alternating runs)")
+    print(f"  {'threads':>7s} | {'bare p50':>9s} | {'harness p50':>11s} {'err':>7s}")
+    for threads in (1, 2):
+        bare, harness = [], []
+        for _ in range(repeat):
+            harness.append(measure(f"spin20us-w{threads}", factory_loader(Spinner, latency_us=20), 0, threads, duration,
+                                   warmup=200)[0]["latency_ms_p50"] * 1000)
+            bare.append(bare_threads_p50_us(Spinner(20), threads, duration))
+        b, h = statistics.median(bare), statistics.median(harness)
+        print(f"  {threads:7d} | {b:7.2f}us | {h:9.2f}us {err(h, b):>7s}")
+
+
+def case_cnn(duration: float, repeat: int) -> None:
     import torch
+    from torch.utils.benchmark import Timer
 
-    return torch.randn(batch_size, 256)
-
-
-def harness_row(name: str, loader: Any, inputs: Any, copies: int, threads: int, batch: int, duration: float) -> dict:
-    """One entry measured by the benchmark stage, as the report row users get."""
-    task = BenchmarkTask(
-        name, loader, inputs=inputs, batch_size=batch, n_models=copies, workers_per_model=threads,
-        settings=BenchmarkSettings(duration=duration, warmup_calls=5, timeout=duration + 120),
-    )
-    measurement = measure(task)
-    if measurement.status != "ok":
-        raise SystemExit(f"{name}: {measurement.status}: {measurement.error}")
-    return report_row(RowConfig(id=name, batch_size=batch, n_models=copies, workers_per_model=threads), measurement)
-
-
-def bare_p50_ms(model: Any, x: Any, seconds: float, min_calls: int = 20) -> tuple:
-    """(median latency in ms, calls per second, fastest call in ms) of ``model(x)`` timed by a
-    bare loop here."""
-    perf = time.perf_counter_ns
-    samples: list[int] = []
-    started = perf()
-    until = started + int(seconds * 1e9)
-    while perf() < until or len(samples) < min_calls:
-        t0 = perf()
-        model(x)
-        samples.append(perf() - t0)
-    return statistics.median(samples) / 1e6, len(samples) / ((perf() - started) / 1e9), min(samples) / 1e6
-
-
-def err(measured: float, truth: float) -> float:
-    return (measured / truth - 1) * 100
-
-
-def known_latency(latencies: list[float], combos: list[tuple], duration: float) -> None:
-    print(f"\n1. sleep models of known latency ({duration:g} s windows; err = measured / truth - 1)")
-    print(
-        f"  {'true':>6s} {'m':>2s} {'w':>2s} {'bs':>3s} | {'bare p50':>8s} {'p50':>8s} {'err':>6s} {'vs bare':>7s}"
-        f" | {'expected':>8s} {'thr_avg':>8s} {'err':>6s} {'Little':>6s} | {'calls':>6s}"
-    )
-    for latency in latencies:
-        model = Sleeper(latency)
-        bare = bare_p50_ms(model, None, min(1.0, 100 * latency / 1000))[0]
-        for copies, threads, batch in combos:
-            inputs = [0.0] * batch  # the model ignores its input; batch only scales throughput
-            row = harness_row(
-                f"sleep{latency:g}ms-m{copies}-w{threads}-bs{batch}", factory_loader(Sleeper, latency_ms=latency),
-                inputs, copies, threads, batch, duration,
-            )
-            concurrency = copies * threads
-            expected = concurrency * batch / (latency / 1000)
-            little = concurrency * batch / (row["latency_ms_avg"] / 1000)
-            p50, thr = row["latency_ms_p50"], row["throughput_avg"]
-            print(
-                f"  {latency:6.1f} {copies:2d} {threads:2d} {batch:3d} | {bare:8.3f} {p50:8.3f} {err(p50, latency):+5.1f}%"
-                f" {err(p50, bare):+6.1f}% | {expected:8.0f} {thr:8.0f} {err(thr, expected):+5.1f}%"
-                f" {err(thr, little):+5.1f}% | {row['total_infs']:6d}"
-            )
-
-
-def cpu_bound(duration: float, repeat: int, batch: int) -> None:
-    import torch  # after main() set OMP_NUM_THREADS
-
-    harness: list[dict] = []
-    bare: list[tuple] = []
-    model, x = cpu_mlp(), cpu_input(batch)
-    with torch.inference_mode():  # what the worker does for torch models
-        bare_p50_ms(model, x, 0.2)  # warm-up
-    for _ in range(repeat):  # alternate, so that a busy machine affects both alike
-        harness.append(harness_row("cpu-mlp", factory_loader(cpu_mlp), cpu_input(batch), 1, 1, batch, duration))
+    print(f"\n4. small CNN, batch 1, 2 torch threads; truth: torch.utils.benchmark.Timer (median of {repeat} alternating runs)")
+    model, x = small_cnn(), torch.randn(1, 3, 32, 32)
+    timer_ms, harness_ms = [], []
+    for _ in range(repeat):
+        row, _ = measure("cnn", factory_loader(small_cnn), torch.randn(1, 3, 32, 32), 1, duration, warmup=300,
+                         backend="torch")
+        harness_ms.append(row["latency_ms_p50"])
         with torch.inference_mode():
-            bare.append(bare_p50_ms(model, x, duration))
-    h_p50 = statistics.median(h["latency_ms_p50"] for h in harness)
-    h_rate = statistics.median(h["total_infs"] / h["total_s"] for h in harness)
-    b_p50, b_rate = statistics.median(b[0] for b in bare), statistics.median(b[1] for b in bare)
-    h_p0, b_p0 = min(h["latency_ms_p0"] for h in harness), min(b[2] for b in bare)
-    cpu = statistics.median(h["cpu_avg_percent"] for h in harness)
-    threads = torch.get_num_threads()
-    print(f"\n2. CPU-bound torch MLP (256-512-512-10, batch {batch}, {threads} torch thread(s)),"
-          f" median of {repeat} alternating {duration:g} s runs")
-    print(f"  {'':8s} {'p50 ms':>8s} {'calls/s':>9s}   p50 of each run")
-    each_harness = " ".join(f"{h['latency_ms_p50']:.4f}" for h in harness)
-    each_bare = " ".join(f"{b[0]:.4f}" for b in bare)
-    print(f"  {'harness':8s} {h_p50:8.4f} {h_rate:9.0f}   {each_harness}")
-    print(f"  {'bare':8s} {b_p50:8.4f} {b_rate:9.0f}   {each_bare}")
-    print(f"  harness / bare: p50 {h_p50 / b_p50:.3f}x, calls/s {h_rate / b_rate:.3f}x,"
-          f" fastest call {h_p0 / b_p0:.3f}x ({h_p0:.4f} vs {b_p0:.4f} ms)   (worker cpu_avg_percent {cpu:.0f})")
+            t = Timer("model(x)", globals={"model": model, "x": x}, num_threads=2).blocked_autorange(min_run_time=duration)
+        timer_ms.append(t.median * 1000)
+    tm, hm = statistics.median(timer_ms), statistics.median(harness_ms)
+    print(f"  Timer {tm:.4f} ms | harness p50 {hm:.4f} ms {err(hm, tm)}   (each run: "
+          + ", ".join(f"{h:.4f}/{t:.4f}" for h, t in zip(harness_ms, timer_ms)) + ")")
 
 
-def parse_combo(text: str) -> tuple:
-    parts = tuple(int(p) for p in text.lower().split("x"))
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected COPIESxTHREADSxBATCH, e.g. 2x2x4, got {text!r}")
-    return parts
+def case_sleep(duration: float) -> None:
+    print(f"\n5. fixed sleeps at 2 copies x 2 threads x batch 4 ({duration:g} s windows)")
+    print(f"  {'true':>6s} | {'bare p50':>8s} {'p50':>8s} {'vs bare':>8s} | {'Little':>8s} {'thr_avg':>8s} {'err':>7s}")
+    for ms in (1.0, 5.0, 20.0):
+        model = Sleeper(ms)
+        perf = time.perf_counter_ns
+        lat = []
+        for _ in range(max(20, int(500 / ms))):
+            t0 = perf()
+            model(0)
+            lat.append(perf() - t0)
+        bare = statistics.median(lat) / 1e6
+        row, _ = measure(f"sleep{ms:g}ms", factory_loader(Sleeper, latency_ms=ms), [0.0] * 4, 2, duration, copies=2,
+                         batch=4)
+        little = 2 * 2 * 4 / (row["latency_ms_avg"] / 1000)
+        print(f"  {ms:6.1f} | {bare:8.3f} {row['latency_ms_p50']:8.3f} {err(row['latency_ms_p50'], bare):>8s} |"
+              f" {little:8.0f} {row['throughput_avg']:8.0f} {err(row['throughput_avg'], little):>7s}")
+
+
+CASES = ("jitter", "steady", "fast", "cnn", "sleep")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per entry (default 2)")
-    parser.add_argument("--latencies", type=float, nargs="+", default=list(DEFAULT_LATENCIES_MS), metavar="MS",
-                        help="true latencies of the sleep model in ms (default 1 5 20)")
-    parser.add_argument("--combos", type=parse_combo, nargs="+", default=list(DEFAULT_COMBOS), metavar="MxWxB",
-                        help="copies x threads x batch combinations (default 1x1x1 1x4x1 2x2x4 4x2x8)")
-    parser.add_argument("--repeat", type=int, default=9, help="alternating runs of the CPU-bound case (default 9)")
-    parser.add_argument("--cpu-duration", type=float, default=0.5, help="seconds of each CPU-bound run (default 0.5)")
-    parser.add_argument("--cpu-batch", type=int, default=8, help="batch size of the CPU-bound case (default 8)")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="OMP_NUM_THREADS/MKL_NUM_THREADS for the CPU-bound case (default 1)")
-    parser.add_argument("--skip-cpu", action="store_true", help="only the sleep models")
-    parser.add_argument("--skip-sleep", action="store_true", help="only the CPU-bound case")
+    parser.add_argument("--quick", action="store_true", help="shorter windows and fewer repeats")
+    parser.add_argument("--only", choices=CASES, action="append", help="run only these cases")
     args = parser.parse_args()
-    # Before torch is imported here or in the forkserver (which starts with the first entry).
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(args.torch_threads)
-
+    cases = args.only or list(CASES)
+    long_s, short_s, repeat = (6.0, 1.0, 3) if args.quick else (10.0, 2.0, 5)
+    os.environ.pop("OMP_NUM_THREADS", None)
     started = time.perf_counter()
-    if not args.skip_sleep:
-        known_latency(args.latencies, args.combos, args.duration)
-    if not args.skip_cpu:
-        cpu_bound(args.cpu_duration, args.repeat, args.cpu_batch)
+    if "jitter" in cases:
+        case_jitter(long_s)
+    if "steady" in cases:
+        case_steady(long_s / 2)
+    if "fast" in cases:
+        case_fast(short_s, repeat)
+    if "cnn" in cases:
+        case_cnn(short_s, repeat)
+    if "sleep" in cases:
+        case_sleep(short_s)
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -2,8 +2,9 @@
 
 ``neuronperf.torch``, ``neuronperf.tensorflow`` and ``neuronperf.cpu`` call into here with their
 framework; the top-level ``neuronperf.compile`` / ``neuronperf.benchmark`` take user functions.
-The same stages as a sweep do the work (``compile_stage.compile_one``, the benchmark stage's
-``BenchmarkTask`` run by an executor, ``results.report_row``): there is no second implementation.
+The same stages as a sweep do the work (``compile_stage.compile_one``, and the benchmark core's
+``run_entries`` with a list as its sink, which measures and makes rows exactly as for
+``neuronperf run``): there is no second implementation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from neuronperf import model_index
+from neuronperf.core import Sink
 from neuronperf.entries import (
     BenchmarkSettings,
     CompileEntry,
@@ -44,14 +46,6 @@ log = logging.getLogger("neuronperf")
 DEFAULT_DURATION = 60.0
 #: NeuronPerf's default worker threads per model copy.
 DEFAULT_WORKERS_PER_MODEL = (1, 2)
-
-
-def _stage() -> Any:
-    """The benchmark stage module. The one place this package's API imports it: the stage module
-    is imported only when something is measured (it is not needed to compile)."""
-    import importlib
-
-    return importlib.import_module("neuronperf.benchmark_stage")
 
 
 # ---- argument normalisation ---------------------------------------------------------------
@@ -364,12 +358,14 @@ def _token() -> str:
 class Target:
     """One model artifact (or loader) to benchmark, with its example input."""
 
-    loader: Any  # a benchmark-stage ModelLoader
+    loader: Any  # a task.ModelLoader
     example: Any
     batch_size: int
     pipeline_size: int
     filename: str
     model_name: str
+    #: The backend whose device services (pinning, thread shares, synchronisation) the workers use.
+    device_backend: Optional[str] = None
     #: A Neuron backend checks that the copies' cores are free before each configuration.
     preflight: Optional[Callable[[str, int], None]] = None
 
@@ -407,15 +403,17 @@ def benchmark_targets(
     warmup_s: float = 0.0,
     timeout: Optional[float] = None,
     peak_window_s: float = 1.0,
+    repeat: int = 1,
 ) -> list[dict]:
     """Measure every target x n_models x workers_per_model; return report dicts (or raw results).
 
     Every configuration gets a report, failed ones too (``status`` and ``error`` say why)."""
+    from neuronperf.core import Job, run_entries
     from neuronperf.executors import get_executor
     from neuronperf.reporting import raw_result
-    from neuronperf.results import RowConfig, report_row
+    from neuronperf.results import RowConfig
+    from neuronperf.task import BenchmarkTask
 
-    stage = _stage()
     duration = DEFAULT_DURATION if duration is None else _positive_number(duration, "duration")
     if cost_per_hour is not None:
         cost_per_hour = _positive_number(cost_per_hour, "cost_per_hour", allow_zero=True)
@@ -427,50 +425,52 @@ def benchmark_targets(
         warmup_s=_positive_number(warmup_s, "warmup_s", allow_zero=True),
         timeout=_positive_number(timeout, "timeout") if timeout is not None else max(300.0, 2 * duration + 120.0),
         peak_window_s=_positive_number(peak_window_s, "peak_window_s"),
+        repeat=(as_int_list(repeat, "repeat") or [1])[0],
     )
     # Expand every configuration first: a bad n_models fails before anything is measured.
-    planned = [(t, n, w) for t in targets
-               for n, w in config_grid(n_models, workers_per_model, device_count, t.pipeline_size)]
-    reports = []
-    with get_executor("local") as executor:
-        for target, n, w in planned:
+    jobs = []
+    for target in targets:
+        for n, w in config_grid(n_models, workers_per_model, device_count, target.pipeline_size):
             entry_id = f"{target.model_name}-bs{target.batch_size}-p{target.pipeline_size}-m{n}-w{w}"
-            task = stage.BenchmarkTask(
+            task = BenchmarkTask(
                 entry_id=entry_id, loader=target.loader, batch_size=target.batch_size,
                 pipeline_size=target.pipeline_size, n_models=n, workers_per_model=w,
-                settings=settings, device_type=device_type, inputs=target.example,
-                env_setup_fn=env_setup_fn, setup_fn=setup_fn,
+                settings=settings, device_type=device_type, device_backend=target.device_backend,
+                inputs=target.example, env_setup_fn=env_setup_fn, setup_fn=setup_fn,
                 preprocess_fn=preprocess_fn, postprocess_fn=postprocess_fn,
             )
-            measurement = _measure(executor, stage, task, target, n)
             config = RowConfig(
                 id=entry_id, batch_size=target.batch_size, n_models=n, workers_per_model=w,
                 pipeline_size=target.pipeline_size, device_type=device_type,
                 peak_window_s=settings.peak_window_s, model_name=target.model_name,
                 input_shapes=tuple(s.shape for s in _specs_or_empty(target.example)),
             )
-            make = raw_result if return_timers else report_row
-            reports.append(make(
-                config, measurement, model_name=target.model_name, model_filename=target.filename,
-                instance_type=instance_type, cost_per_hour=cost_per_hour,
-            ))
-            if measurement.status != "ok":
-                log.error("%s: %s: %s", entry_id, measurement.status, measurement.error)
-    return reports
+            jobs.append(Job(config=config, task=task, model_name=target.model_name, model_filename=target.filename,
+                            preflight=target.preflight, cost_per_hour=cost_per_hour, instance_type=instance_type))
+    sink = _LoggingSink()
+    with get_executor("local") as executor:
+        run_entries(jobs, executor, sink)
+    if not return_timers:
+        return [r.row for r in sink.results]
+    # A raw result keeps the raw samples of the (first) measurement, as NeuronPerf's timers did.
+    return [
+        raw_result(r.job.config, r.measurements[0] if r.measurements else Measurement(status="error", error=r.row.get("error")),
+                   model_name=r.job.model_name, model_filename=r.job.model_filename,
+                   instance_type=instance_type, cost_per_hour=cost_per_hour)
+        for r in sink.results
+    ]
 
 
-def _measure(executor: Any, stage: Any, task: Any, target: Target, n_copies: int) -> Measurement:
-    # A bad task (a lambda callback, an unpicklable input) raises UsageError before any worker
-    # starts; everything that goes wrong while measuring comes back as the Measurement's status.
-    stage.check_task(task)
-    if target.preflight is not None:
-        try:
-            target.preflight(task.device_type, n_copies * target.pipeline_size)
-        except BackendUnavailable as e:  # busy or too few cores: this configuration's row says so
-            return Measurement(status="error", error=f"pre-flight: {e}")
-    log.info("benchmarking %s for %.1f s", task.entry_id, task.settings.duration)
-    measurement: Measurement = executor.measure(task)
-    return measurement
+class _LoggingSink(Sink):
+    """Keeps the rows, and logs progress and failures as NeuronPerf did."""
+
+    def started(self, job: Any, position: int, total: int) -> None:
+        log.info("benchmarking %s for %.1f s", job.id, job.task.settings.duration if job.task else 0.0)
+
+    def finished(self, result: Any) -> None:
+        super().finished(result)
+        if result.row.get("status") != "ok":
+            log.error("%s: %s: %s", result.job.id, result.row.get("status"), result.row.get("error"))
 
 
 def _specs_or_empty(example: Any) -> tuple[TensorSpec, ...]:
@@ -534,7 +534,8 @@ def benchmark_artifacts(
         pairs = [({"batch_size": b, "pipeline_size": pipelines[0], "input_idx": i}, os.path.abspath(path), x)
                  for i, (x, b) in enumerate(zip(examples, sizes))]
 
-    stage = _stage()
+    from neuronperf.task import BackendLoader
+
     targets = []
     backends = {}
     for config, artifact, example in pairs:
@@ -555,9 +556,9 @@ def benchmark_artifacts(
             batch_size=int(config["batch_size"]), pipeline_size=int(config.get("pipeline_size", 1)),
             framework=framework, device_type=device_type, compiler=chosen,
         )
-        loader = stage.BackendLoader(backend=backend.name, entry=entry, artifact_path=artifact)
+        loader = BackendLoader(backend=backend.name, entry=entry, artifact_path=artifact)
         targets.append(Target(loader, example, entry.batch_size, entry.pipeline_size, artifact, name,
-                              getattr(backend, "preflight", None)))
+                              backend.name, getattr(backend, "preflight", None)))
     first = next(iter(backends.values()))
     return benchmark_targets(targets, device_type=device_type, device_count=lambda: first.device_count(device_type),
                              **options)
@@ -580,8 +581,9 @@ def benchmark_loader(
         what = "model class" if loader_kind == "class" else "load_fn"
         raise UsageError(f"{what} must be callable, got {type(target).__name__}")
     options = _benchmark_options(options)
-    stage = _stage()
-    loader = stage.factory_loader(target) if loader_kind == "class" else stage.LoadFnLoader(load_fn=target, filename=filename)
+    from neuronperf.task import LoadFnLoader, factory_loader
+
+    loader = factory_loader(target) if loader_kind == "class" else LoadFnLoader(load_fn=target, filename=filename)
     examples = as_input_list(inputs)
     sizes = paired_batch_sizes(examples, batch_sizes)
     pipelines = as_int_list(pipeline_sizes, "pipeline_sizes") or [1]
@@ -589,9 +591,23 @@ def benchmark_loader(
         raise UsageError("one model has one pipeline size: pass a single pipeline_sizes value")
     preflight = _neuron_backend().preflight if device_type == "neuron" else None
     name = model_name or os.path.splitext(os.path.basename(filename))[0]
-    targets = [Target(loader, x, b, pipelines[0], filename, name, preflight) for x, b in zip(examples, sizes)]
+    device_backend = _user_model_backend(device_type)
+    targets = [Target(loader, x, b, pipelines[0], filename, name, device_backend, preflight)
+               for x, b in zip(examples, sizes)]
     return benchmark_targets(targets, device_type=device_type, device_count=lambda: _device_count(device_type),
                              **options)
+
+
+def _user_model_backend(device_type: str) -> Optional[str]:
+    """The backend whose device services a user's own model gets: on Neuron, a Neuron backend's
+    core pinning (it needs only neuron-ls); elsewhere torch's (inference mode, CPU thread shares,
+    CUDA pinning and per-thread streams) when torch is installed, since NeuronPerf's models are
+    torch models; else none."""
+    import importlib.util
+
+    if device_type == "neuron":
+        return "torch-neuronx"
+    return "torch" if importlib.util.find_spec("torch") is not None else None
 
 
 def _neuron_backend() -> Any:
@@ -623,7 +639,7 @@ _IGNORED = {
 _OPTIONS = (
     "duration", "n_models", "workers_per_model", "env_setup_fn", "setup_fn", "preprocess_fn",
     "postprocess_fn", "return_timers", "cost_per_hour", "instance_type", "max_infers",
-    "warmup_calls", "warmup_s", "timeout", "peak_window_s",
+    "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat",
 )
 
 
@@ -716,7 +732,7 @@ class FrameworkAPI:
         """Benchmark a model file or every artifact of a model index; return one report per config.
 
         Extra keywords: ``compiler``, ``instance_type``, ``max_infers``, ``warmup_calls``,
-        ``warmup_s``, ``timeout``, ``peak_window_s``.
+        ``warmup_s``, ``timeout``, ``peak_window_s``, ``repeat``.
         """
         return benchmark_artifacts(
             self.framework, model_filename_or_index, inputs, batch_sizes=batch_sizes,

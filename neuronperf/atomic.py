@@ -71,7 +71,7 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def json_ready(value: Any) -> Any:
     """A deep copy of ``value`` that strict JSON can hold: NaN and infinities become ``None``,
-    tuples become lists, numpy scalars become Python numbers."""
+    tuples and numpy arrays become lists, numpy scalars become Python numbers."""
     if isinstance(value, dict):
         return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -82,7 +82,9 @@ def json_ready(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
-    # numpy scalars (and anything else number-like) without importing numpy here.
+    # numpy arrays (raw timings) and scalars, without importing numpy here.
+    if getattr(value, "ndim", 0) and callable(getattr(value, "tolist", None)):
+        return json_ready(value.tolist())
     item = getattr(value, "item", None)
     if callable(item):
         return json_ready(item())

@@ -7,6 +7,7 @@ raises typed errors and never exits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ from typing import Any, Optional
 from neuronperf import compile_stage, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
+from neuronperf.core import Job, JobResult, Sink, run_entries
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
 from neuronperf.errors import BackendUnavailable, ModelLoadError, SpecError, UsageError
-from neuronperf.journal import Journal, OutputDirLock
+from neuronperf.journal import Journal, OutputDirLock, samples_relpath
 from neuronperf.spec import spec_problem
 
 #: Files and folders a sweep writes into output_dir; `--fresh` removes exactly these.
@@ -88,8 +90,11 @@ def load_plan(spec_path: str) -> tuple[Any, Plan]:
 
 
 def run_identity(entry: RunEntry, compile_key: str) -> str:
-    """A run entry's identity: its content plus its artifact's compile key (compiler version)."""
-    return stable_hash({"run": entry.key, "compile": compile_key})
+    """A run entry's identity: its content, its artifact's compile key (compiler version) and the
+    measurement method's version (rows of an older method are measured again, never mixed)."""
+    from neuronperf.stats import METHOD_VERSION
+
+    return stable_hash({"run": entry.key, "compile": compile_key, "method": METHOD_VERSION})
 
 
 def check_factories(spec: Any, plan: Plan) -> None:
@@ -152,13 +157,35 @@ class SweepState:
             return "todo"
         return "done" if record.get("status") == "ok" else "failed"
 
+    def why_todo(self, entry: RunEntry) -> Optional[str]:
+        """Why an entry that the journal has a result for under its id is measured again."""
+        from neuronperf.stats import METHOD_VERSION
+
+        if self.record_for(entry) is not None:
+            return None
+        earlier = [r for r in self.records.values() if r.get("id") == entry.id]
+        if not earlier:
+            return None
+        method = (earlier[-1].get("row") or {}).get("method_version") or 1
+        if method != METHOD_VERSION:
+            return f"measured by method {method}; method {METHOD_VERSION} measures it again"
+        return "its settings, model or compiler changed since it was measured"
+
 
 def sweep_status(spec_path: str) -> tuple[Plan, dict[RunEntry, str]]:
     """Each planned run entry's state in output_dir (done, failed, todo), without running."""
+    plan, states, _ = sweep_status_reasons(spec_path)
+    return plan, states
+
+
+def sweep_status_reasons(spec_path: str) -> tuple[Plan, dict[RunEntry, str], dict[RunEntry, str]]:
+    """``sweep_status`` and, for entries to do again, why (an older method, a changed setting)."""
     _, plan = load_plan(spec_path)
     backend = _backend_for(plan)
     state = SweepState(plan, Path(plan.output_dir).resolve(), backend)
-    return plan, {e: state.status_of(e) for e in plan.run_entries}
+    states = {e: state.status_of(e) for e in plan.run_entries}
+    reasons = {e: why for e in plan.run_entries if (why := state.why_todo(e)) is not None}
+    return plan, states, reasons
 
 
 def _backend_for(plan: Plan) -> Backend:
@@ -208,7 +235,10 @@ def _run_locked(
     history = list(saved.get("environments") or [baseline]) if saved else [environment]
     if all(environment_fingerprint(e) != environment_fingerprint(environment) for e in history):
         history.append(environment)
-    results.write_run_info(str(output_dir), baseline, name=plan.name, environments=history)
+    from neuronperf.stats import METHOD_VERSION
+
+    results.write_run_info(str(output_dir), baseline, name=plan.name, environments=history,
+                           method_version=METHOD_VERSION)
 
     summary = SweepSummary(plan, output_dir)
     to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]
@@ -230,17 +260,18 @@ def _run_locked(
         # Checked only when there is work: a resume with nothing to do need not import torch.
         backend.check_available(plan.compile_entries[0].device_type)
     try:
+        # Entries this machine can never host are rows saying so, found before any compile.
+        infeasible = _infeasible(backend, to_run)
         # Only the compile entries that still have something to run need an artifact.
         # (`neuronperf compile` asks for every artifact.)
-        pending = {r.compile for r in to_run}
+        pending = {r.compile for r in to_run if r not in infeasible}
         needed = [c for c in plan.compile_entries if options.compile_only or c in pending]
         compiled = _compile(needed, spec_jobs, output_dir, state, observer, summary)
         _write_model_index(plan, output_dir, state, compiled)
         if options.compile_only:
             return summary
         if to_run:
-            _preflight(backend, to_run)
-            _measure_all(to_run, compiled, state, observer, summary, rows, publish)
+            _measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish)
     except KeyboardInterrupt:
         summary.interrupted = True
     if not options.compile_only:
@@ -248,50 +279,89 @@ def _run_locked(
     return summary
 
 
-def _preflight(backend: Backend, to_run: Sequence[RunEntry]) -> None:
-    """Fail before measuring anything if the device cannot host the largest entry (Neuron:
-    too few or busy NeuronCores). Backends without such a check skip it."""
-    check = getattr(backend, "preflight", None)
-    if check is not None:
-        device_type = to_run[0].compile.device_type
-        check(device_type, max(e.n_models * e.compile.pipeline_size for e in to_run))
+def _infeasible(backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, str]:
+    """The entries that need more devices (NeuronCores, GPUs) than this machine has, with why.
+    Where the devices cannot be counted here, nothing is ruled out: the pre-flight before each
+    entry reports it."""
+    from neuronperf.core import infeasible
+    from neuronperf.task import task_for_entry
+
+    counts: dict[str, int] = {}
+
+    def device_count(device_type: str) -> int:
+        if device_type not in counts:
+            counts[device_type] = int(backend.device_count(device_type))
+        return counts[device_type]
+
+    found = {}
+    for entry in to_run:
+        try:
+            why = infeasible(task_for_entry(entry, backend.name, None), device_count)
+        except BackendUnavailable:
+            return {}
+        if why is not None:
+            found[entry] = why
+    return found
 
 
 def _measure_all(
-    to_run: Sequence[RunEntry], compiled: dict, state: SweepState, observer: Observer,
-    summary: SweepSummary, rows: dict, publish: Any,
+    to_run: Sequence[RunEntry], infeasible: dict[RunEntry, str], compiled: dict, state: SweepState,
+    observer: Observer, summary: SweepSummary, rows: dict, publish: Any,
 ) -> None:
-    """Benchmark each entry in turn; journal and publish each result as soon as it exists."""
-    from neuronperf.benchmark_stage import task_for_entry
+    """Benchmark each entry through the benchmark core; journal and publish each result as soon
+    as it exists."""
     from neuronperf.executors import get_executor
+    from neuronperf.task import task_for_entry
 
     output_dir = state.output_dir
+    preflight = getattr(state.backend, "preflight", None)
+    jobs = []
+    for entry in to_run:
+        config = dataclasses.replace(results.RowConfig.from_run_entry(entry), key=state.identities[entry])
+        job = Job(config=config, model_name=entry.compile.model.name, model_filename=entry.compile.model.factory,
+                  ref=entry)
+        result = compiled.get(entry.compile)
+        if entry in infeasible:
+            job = dataclasses.replace(job, unrunnable=infeasible[entry])
+        elif result is None or not result.ok:
+            log = f" (log: {result.log_file})" if result is not None and result.log_file else ""
+            error = result.error if result is not None else "no artifact"
+            job = dataclasses.replace(job, unrunnable=f"compile failed: {error}{log}")
+        else:
+            artifact = str(output_dir / result.artifact) if result.artifact else None
+            job = dataclasses.replace(job, task=task_for_entry(entry, state.backend.name, artifact), preflight=preflight,
+                                      model_filename=result.artifact or entry.compile.model.factory)
+        jobs.append(job)
+    settings = to_run[0].benchmark
     with get_executor("local") as executor:
-        for position, entry in enumerate(to_run, 1):
-            observer.run_started(entry, position, len(to_run))
-            result = compiled[entry.compile]
-            identity = state.identities[entry]
-            model_filename = result.artifact or entry.compile.model.factory
-            samples_file = None
-            if not result.ok:
-                log = f" (log: {result.log_file})" if result.log_file else ""
-                row = results.row_for_unrun(
-                    entry, status="error", error=f"compile failed: {result.error}{log}",
-                    model_name=entry.compile.model.name, model_filename=model_filename,
-                )
-            else:
-                artifact = str(output_dir / result.artifact) if result.artifact else None
-                measurement = executor.measure(task_for_entry(entry, state.backend.name, artifact))
-                samples_file = results.save_samples(str(output_dir), entry.id, identity, measurement)
-                row = results.report_row(
-                    entry, measurement, model_name=entry.compile.model.name, model_filename=model_filename,
-                )
-            row["key"] = identity  # the row's key is what resume compares
-            state.journal.record_run(identity, entry.id, row, samples_file=samples_file)
-            rows[entry] = row
-            summary.ran += 1
-            publish()
-            observer.run_finished(entry, row)
+        run_entries(jobs, executor, _JournalSink(state, observer, summary, rows, publish),
+                    order=settings.order, seed=settings.seed)
+
+
+class _JournalSink(Sink):
+    """The sweep's sink: every row goes into the journal (durably) and the results files."""
+
+    def __init__(self, state: SweepState, observer: Observer, summary: SweepSummary, rows: dict, publish: Any):
+        super().__init__()
+        self.state, self.observer, self.summary, self.rows, self.publish = state, observer, summary, rows, publish
+
+    def samples_dir(self, job: Job) -> Optional[str]:
+        return str(self.state.output_dir / samples_relpath(job.id, self.state.identities[job.ref]))
+
+    def started(self, job: Job, position: int, total: int) -> None:
+        self.observer.run_started(job.ref, position, total)
+
+    def finished(self, result: JobResult) -> None:
+        entry = result.job.ref
+        identity = self.state.identities[entry]
+        samples_file = None
+        if result.samples_dir is not None:
+            samples_file = os.path.relpath(result.samples_dir, self.state.output_dir)
+        self.state.journal.record_run(identity, entry.id, result.row, samples_file=samples_file)
+        self.rows[entry] = result.row
+        self.summary.ran += 1
+        self.publish()
+        self.observer.run_finished(entry, result.row)
 
 
 def _not_measured_row(entry: RunEntry, identity: str) -> dict:

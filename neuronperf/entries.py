@@ -91,10 +91,15 @@ class BenchmarkSettings:
     warmup_calls: int = 10  # per worker thread, before measuring
     warmup_s: float = 0.0  # and at least this long, per worker thread
     timeout: float = 300.0  # hard limit per entry: start, load, warm-up and measurement
-    peak_window_s: float = 1.0  # sub-window length for throughput_peak and the stability figure
+    peak_window_s: float = 1.0  # slice length for throughput_peak and the stability figure
+    repeat: int = 1  # measurements of the entry, each in a fresh set of worker processes
+    #: The order entries are measured in: "planned", or "shuffled" (by ``seed``) so that drift of
+    #: the machine does not line up with a swept axis. Neither changes an entry's result.
+    order: str = "planned"
+    seed: int = 0
 
     def to_dict(self) -> dict:
-        return {**self.identity_dict(), "timeout": self.timeout}
+        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed}
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""
@@ -104,6 +109,8 @@ class BenchmarkSettings:
             "warmup_calls": self.warmup_calls,
             "warmup_s": self.warmup_s,
             "peak_window_s": self.peak_window_s,
+            # Absent at its default, so that plans written before repeats existed keep their keys.
+            **({"repeat": self.repeat} if self.repeat != 1 else {}),
         }
 
 
@@ -201,15 +208,18 @@ class Plan:
 # ---- what the benchmark stage returns -------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkerSamples:
     """Raw timings of one worker thread's measured calls (``time.perf_counter_ns``, which is
-    CLOCK_MONOTONIC on Linux and so comparable across the processes of one machine)."""
+    CLOCK_MONOTONIC on Linux and so comparable across the processes of one machine).
+
+    The timings are int64 numpy arrays when they come from workers (16 bytes per call, never a
+    Python int per call); any sequence of ints is accepted."""
 
     copy_idx: int
     thread_idx: int
-    start_ns: tuple[int, ...]  # when each measured call began
-    latency_ns: tuple[int, ...]  # end-to-end duration of each call (preprocess+infer+postprocess)
+    start_ns: Any  # when each measured call began
+    latency_ns: Any  # end-to-end duration of each call (preprocess+infer+postprocess)
     infer_ns_total: int = 0  # sum of the model-call part only
     preprocess_ns_total: int = 0
     postprocess_ns_total: int = 0
@@ -226,6 +236,9 @@ class CopyStats:
     cpu_avg_percent: Optional[float] = None  # process CPU time / measured wall time x 100
     peak_rss_bytes: Optional[int] = None
     mem_avg_percent: Optional[float] = None  # mean RSS during measurement / total RAM x 100
+    #: How late the copy learnt when the window opens, in ns after it opened (0: in time). A late
+    #: copy's threads began measuring after the others: the row says so.
+    late_ns: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ holds a broken line in the middle. For each key the last record wins.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import fcntl
-import io
 import json
 import os
 from collections.abc import Mapping
@@ -24,10 +24,12 @@ from neuronperf.errors import JournalError, OutputDirLocked, UsageError
 
 #: Version of each journal line. Readers accept this and older versions.
 JOURNAL_FORMAT = 1
-#: Version of the samples files and of the lock file.
-SAMPLES_FORMAT = 1
+#: Version of the samples folders (1: one .npz file per entry, before method 2) and of the lock file.
+SAMPLES_FORMAT = 2
 LOCK_FORMAT = 1
 JOURNAL_FILE, LOCK_FILE, SAMPLES_DIR = "journal.jsonl", ".lock", "samples"
+#: The file in an entry's samples folder that describes its repeats (format 2 on).
+SAMPLES_HEADER = "entry.json"
 KINDS = ("compile", "run")
 
 
@@ -284,78 +286,109 @@ def _read_holder(fd: int) -> str:
 
 
 def samples_relpath(entry_id: str, key: str) -> str:
-    """Where an entry's samples go, relative to output_dir: ``samples/<id>-<key[:8]>.npz``."""
-    return os.path.join(SAMPLES_DIR, f"{entry_id}-{key[:8]}.npz")
+    """Where an entry's samples go, relative to output_dir: the folder ``samples/<id>-<key[:8]>``."""
+    return os.path.join(SAMPLES_DIR, f"{entry_id}-{key[:8]}")
 
 
-def save_samples(output_dir: str, entry_id: str, key: str, measurement: Measurement) -> str:
-    """Keep an entry's raw samples in a compressed ``.npz`` (one int64 array per worker and a
-    JSON header), written atomically; return its path relative to ``output_dir``."""
-    relpath = samples_relpath(entry_id, key)
-    header = {
-        "format": SAMPLES_FORMAT,
-        "id": entry_id,
-        "key": key,
-        "status": measurement.status,
-        "error": measurement.error,
-        "window_start_ns": measurement.window_start_ns,
-        "window_end_ns": measurement.window_end_ns,
-        "workers": [
-            {
-                "copy_idx": w.copy_idx,
-                "thread_idx": w.thread_idx,
-                "infer_ns_total": w.infer_ns_total,
-                "preprocess_ns_total": w.preprocess_ns_total,
-                "postprocess_ns_total": w.postprocess_ns_total,
-            }
-            for w in measurement.workers
-        ],
-        "copies": [
-            {
-                "copy_idx": c.copy_idx,
-                "pid": c.pid,
-                "load_ms": c.load_ms,
-                "warmup_ms": c.warmup_ms,
-                "cpu_avg_percent": c.cpu_avg_percent,
-                "peak_rss_bytes": c.peak_rss_bytes,
-                "mem_avg_percent": c.mem_avg_percent,
-            }
-            for c in measurement.copies
-        ],
-    }
-    arrays: dict[str, np.ndarray] = {"header": np.array(dumps_strict(header))}
-    for i, w in enumerate(measurement.workers):
-        arrays[f"start_ns_{i}"] = np.asarray(w.start_ns, dtype=np.int64)
-        arrays[f"latency_ns_{i}"] = np.asarray(w.latency_ns, dtype=np.int64)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    atomic_write_bytes(os.path.join(output_dir, relpath), buffer.getvalue())
-    return relpath
+def repeat_dir(samples_dir: str, repeat: int) -> str:
+    """The folder of one repeat's copy files inside an entry's samples folder."""
+    return os.path.join(samples_dir, f"repeat-{repeat}")
+
+
+def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements: Any) -> str:
+    """Write ``entry.json`` beside the copy files that the workers wrote into ``samples_dir``:
+    each repeat's window, status and per-thread and per-copy figures (the timings themselves
+    stay in the workers' files, ``repeat-<r>/copy-<c>.npz``). Atomic; returns its path."""
+    repeats = []
+    for m in measurements:
+        repeats.append({
+            "status": m.status,
+            "error": m.error,
+            "window_start_ns": m.window_start_ns,
+            "window_end_ns": m.window_end_ns,
+            "workers": [
+                {
+                    "copy_idx": w.copy_idx,
+                    "thread_idx": w.thread_idx,
+                    "infer_ns_total": w.infer_ns_total,
+                    "preprocess_ns_total": w.preprocess_ns_total,
+                    "postprocess_ns_total": w.postprocess_ns_total,
+                }
+                for w in m.workers
+            ],
+            "copies": [json_ready(dataclasses.asdict(c)) for c in m.copies],
+        })
+    header = {"format": SAMPLES_FORMAT, "id": entry_id, "key": key, "repeats": repeats}
+    path = os.path.join(samples_dir, SAMPLES_HEADER)
+    atomic_write_bytes(path, dumps_strict(header).encode("utf-8"))
+    return path
+
+
+def load_repeats(path: str) -> tuple[Measurement, ...]:
+    """Every repeat's ``Measurement`` from an entry's samples folder (or from a samples file of
+    format 1, which held one repeat); the timings are int64 arrays. An unreadable or newer
+    folder is a ``JournalError``."""
+    from neuronperf.protocol import ProtocolError, copy_samples_path, read_copy_samples
+
+    if os.path.isfile(path):
+        return (_load_samples_v1(path),)
+    header_path = os.path.join(path, SAMPLES_HEADER)
+    try:
+        with open(header_path, encoding="utf-8") as f:
+            header = json.load(f)
+        version = header.get("format")
+        if not isinstance(version, int):
+            raise ValueError("no format version")
+        if version > SAMPLES_FORMAT:
+            raise _newer_error(header_path, "samples", version, SAMPLES_FORMAT)
+        out = []
+        for r, repeat in enumerate(header["repeats"]):
+            by_copy: dict[int, list[dict[str, Any]]] = {}
+            for w in repeat["workers"]:
+                by_copy.setdefault(int(w["copy_idx"]), []).append(w)
+            workers = []
+            for copy_idx, threads in sorted(by_copy.items()):
+                timings = read_copy_samples(copy_samples_path(repeat_dir(path, r), copy_idx), len(threads))
+                for w, (starts, latencies) in zip(threads, timings):
+                    workers.append(WorkerSamples(start_ns=starts, latency_ns=latencies, **w))
+            out.append(Measurement(
+                status=repeat["status"],
+                error=repeat["error"],
+                window_start_ns=repeat["window_start_ns"],
+                window_end_ns=repeat["window_end_ns"],
+                workers=tuple(workers),
+                copies=tuple(CopyStats(**c) for c in repeat["copies"]),
+            ))
+    except JournalError:
+        raise
+    except FileNotFoundError as e:
+        raise JournalError(f"{path}: samples not found ({e.filename})") from None
+    except (OSError, ValueError, KeyError, TypeError, ProtocolError) as e:
+        raise JournalError(f"{path}: not a readable neuronperf samples folder: {e}") from None
+    return tuple(out)
 
 
 def load_samples(path: str) -> Measurement:
-    """The ``Measurement`` saved by ``save_samples``; an unreadable or newer file is a
-    ``JournalError``."""
+    """The first repeat of ``load_repeats(path)`` (an entry measured once has only that one)."""
+    return load_repeats(path)[0]
+
+
+def _load_samples_v1(path: str) -> Measurement:
+    """A samples file of format 1 (neuronperf before method 2): one compressed ``.npz``."""
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             version = header.get("format")
-            if not isinstance(version, int):
-                raise ValueError("no format version")
-            if version > SAMPLES_FORMAT:
-                raise _newer_error(path, "samples", version, SAMPLES_FORMAT)
+            if version != 1:
+                raise ValueError(f"format {version!r} is not a single-file samples format")
             workers = tuple(
                 WorkerSamples(
-                    start_ns=tuple(int(t) for t in data[f"start_ns_{i}"]),
-                    latency_ns=tuple(int(t) for t in data[f"latency_ns_{i}"]),
+                    start_ns=np.asarray(data[f"start_ns_{i}"], dtype=np.int64),
+                    latency_ns=np.asarray(data[f"latency_ns_{i}"], dtype=np.int64),
                     **w,
                 )
                 for i, w in enumerate(header["workers"])
             )
-    except JournalError:
-        raise
-    except FileNotFoundError:
-        raise JournalError(f"{path}: samples file not found") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise JournalError(f"{path}: not a readable neuronperf samples file: {e}") from None
     return Measurement(

@@ -13,8 +13,7 @@ import contextlib
 import os
 import signal
 import threading
-import time
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import psutil
 
@@ -22,28 +21,39 @@ import psutil
 DEFAULT_GRACE_S = 1.0
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    """The process ``pid`` and every process below it, plus the members of its process group."""
+def descendants(target: Union[int, psutil.Process]) -> list[psutil.Process]:
+    """A process and every process below it, plus the members of its process group.
+
+    Given a ``psutil.Process`` taken while the process was alive, a pid that was reused since
+    it exited is not touched: only the orphans it left in its group (started after it) are."""
+    root = target if isinstance(target, psutil.Process) else None
+    pid = target.pid if isinstance(target, psutil.Process) else int(target)
     found: dict[int, psutil.Process] = {}
     try:
-        root = psutil.Process(pid)
-        found[pid] = root
-        for child in root.children(recursive=True):
-            found[child.pid] = child
+        if root is None:
+            root = psutil.Process(pid)
+        if root.is_running():  # the same process (psutil compares creation times), not a reused pid
+            found[pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
     except psutil.Error:
         pass
+    born = _create_time(root)
     for proc in _process_group(pid):
-        found.setdefault(proc.pid, proc)
+        if born is None or (_create_time(proc) or 0.0) >= born:
+            found.setdefault(proc.pid, proc)
     found.pop(os.getpid(), None)  # never ourselves, whatever the group says
     return list(found.values())
 
 
-def kill_tree(pid: int, grace_s: float = DEFAULT_GRACE_S) -> list[int]:
-    """Stop ``pid`` and all its descendants: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+def kill_tree(target: Union[int, psutil.Process], grace_s: float = DEFAULT_GRACE_S) -> list[int]:
+    """Stop a process and all its descendants: SIGTERM, then SIGKILL after ``grace_s`` seconds.
 
-    Returns the pids that were alive when it started; all of them are gone when it returns
-    (unless the kernel refused, e.g. a process stuck in uninterruptible I/O)."""
-    procs = descendants(pid)
+    Pass the ``psutil.Process`` taken when the process started where it may have exited and been
+    reaped already (its pid may belong to another process by now). Returns the pids that were
+    alive when it started; all of them are gone when it returns (unless the kernel refused, e.g.
+    a process stuck in uninterruptible I/O)."""
+    procs = descendants(target)
     if not procs:
         return []
     for proc in procs:
@@ -53,6 +63,15 @@ def kill_tree(pid: int, grace_s: float = DEFAULT_GRACE_S) -> list[int]:
         _signal(proc, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5.0)
     return [p.pid for p in procs]
+
+
+def _create_time(proc: Optional[psutil.Process]) -> Optional[float]:
+    if proc is None:
+        return None
+    try:
+        return float(proc.create_time())
+    except psutil.Error:
+        return None
 
 
 def describe_exit(exitcode: Optional[int]) -> str:
@@ -105,25 +124,35 @@ def become_group_leader() -> None:
         os.setpgid(0, 0)
 
 
-def exit_with_parent(parent_pid: int, exit_code: int) -> None:
+def exit_with_parent(parent_pid: int, exit_code: int) -> Callable[[], None]:
     """Exit, with every process this one started, as soon as the parent dies without stopping
-    us (SIGKILL, power loss of a container...): nothing keeps running unattended."""
+    us (SIGKILL, power loss of a container...): nothing keeps running unattended.
+
+    A thread polls the parent; the function returned stops it (a worker stops it before its
+    measured window, where nothing but the measured calls may run, and watches its pipe to the
+    parent instead)."""
     try:
         parent_created = psutil.Process(parent_pid).create_time()
     except psutil.Error:
         os._exit(exit_code)
+    stopped = threading.Event()
 
     def watch() -> None:
-        while True:
-            time.sleep(PARENT_CHECK_INTERVAL_S)
+        while not stopped.wait(PARENT_CHECK_INTERVAL_S):
             try:
                 alive = psutil.Process(parent_pid).create_time() == parent_created
             except psutil.Error:
                 alive = False
             if not alive:
-                for child in psutil.Process().children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child.kill()
+                kill_children()
                 os._exit(exit_code)
 
     threading.Thread(target=watch, name="neuronperf-parent-watch", daemon=True).start()
+    return stopped.set
+
+
+def kill_children() -> None:
+    """SIGKILL every process this one started (and theirs)."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()

@@ -1,4 +1,4 @@
-"""The messages between the benchmark stage (parent) and its worker processes, defined once.
+"""The messages between the supervisor (parent) and its worker processes, defined once.
 
 Each message is a frozen dataclass sent as one JSON text over a ``multiprocessing`` pipe. Every
 message carries the protocol version, so a parent and a worker from different neuronperf
@@ -7,28 +7,30 @@ versions (for example on a Ray cluster) fail with a clear error instead of a con
 The conversation of one model copy::
 
     worker -> parent   Loaded   the model is loaded (load_ms)
-    worker -> parent   Ready    warm-up done on every thread (warmup_ms)
-    parent -> worker   Go       the shared measured window and each thread's call quota
-    worker -> parent   Samples  raw timings of every thread, and the copy's CPU/memory figures
+    worker -> parent   Ready    every measuring thread warmed up (warmup_ms); they keep calling
+    parent -> worker   Go       the shared measured window, each thread's call quota, and the
+                                file the copy writes its raw timings to
+    worker -> parent   Samples  the timings file was written: per-thread call counts and totals
     worker -> parent   Error    instead of any of the above: the phase and the exception text
 
 The worker's task itself (model loader, inputs, callbacks) is pickled once when the process
 starts; it holds user objects that JSON cannot carry. Everything after that is JSON. Raw timings
-travel inside it as base64 of little-endian int64 arrays: a fast model measured for a minute makes
-millions of calls, and packed they decode in about half the time of JSON lists of numbers.
+do not travel in messages: the worker writes them (int64 arrays, 16 bytes per call) straight to
+the ``.npz`` file named in Go, read with ``read_copy_samples``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Optional, Union
 
-from neuronperf.entries import CopyStats, WorkerSamples
 from neuronperf.errors import NeuronPerfError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+#: Version of a copy's samples file.
+COPY_SAMPLES_FORMAT = 1
 
 
 class ProtocolError(NeuronPerfError):
@@ -45,7 +47,8 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Ready:
-    """Every thread of the copy finished its warm-up; ``warmup_ms`` is the mean warm-up call."""
+    """Every thread of the copy finished its warm-up; ``warmup_ms`` is the mean warm-up call.
+    The threads keep calling the model (unmeasured) until the window opens."""
 
     TYPE: ClassVar[str] = "ready"
     warmup_ms: float
@@ -56,21 +59,38 @@ class Ready:
 class Go:
     """Measure calls that start in [start_ns, end_ns) (``time.perf_counter_ns`` clock).
 
-    ``quotas[t]`` is the most calls thread ``t`` may measure (None: no limit)."""
+    ``quotas[t]`` is the most calls thread ``t`` may measure (None: no limit); the timings go to
+    ``samples_path``."""
 
     TYPE: ClassVar[str] = "go"
     start_ns: int
     end_ns: int
     quotas: tuple[Optional[int], ...]
+    samples_path: str
+
+
+@dataclass(frozen=True)
+class ThreadTotals:
+    """What one measuring thread did, beside its raw timings in the samples file."""
+
+    thread_idx: int
+    calls: int
+    infer_ns_total: int
+    preprocess_ns_total: int
+    postprocess_ns_total: int
 
 
 @dataclass(frozen=True)
 class Samples:
-    """The copy's raw timings, one ``WorkerSamples`` per thread, and its ``CopyStats``."""
+    """The copy wrote its raw timings to the Go message's ``samples_path``.
+
+    ``late_ns``: how long after the window opened the copy received Go (0 when in time)."""
 
     TYPE: ClassVar[str] = "samples"
-    workers: tuple[WorkerSamples, ...]
-    copy: CopyStats
+    threads: tuple[ThreadTotals, ...]
+    load_ms: float
+    warmup_ms: float
+    late_ns: int
 
 
 @dataclass(frozen=True)
@@ -89,18 +109,7 @@ MESSAGE_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (Loaded, Ready, 
 
 def encode(message: Message) -> bytes:
     """The JSON text of ``message``, with its type and the protocol version."""
-    if isinstance(message, Samples):
-        # asdict would deep-copy every sample tuple; the timings go as packed arrays instead.
-        body: dict[str, Any] = {
-            "workers": [
-                {f.name: _pack(getattr(w, f.name)) if f.name in _ARRAY_FIELDS else getattr(w, f.name)
-                 for f in fields(w)}
-                for w in message.workers
-            ],
-            "copy": asdict(message.copy),
-        }
-    else:
-        body = asdict(message)
+    body = asdict(message)
     body["type"] = message.TYPE
     body["v"] = PROTOCOL_VERSION
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -141,57 +150,81 @@ def recv(conn: Any) -> Message:
 
 
 def _build(cls: type[Any], body: dict[str, Any]) -> Message:
-    expected = {f.name for f in fields(cls)}
-    if set(body) != expected:
-        missing, extra = sorted(expected - set(body)), sorted(set(body) - expected)
-        raise ValueError(f"missing fields {missing}, unexpected fields {extra}")
+    _check_fields(cls, body)
     if cls is Go:
+        if not isinstance(body["samples_path"], str):
+            raise ValueError("samples_path must be a string")
         return Go(
             start_ns=_int(body["start_ns"]),
             end_ns=_int(body["end_ns"]),
             quotas=tuple(None if q is None else _int(q) for q in body["quotas"]),
+            samples_path=body["samples_path"],
         )
     if cls is Samples:
-        workers = tuple(
-            WorkerSamples(
-                copy_idx=_int(w["copy_idx"]),
-                thread_idx=_int(w["thread_idx"]),
-                start_ns=_unpack(w["start_ns"]),
-                latency_ns=_unpack(w["latency_ns"]),
-                infer_ns_total=_int(w["infer_ns_total"]),
-                preprocess_ns_total=_int(w["preprocess_ns_total"]),
-                postprocess_ns_total=_int(w["postprocess_ns_total"]),
-            )
-            for w in body["workers"]
+        threads = []
+        for t in body["threads"]:
+            if not isinstance(t, dict):
+                raise ValueError("each thread's totals must be an object")
+            _check_fields(ThreadTotals, t)
+            threads.append(ThreadTotals(**{k: _int(v) for k, v in t.items()}))
+        return Samples(
+            threads=tuple(threads), load_ms=float(body["load_ms"]), warmup_ms=float(body["warmup_ms"]),
+            late_ns=_int(body["late_ns"]),
         )
-        for w in workers:
-            if len(w.start_ns) != len(w.latency_ns):
-                raise ValueError(f"thread {w.thread_idx}: {len(w.start_ns)} start times but {len(w.latency_ns)} latencies")
-        return Samples(workers=workers, copy=CopyStats(**body["copy"]))
     return cls(**body)  # type: ignore[no-any-return]
 
 
-_ARRAY_FIELDS = ("start_ns", "latency_ns")
-
-
-def _pack(values: Any) -> str:
-    import numpy as np
-
-    return base64.b64encode(np.asarray(values, dtype="<i8").tobytes()).decode("ascii")
-
-
-def _unpack(text: Any) -> tuple[int, ...]:
-    import numpy as np
-
-    if not isinstance(text, str):
-        raise ValueError(f"expected packed int64 timings (base64 text), got {type(text).__name__}")
-    raw = base64.b64decode(text.encode("ascii"), validate=True)
-    if len(raw) % 8:
-        raise ValueError(f"packed timings of {len(raw)} bytes are not a whole number of int64")
-    return tuple(np.frombuffer(raw, dtype="<i8").tolist())
+def _check_fields(cls: type[Any], body: dict[str, Any]) -> None:
+    expected = {f.name for f in fields(cls)}
+    if set(body) != expected:
+        missing, extra = sorted(expected - set(body)), sorted(set(body) - expected)
+        raise ValueError(f"missing fields {missing}, unexpected fields {extra}")
 
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not an integer")
     return value
+
+
+# ---- a copy's samples file ---------------------------------------------------------------------
+
+
+def copy_samples_path(samples_dir: str, copy_idx: int) -> str:
+    """Where copy ``copy_idx`` of a repeat writes its raw timings."""
+    return os.path.join(samples_dir, f"copy-{copy_idx}.npz")
+
+
+def write_copy_samples(path: str, starts: list[Any], latencies: list[Any]) -> None:
+    """Write one copy's raw timings (one int64 array of start times and one of latencies per
+    thread) to ``path``, uncompressed (writing and reading stay fast for millions of calls),
+    atomically: a reader never sees half a file."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {"format": np.array(COPY_SAMPLES_FORMAT)}
+    for t, (s, lat) in enumerate(zip(starts, latencies)):
+        arrays[f"start_ns_{t}"] = s
+        arrays[f"latency_ns_{t}"] = lat
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:
+    """(start_ns, latency_ns) int64 arrays of each of a copy's ``n_threads`` threads."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"]) > COPY_SAMPLES_FORMAT:
+                raise ProtocolError(f"{path}: samples format {int(data['format'])} is newer than this neuronperf's")
+            out = []
+            for t in range(n_threads):
+                start, latency = data[f"start_ns_{t}"], data[f"latency_ns_{t}"]
+                if start.shape != latency.shape:
+                    raise ProtocolError(f"{path}: thread {t} has {start.size} start times but {latency.size} latencies")
+                out.append((start.astype(np.int64, copy=False), latency.astype(np.int64, copy=False)))
+            return out
+    except (OSError, KeyError, ValueError) as e:
+        raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None

@@ -20,8 +20,7 @@ from typing import Any, Optional, Union
 from neuronperf.atomic import atomic_write_json, atomic_write_text, dumps_strict, json_ready
 from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
 from neuronperf.errors import JournalError, UsageError
-from neuronperf.journal import load_samples, save_samples  # noqa: F401  (re-exported for the driver)
-from neuronperf.stats import EntryStats, compute_stats
+from neuronperf.stats import METHOD_VERSION, EntryStats, combine_repeats, compute_stats
 
 #: Version of the results.csv / results.json columns, recorded in run.json.
 RESULTS_FORMAT = 1
@@ -74,6 +73,12 @@ OUR_COLS: tuple[str, ...] = (
     "throughput_cv",
     "warning",
     "peak_rss_mb",
+    "repeats",
+    "throughput_ci_low",
+    "throughput_ci_high",
+    "latency_ms_p50_ci_low",
+    "latency_ms_p50_ci_high",
+    "method_version",
 )
 #: Every fixed column of a row, in file order.
 RESULT_COLUMNS: tuple[str, ...] = DEFAULT_CSV_COLS + OTHER_REPORT_COLS + OUR_COLS
@@ -147,7 +152,7 @@ def format_shapes(shapes: Iterable[Sequence[int]]) -> str:
 
 def report_row(
     config: Union[RowConfig, RunEntry],
-    measurement: Measurement,
+    measurement: Union[Measurement, Sequence[Measurement]],
     *,
     model_name: Optional[str] = None,
     model_filename: Optional[str] = None,
@@ -155,22 +160,34 @@ def report_row(
     cost_per_hour: Optional[float] = None,
     extra: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
-    """The report row of one measured configuration (a failed one keeps its identity columns and
-    gets empty numbers)."""
+    """The report row of one measured configuration, from one measurement or from each of its
+    repeats (then every figure is the median of the repeats', see ``stats``). A failed one keeps
+    its identity columns and gets empty numbers; a failed repeat fails the row."""
     row_config = _as_row_config(config)
-    if measurement.status not in STATUSES:
-        raise UsageError(f"{row_config.id}: unknown status {measurement.status!r}; expected one of {', '.join(STATUSES)}")
-    stats = compute_stats(
-        measurement,
-        batch_size=row_config.batch_size,
-        peak_window_s=row_config.peak_window_s,
-        cost_per_hour=cost_per_hour,
-    )
+    repeats = (measurement,) if isinstance(measurement, Measurement) else tuple(measurement)
+    if not repeats:
+        raise UsageError(f"{row_config.id}: no measurement to report")
+    for m in repeats:
+        if m.status not in STATUSES:
+            raise UsageError(f"{row_config.id}: unknown status {m.status!r}; expected one of {', '.join(STATUSES)}")
+    failed = next((i for i, m in enumerate(repeats) if m.status != "ok"), None)
+    if failed is not None:
+        status, error = repeats[failed].status, repeats[failed].error
+        if len(repeats) > 1:
+            error = f"repeat {failed + 1}: {error}"
+        stats = EntryStats()
+    else:
+        status, error = "ok", None
+        stats = combine_repeats([
+            compute_stats(m, batch_size=row_config.batch_size, peak_window_s=row_config.peak_window_s,
+                          cost_per_hour=cost_per_hour)
+            for m in repeats
+        ])
     return _row(
         row_config,
         stats,
-        status=measurement.status,
-        error=measurement.error,
+        status=status,
+        error=error,
         model_name=model_name,
         model_filename=model_filename,
         instance_type=instance_type,
@@ -237,6 +254,7 @@ def _row(
         id=config.id,
         key=config.key,
         input_shapes=format_shapes(config.input_shapes) if config.input_shapes else None,
+        method_version=METHOD_VERSION,
     )
     row = {name: values.get(name) for name in RESULT_COLUMNS}
     for name, value in config.params:

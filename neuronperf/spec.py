@@ -693,6 +693,9 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         warmup_s=seconds,
         timeout=float(bench.get("timeout", DEFAULT_BENCHMARK_TIMEOUT)),
         peak_window_s=float(bench.get("peak_window", min(DEFAULT_PEAK_WINDOW, duration))),
+        repeat=int(bench.get("repeat", 1)),
+        order=str(bench.get("order", "planned")),
+        seed=int(bench.get("seed", 0)),
     )
 
 

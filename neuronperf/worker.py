@@ -1,11 +1,19 @@
 """The main function of a worker process: one model copy driven by ``workers_per_model`` threads.
 
-The parent (``neuronperf.benchmark_stage``) starts this with the pickled task; the worker then speaks
-only the JSON messages of ``neuronperf.protocol``. Order inside the worker: parent's environment
-and the copy's device pinning into ``os.environ`` -> ``env_setup_fn`` -> load (timed) ->
-``setup_fn`` -> per-thread inputs -> warm-up on every thread -> Ready -> wait for Go -> measure
-calls that start inside the shared window -> Samples. Any exception becomes an Error message
-with the phase it happened in.
+The supervisor starts this with the pickled task; the worker then speaks only the JSON messages
+of ``neuronperf.protocol``. Order inside the worker: the parent's environment and the copy's
+device pinning into ``os.environ`` -> ``env_setup_fn`` -> load (timed) -> ``setup_fn`` ->
+per-thread inputs -> the measuring threads start. Each measuring thread lives for the whole
+entry: it warms up, then keeps calling the model (unmeasured) until the shared window opens, so
+no copy cools down while the others load or warm up, and then times every call that starts
+inside the window. Warm-up and keep-warm calls run on the very OS thread that measures, so its
+per-thread state (OpenMP team, allocator arenas, CUDA stream) is warm when the window opens.
+
+While the window is open nothing else in the worker runs Python: the main thread blocks on the
+parent's pipe and the threads' completion (the parent samples CPU and memory from outside), and
+the parent watch thread is stopped. Timings go into preallocated int64 buffers (16 bytes per
+call) and straight to the samples file named by the parent. Any exception becomes an Error
+message with the phase it happened in.
 
 This module is preloaded by the forkserver, so it must stay cheap to import and import no
 framework at module level.
@@ -22,21 +30,23 @@ import signal
 import sys
 import threading
 import time
-from contextlib import AbstractContextManager
-from functools import partial
+from array import array
+from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-import psutil
-
 from neuronperf import procutil, protocol
-from neuronperf.benchmark_stage import BenchmarkTask, call_args, worker_config
-from neuronperf.entries import CopyStats, WorkerSamples
+from neuronperf.backends.base import ThreadDevice
+from neuronperf.task import BenchmarkTask, call_args, load_backend, worker_config
 
-#: How often the copy's resident memory is sampled during the measured window.
-RSS_SAMPLE_INTERVAL_S = 0.05
-#: How often the worker checks that the parent process is still alive.
 #: Exit status of a worker that stopped itself because its parent disappeared.
 EXIT_PARENT_GONE = 70
+#: The variable that holds each measuring thread's share of the CPU cores, for backends that
+#: size their own thread pools (onnxruntime) before the model loads; a user's own value is kept.
+CPU_THREADS_VARIABLE = "NEURONPERF_CPU_THREADS"
+#: Timing buffers hold this many calls at least, and grow by chunks of at most MAX_CHUNK calls
+#: (a chunk is allocated between two calls, never inside one).
+MIN_CHUNK = 1024
+MAX_CHUNK = 1 << 22
 
 
 def worker_main(
@@ -52,8 +62,8 @@ def worker_main(
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack on stderr
-    procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
-    worker = _Worker(copy_idx, conn)
+    stop_watching = procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
+    worker = _Worker(copy_idx, conn, stop_watching)
     try:
         worker.run(payload, parent_env, device_env)
     except BaseException as e:  # the model's own failure, whatever it is, goes to the parent
@@ -70,9 +80,10 @@ def describe_exception(e: BaseException) -> str:
 
 
 class _Worker:
-    def __init__(self, copy_idx: int, conn: Any):
+    def __init__(self, copy_idx: int, conn: Any, stop_watching: Callable[[], None]):
         self.copy_idx = copy_idx
         self.conn = conn
+        self.stop_watching = stop_watching
         self.phase = "starting"
 
     def run(self, payload: bytes, parent_env: dict[str, str], device_env: dict[str, str]) -> None:
@@ -82,8 +93,9 @@ class _Worker:
         os.environ.update(device_env)
         self.phase = "unpickling the task"
         task: BenchmarkTask = pickle.loads(payload)
+        backend = load_backend(task.device_backend) if task.device_backend else None
         config = worker_config(task, self.copy_idx, device_env)
-        _share_cpu_cores(task)
+        cpu_share = _share_cpu_cores(task)
 
         if task.env_setup_fn is not None:
             self.phase = "running env_setup_fn"
@@ -93,7 +105,8 @@ class _Worker:
         model = task.loader.load(self.copy_idx)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         protocol.send(self.conn, protocol.Loaded(load_ms=load_ms))
-        _set_torch_threads(task)
+        if backend is not None and cpu_share is not None:
+            backend.use_cpu_threads(cpu_share)
         if task.setup_fn is not None:
             self.phase = "running setup_fn"
             task.setup_fn(self.copy_idx, config, model)
@@ -101,195 +114,282 @@ class _Worker:
         self.phase = "preparing inputs"
         n_threads = task.workers_per_model
         inputs = _thread_inputs(task, n_threads)
-        caller = _Caller(
-            model=model,
-            preprocess=task.preprocess_fn,
-            postprocess=task.postprocess_fn,
-            sync=task.loader.synchronizer(task.device_type),
-            inference_context=_inference_context(task, model),
+        thread_device: Callable[[], ThreadDevice] = (
+            backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
+        caller = _Caller(model, task.preprocess_fn, task.postprocess_fn)
+        shared = _Shared()
+        threads = [
+            _MeasuringThread(t, caller, inputs[t], thread_device, task.settings.warmup_calls,
+                             task.settings.warmup_s, task.settings.duration, shared)
+            for t in range(n_threads)
+        ]
 
         self.phase = "warming up"
-        warmups = _run_threads(
-            [partial(caller.warm_up, args, task.settings.warmup_calls, task.settings.warmup_s) for args in inputs]
-        )
-        durations = [d for thread_durations in warmups for d in thread_durations]
-        warmup_ms = sum(durations) / len(durations) / 1e6 if durations else 0.0
-        protocol.send(self.conn, protocol.Ready(warmup_ms=warmup_ms, warmup_calls=len(durations)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.warmed.wait()
+        shared.raise_first_error(self)
+        warm_calls = sum(t.warmup_calls for t in threads)
+        warmup_ms = sum(t.warmup_ns for t in threads) / warm_calls / 1e6 if warm_calls else 0.0
+        protocol.send(self.conn, protocol.Ready(warmup_ms=warmup_ms, warmup_calls=warm_calls))
 
         self.phase = "waiting for the start signal"
         go = protocol.recv(self.conn)
+        received_ns = time.perf_counter_ns()
         if not isinstance(go, protocol.Go):
             raise protocol.ProtocolError(f"expected a 'go' message, got {go.TYPE!r}")
         if len(go.quotas) != n_threads:
             raise protocol.ProtocolError(f"'go' has {len(go.quotas)} quotas for {n_threads} threads")
 
         self.phase = "measuring"
-        stop = threading.Event()
-        threads = [
-            _start_thread(partial(caller.measure, inputs[t], go.start_ns, go.end_ns, go.quotas[t], stop), stop)
-            for t in range(n_threads)
-        ]
-        usage = _sample_usage(go.start_ns, [th for th, _ in threads])
-        results = [_result_of(box) for _, box in threads]
+        self.stop_watching()  # from here the pipe to the parent tells us if it is gone
+        shared.open(go)
+        self._wait_for(threads, shared)
+        shared.raise_first_error(self)
 
-        workers = tuple(
-            WorkerSamples(
-                copy_idx=self.copy_idx,
-                thread_idx=t,
-                start_ns=tuple(r.start_ns),
-                latency_ns=tuple(r.latency_ns),
-                infer_ns_total=r.infer_ns,
-                preprocess_ns_total=r.preprocess_ns,
-                postprocess_ns_total=r.postprocess_ns,
-            )
-            for t, r in enumerate(results)
-        )
-        stats = CopyStats(
-            copy_idx=self.copy_idx,
-            pid=os.getpid(),
+        self.phase = "writing samples"
+        protocol.write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads])
+        protocol.send(self.conn, protocol.Samples(
+            threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,
             warmup_ms=warmup_ms,
-            cpu_avg_percent=usage.cpu_percent,
-            peak_rss_bytes=usage.peak_rss_bytes,
-            mem_avg_percent=usage.mem_percent,
-        )
-        self.phase = "sending samples"
-        protocol.send(self.conn, protocol.Samples(workers=workers, copy=stats))
+            late_ns=max(0, received_ns - go.start_ns),
+        ))
+
+    def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> None:
+        """Block until every measuring thread is done, without waking up in between; if the
+        parent disappears meanwhile (its end of the pipe closes), stop everything and exit."""
+        pending = len(threads)
+        while pending:
+            ready = wait([self.conn, shared.done_r])
+            if self.conn in ready:
+                try:
+                    message = protocol.recv(self.conn)
+                except (EOFError, OSError):
+                    procutil.kill_children()
+                    os._exit(EXIT_PARENT_GONE)
+                raise protocol.ProtocolError(f"unexpected {message.TYPE!r} message while measuring")
+            pending -= len(os.read(shared.done_r, pending))
+        for thread in threads:
+            thread.join()
 
 
 # ---- calling the model -------------------------------------------------------------------------
 
 
-class _ThreadResult:
-    __slots__ = ("start_ns", "latency_ns", "infer_ns", "preprocess_ns", "postprocess_ns")
+class _Shared:
+    """What a copy's measuring threads share: the window, the first error, a stop flag."""
 
     def __init__(self) -> None:
-        self.start_ns: list[int] = []
-        self.latency_ns: list[int] = []
-        self.infer_ns = 0
-        self.preprocess_ns = 0
-        self.postprocess_ns = 0
+        self.go_event = threading.Event()
+        self.stop_event = threading.Event()
+        self.go: Optional[protocol.Go] = None
+        self.errors: list[tuple[BaseException, str]] = []
+        self.lock = threading.Lock()
+        # Each thread writes one byte here when it finishes, which wakes the main thread.
+        self.done_r, self.done_w = os.pipe()
+
+    def open(self, go: protocol.Go) -> None:
+        self.go = go
+        self.go_event.set()
+
+    def fail(self, error: BaseException, phase: str) -> None:
+        with self.lock:
+            self.errors.append((error, phase))
+        self.stop_event.set()
+        self.go_event.set()
+
+    def raise_first_error(self, worker: _Worker) -> None:
+        """Raise the first thread's error, the worker's phase then saying where it happened."""
+        if self.errors:
+            error, worker.phase = self.errors[0]
+            raise error
 
 
 class _Caller:
     """Calls the model the way it is timed: preprocess -> model -> device sync -> postprocess."""
 
-    def __init__(
-        self,
-        model: Callable[..., Any],
-        preprocess: Optional[Callable[..., Any]],
-        postprocess: Optional[Callable[..., Any]],
-        sync: Optional[Callable[[], None]],
-        inference_context: Callable[[], AbstractContextManager[Any]],
-    ):
+    def __init__(self, model: Callable[..., Any], preprocess: Optional[Callable[..., Any]],
+                 postprocess: Optional[Callable[..., Any]]):
         self.model = model
         self.preprocess = preprocess
         self.postprocess = postprocess
-        self.sync = sync
-        self.inference_context = inference_context
 
-    def warm_up(self, args: tuple[Any, ...], calls: int, seconds: float) -> list[int]:
-        """Run at least ``calls`` calls and at least ``seconds``; return each call's duration."""
-        model, pre, post, sync = self.model, self.preprocess, self.postprocess, self.sync
-        durations: list[int] = []
-        perf = time.perf_counter_ns
-        until = perf() + int(seconds * 1e9)
-        with self.inference_context():
-            while len(durations) < calls or perf() < until:
+    def once(self, args: tuple[Any, ...], sync: Optional[Callable[[], None]]) -> None:
+        """One untimed call, exactly as a timed one runs (warm-up and keep-warm)."""
+        pre, post = self.preprocess, self.postprocess
+        out = self.model(*(call_args(pre(*args)) if pre is not None else args))
+        if sync is not None:
+            sync()
+        if post is not None:
+            post(out)
+
+
+class _MeasuringThread(threading.Thread):
+    """One worker thread: warm-up, keep-warm until the window opens, then the measured calls."""
+
+    def __init__(self, idx: int, caller: _Caller, args: tuple[Any, ...], device: Callable[[], ThreadDevice],
+                 warmup_calls: int, warmup_s: float, duration_s: float, shared: _Shared):
+        super().__init__(name=f"neuronperf-measure-{idx}", daemon=True)
+        self.idx = idx
+        self.caller = caller
+        self.args = args
+        self.device = device
+        self.want_warm_calls = warmup_calls
+        self.want_warm_s = warmup_s
+        self.duration_s = duration_s
+        self.shared = shared
+        self.warmed = threading.Event()
+        self.warmup_calls = 0
+        self.warmup_ns = 0
+        self.fastest_ns = 0
+        self.starts: Any = None
+        self.latencies: Any = None
+        self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
+
+    def run(self) -> None:
+        phase = "preparing a measuring thread"
+        try:
+            device = self.device()
+            with device.context():
+                phase = "warming up"
+                self._warm_up(device.sync)
+                self.warmed.set()
+                phase = "keeping warm until the window opens"
+                self._keep_warm(device.sync)
+                go = self.shared.go
+                if go is not None and not self.shared.stop_event.is_set():
+                    phase = "measuring"
+                    self._measure(go, device.sync)
+        except BaseException as e:  # re-raised in the worker's main thread
+            self.shared.fail(e, phase)
+        finally:
+            self.warmed.set()
+            os.write(self.shared.done_w, b"x")
+
+    def totals(self) -> protocol.ThreadTotals:
+        return protocol.ThreadTotals(
+            thread_idx=self.idx, calls=len(self.starts) if self.starts is not None else 0,
+            infer_ns_total=self.infer_ns, preprocess_ns_total=self.preprocess_ns,
+            postprocess_ns_total=self.postprocess_ns,
+        )
+
+    def _warm_up(self, sync: Optional[Callable[[], None]]) -> None:
+        """At least ``warmup_calls`` calls and at least ``warmup_s`` seconds."""
+        perf, once, args = time.perf_counter_ns, self.caller.once, self.args
+        until = perf() + int(self.want_warm_s * 1e9)
+        calls, total, fastest = 0, 0, sys.maxsize
+        while calls < self.want_warm_calls or perf() < until:
+            t0 = perf()
+            once(args, sync)
+            d = perf() - t0
+            calls, total, fastest = calls + 1, total + d, min(fastest, d)
+        self.warmup_calls, self.warmup_ns = calls, total
+        self.fastest_ns = fastest if calls else 0
+
+    def _keep_warm(self, sync: Optional[Callable[[], None]]) -> None:
+        """Keep calling until the window opens, so that this thread is as warm as the others."""
+        perf, once, args, shared = time.perf_counter_ns, self.caller.once, self.args, self.shared
+        while not shared.go_event.is_set():
+            once(args, sync)
+        go = shared.go
+        if go is None:
+            return
+        while perf() < go.start_ns and not shared.stop_event.is_set():
+            once(args, sync)
+
+    def _measure(self, go: protocol.Go, sync: Optional[Callable[[], None]]) -> None:
+        """Time every call that starts in [go.start_ns, go.end_ns), at most the quota."""
+        import numpy as np
+
+        quota = go.quotas[self.idx]
+        limit = sys.maxsize if quota is None else quota
+        model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
+        perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
+        expected = (go.end_ns - go.start_ns) // max(1, self.fastest_ns) + 16
+        size = int(min(MAX_CHUNK, max(MIN_CHUNK, expected + expected // 4, 0 if quota is None else quota)))
+        chunks: list[tuple[array[int], array[int], int]] = []
+        starts, lats = _buffer(size), _buffer(size)
+        i = n = 0
+        infer = pre_total = post_total = 0
+        if pre is None and post is None and sync is None:
+            # The common case, kept lean: the loop's own cost between calls lowers the throughput
+            # of fast models, and what sits inside t0..t1 inflates their latency.
+            while n < limit and not stopped():
                 t0 = perf()
-                out = model(*(call_args(pre(*args)) if pre is not None else args))
+                if t0 >= end_ns:
+                    break
+                model(*args)
+                t1 = perf()
+                if i == size:
+                    chunks.append((starts, lats, i))
+                    starts, lats, i = _buffer(size), _buffer(size), 0
+                starts[i] = t0
+                lats[i] = t1 - t0
+                i += 1
+                n += 1
+        else:
+            while n < limit and not stopped():
+                t0 = perf()
+                if t0 >= end_ns:
+                    break
+                if pre is None:
+                    t1 = t0
+                    out = model(*args)
+                else:
+                    call = call_args(pre(*args))
+                    t1 = perf()
+                    out = model(*call)
                 if sync is not None:
                     sync()
-                if post is not None:
+                t2 = perf()
+                if post is None:
+                    t3 = t2
+                else:
                     post(out)
-                durations.append(perf() - t0)
-        return durations
-
-    def measure(
-        self, args: tuple[Any, ...], start_ns: int, end_ns: int, quota: Optional[int], stop: threading.Event
-    ) -> _ThreadResult:
-        """Time every call that starts in [start_ns, end_ns), at most ``quota`` of them."""
-        model, pre, post, sync = self.model, self.preprocess, self.postprocess, self.sync
-        result = _ThreadResult()
-        starts, latencies = result.start_ns, result.latency_ns
-        perf = time.perf_counter_ns
-        limit = sys.maxsize if quota is None else quota
-        stopped = stop.is_set
-        add_start, add_latency = starts.append, latencies.append
-        infer = pre_total = post_total = n = 0
-        _sleep_until(start_ns)
-        with self.inference_context():
-            if pre is None and post is None and sync is None:
-                # The common case, kept lean: the loop's own cost between calls lowers the
-                # throughput of fast models, and what sits inside t0..t1 inflates their latency.
-                while n < limit and not stopped():
-                    t0 = perf()
-                    if t0 >= end_ns:
-                        break
-                    model(*args)
-                    t1 = perf()
-                    add_start(t0)
-                    add_latency(t1 - t0)
-                    n += 1
-                infer = sum(latencies)
-            else:
-                while n < limit and not stopped():
-                    t0 = perf()
-                    if t0 >= end_ns:
-                        break
-                    if pre is None:
-                        t1 = t0
-                        out = model(*args)
-                    else:
-                        call = call_args(pre(*args))
-                        t1 = perf()
-                        out = model(*call)
-                    if sync is not None:
-                        sync()
-                    t2 = perf()
-                    if post is None:
-                        t3 = t2
-                    else:
-                        post(out)
-                        t3 = perf()
-                    add_start(t0)
-                    add_latency(t3 - t0)
-                    pre_total += t1 - t0
-                    infer += t2 - t1
-                    post_total += t3 - t2
-                    n += 1
-        result.infer_ns, result.preprocess_ns, result.postprocess_ns = infer, pre_total, post_total
-        return result
+                    t3 = perf()
+                if i == size:
+                    chunks.append((starts, lats, i))
+                    starts, lats, i = _buffer(size), _buffer(size), 0
+                starts[i] = t0
+                lats[i] = t3 - t0
+                pre_total += t1 - t0
+                infer += t2 - t1
+                post_total += t3 - t2
+                i += 1
+                n += 1
+        chunks.append((starts, lats, i))
+        self.starts = np.concatenate([np.frombuffer(s, dtype=np.int64)[:k] for s, _, k in chunks])
+        self.latencies = np.concatenate([np.frombuffer(lat, dtype=np.int64)[:k] for _, lat, k in chunks])
+        if pre is None and post is None and sync is None:
+            infer = int(self.latencies.sum())
+        self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
 
 
-#: The number of threads each measuring thread's operators may use on CPU, for backends to read
-#: when they build their thread pools (set per worker; a user's own value is kept).
-CPU_THREADS_VARIABLE = "NEURONPERF_CPU_THREADS"
+def _buffer(size: int) -> array[int]:
+    return array("q", bytes(8 * size))
 
 
-def _share_cpu_cores(task: BenchmarkTask) -> None:
+# ---- CPU shares and inputs -----------------------------------------------------------------------
+
+
+def _share_cpu_cores(task: BenchmarkTask) -> Optional[int]:
     """On CPU, give each measuring thread an equal share of the cores for the model's operators.
 
     By default every copy's framework would use every core for each call, so n copies x m threads
     oversubscribe the machine n x m times, and OpenMP's spinning threads then measure each other
     (seen here: 2 copies of a small MLP on 2 cores, p99 16 ms for a 20 us call, throughput
     swinging 131% between seconds). The share goes into NEURONPERF_CPU_THREADS for backends that
-    size their own pools (onnxruntime) before the model loads; torch gets it right after.
+    size their own pools (onnxruntime) before the model loads; the backend applies it to its
+    framework (torch) right after loading. None off the CPU.
     """
     if task.device_type != "cpu":
-        return
+        return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     os.environ.setdefault(CPU_THREADS_VARIABLE, str(max(1, cores // (task.n_models * task.workers_per_model))))
-
-
-def _set_torch_threads(task: BenchmarkTask) -> None:
-    """Apply the CPU share to torch, unless the user chose with OMP_NUM_THREADS; a
-    torch.set_num_threads in setup_fn (which runs after this) also wins."""
-    torch = sys.modules.get("torch")
-    if task.device_type != "cpu" or torch is None or "OMP_NUM_THREADS" in os.environ:
-        return
-    torch.set_num_threads(int(os.environ[CPU_THREADS_VARIABLE]))
+    return int(os.environ[CPU_THREADS_VARIABLE])
 
 
 def _thread_inputs(task: BenchmarkTask, n_threads: int) -> list[tuple[Any, ...]]:
@@ -298,115 +398,3 @@ def _thread_inputs(task: BenchmarkTask, n_threads: int) -> list[tuple[Any, ...]]
         return [tuple(task.loader.example_inputs() or ()) for _ in range(n_threads)]
     first = call_args(task.inputs)
     return [first] + [copy.deepcopy(first) for _ in range(n_threads - 1)]
-
-
-def _inference_context(task: BenchmarkTask, model: Any) -> Callable[[], AbstractContextManager[Any]]:
-    """``torch.inference_mode`` for torch models (autograd bookkeeping is not inference cost);
-    ``no_grad`` on Neuron, whose traced graphs predate inference mode. Entered once per thread,
-    because torch's grad mode is thread-local."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return contextlib.nullcontext
-    is_torch_model = isinstance(model, (torch.nn.Module, torch.jit.ScriptFunction))
-    if not (is_torch_model or task.loader.uses_torch()):
-        return contextlib.nullcontext
-    if task.device_type == "neuron" or not hasattr(torch, "inference_mode"):
-        return torch.no_grad  # type: ignore[no-any-return]
-    return torch.inference_mode  # type: ignore[no-any-return]
-
-
-def _sleep_until(target_ns: int) -> None:
-    while True:
-        remaining = target_ns - time.perf_counter_ns()
-        if remaining <= 0:
-            return
-        time.sleep(remaining / 1e9)
-
-
-# ---- threads -----------------------------------------------------------------------------------
-
-
-def _start_thread(fn: Callable[[], Any], stop: Optional[threading.Event] = None) -> tuple[threading.Thread, list[Any]]:
-    """Start ``fn`` in a thread; the box receives ("ok", value) or ("error", exception). An error
-    sets ``stop`` so that the copy's other threads end their loops too."""
-    box: list[Any] = []
-    torch = sys.modules.get("torch")
-    torch_threads = torch.get_num_threads() if torch is not None else None
-
-    def target() -> None:
-        if torch is not None and torch_threads is not None:
-            # OpenMP keeps its pool size per thread: a new thread would run on the default pool
-            # (every core) whatever torch.set_num_threads() said in the main thread (OMP_NUM_THREADS,
-            # setup_fn). Carry the setting over, so the measured calls use what the user chose.
-            torch.set_num_threads(torch_threads)
-        try:
-            box.append(("ok", fn()))
-        except BaseException as e:  # re-raised in the main thread by _result_of
-            box.append(("error", e))
-            if stop is not None:
-                stop.set()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
-
-
-def _result_of(box: list[Any]) -> Any:
-    kind, value = box[0]
-    if kind == "error":
-        raise value
-    return value
-
-
-def _run_threads(fns: list[Callable[[], Any]]) -> list[Any]:
-    threads = [_start_thread(fn) for fn in fns]
-    for thread, _ in threads:
-        thread.join()
-    return [_result_of(box) for _, box in threads]
-
-
-class _Usage:
-    def __init__(self, cpu_percent: Optional[float], peak_rss_bytes: Optional[int], mem_percent: Optional[float]):
-        self.cpu_percent = cpu_percent
-        self.peak_rss_bytes = peak_rss_bytes
-        self.mem_percent = mem_percent
-
-
-def _sample_usage(start_ns: int, threads: list[threading.Thread]) -> _Usage:
-    """Wait for the measuring threads while sampling this process's CPU time and RSS.
-
-    CPU: process CPU time (all threads) from the window start until the last thread finished,
-    over that wall time. Memory: mean and peak of RSS samples taken every 50 ms in between."""
-    me = psutil.Process()
-    _sleep_until(start_ns)
-    cpu0, wall0 = time.process_time_ns(), time.perf_counter_ns()
-    rss: list[int] = []
-    while True:
-        with contextlib.suppress(psutil.Error):
-            rss.append(me.memory_info().rss)
-        for thread in threads:
-            thread.join(timeout=RSS_SAMPLE_INTERVAL_S)
-            if thread.is_alive():
-                break
-        else:
-            break
-    cpu, wall = time.process_time_ns() - cpu0, time.perf_counter_ns() - wall0
-    total = psutil.virtual_memory().total
-    peak = max([_peak_rss_bytes(), *rss])
-    return _Usage(
-        cpu_percent=cpu / wall * 100 if wall > 0 else None,
-        peak_rss_bytes=peak or None,
-        mem_percent=sum(rss) / len(rss) / total * 100 if rss and total else None,
-    )
-
-
-def _peak_rss_bytes() -> int:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes, Linux: KiB
-
-
-# ---- process hygiene ---------------------------------------------------------------------------

@@ -34,17 +34,23 @@ class NoOpModel:
 
 
 class RaiseModel:
-    """Raises ``ValueError`` when built (``on="load"``) or on the ``after``-th call (``on="call"``)."""
+    """Raises ``ValueError`` when built (``on="load"``), on the call after the ``after``-th
+    (``on="call"``), or on the first call more than ``after_s`` seconds after it was built."""
 
-    def __init__(self, on: str = "call", after: int = 0):
+    def __init__(self, on: str = "call", after: int = 0, after_s: Optional[float] = None):
         if on == "load":
             raise ValueError("weights are corrupt")
         self.after = after
         self.calls = 0
+        self.deadline = None if after_s is None else time.monotonic() + after_s
 
     def __call__(self, *inputs: Any) -> Any:
         self.calls += 1
-        if self.calls > self.after:
+        if self.deadline is not None:
+            if time.monotonic() > self.deadline:
+                raise ValueError("model exploded on purpose")
+            time.sleep(0.001)
+        elif self.calls > self.after:
             raise ValueError("model exploded on purpose")
         return inputs[0]
 

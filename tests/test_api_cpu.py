@@ -57,7 +57,7 @@ def test_cpu_benchmark_with_several_inputs_and_a_setup_fn(markers):
     # The class was instantiated in the workers, not here.
     assert [m["model_type"] for m in am.read_markers(markers, "setup")] == ["SleepyModel", "SleepyModel"]
     # Throughput counts batch_size inputs per call.
-    assert reports[1]["throughput_avg"] == pytest.approx(reports[1]["total_infs"] * 4 / reports[1]["total_s"])
+    assert reports[1]["throughput_avg"] == pytest.approx(reports[1]["total_infs"] * 4 / reports[1]["total_s"], rel=0.02)
 
 
 def test_cpu_benchmark_argument_errors():

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import models_for_tests as m
 import pytest
+from measuring import measure
 
-from neuronperf.benchmark_stage import (
-    BenchmarkTask,
-    LoadFnLoader,
-    factory_loader,
-    measure,
-    task_for_entry,
-)
 from neuronperf.entries import BenchmarkSettings, CompileEntry, ModelRef, RunEntry, TensorSpec
 from neuronperf.executors import get_executor
+from neuronperf.task import BenchmarkTask, LoadFnLoader, factory_loader, task_for_entry
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +133,7 @@ def test_each_copy_is_pinned_before_env_setup_and_loading(tmp_path: Path, monkey
     monkeypatch.setenv("NP_TEST_MARK", "from-parent")
     task = BenchmarkTask(
         "pinning", factory_loader(m.EnvRecordingModel, log=str(log)), n_models=2, pipeline_size=2,
-        device_type="neuron", settings=settings(0.3), inputs=(1,),
+        device_type="neuron", device_backend="torch-neuronx", settings=settings(0.3), inputs=(1,),
     )
     result = measure(task)
     assert result.status == "ok", result.error
@@ -155,7 +150,7 @@ def test_cpu_copies_and_threads_share_the_cores_for_torch(tmp_path, monkeypatch,
     log = tmp_path / "threads.txt"
     task = BenchmarkTask(
         "threads", factory_loader(m.TorchThreadsRecordingModel, log=str(log)), n_models=n_models,
-        workers_per_model=workers, settings=settings(0.2), inputs=(1,),
+        workers_per_model=workers, settings=settings(0.2), inputs=(1,), device_backend="torch",
     )
     assert measure(task).status == "ok"
     cores = len(os.sched_getaffinity(0))
@@ -191,18 +186,18 @@ def test_torch_backend_entry_through_the_local_executor(tmp_path: Path):
     get_backend("torch").compile(compile_entry, artifact)
     run_entry = RunEntry(compile=compile_entry, n_models=1, workers_per_model=2, benchmark=settings(0.5))
     with get_executor("local") as executor:
-        result = executor.measure(task_for_entry(run_entry, "torch", str(artifact)))
+        result = executor.measure(task_for_entry(run_entry, "torch", str(artifact)), str(tmp_path / "samples"))
     assert result.status == "ok", result.error
     assert all(len(w.latency_ns) > 10 for w in result.workers)
     assert result.copies[0].load_ms > 0
 
 
-def test_spawn_and_forkserver_measure_the_same():
+def test_spawn_and_forkserver_measure_the_same(tmp_path: Path):
     results = {}
     for method in ("spawn", "forkserver"):
         task = BenchmarkTask("method", factory_loader(m.SleepModel, ms=10), settings=settings(0.5), inputs=(1,))
         with get_executor("local", start_method=method) as executor:
-            results[method] = executor.measure(task)
+            results[method] = executor.measure(task, str(tmp_path / method))
         assert results[method].status == "ok", results[method].error
     medians = [statistics.median(latencies_ms(r)) for r in results.values()]
     assert medians[0] == pytest.approx(medians[1], rel=0.05)

@@ -18,10 +18,11 @@ from pathlib import Path
 import models_for_tests as m
 import psutil
 import pytest
+from measuring import measure
 
-from neuronperf.benchmark_stage import BenchmarkTask, LoadFnLoader, factory_loader, measure
 from neuronperf.entries import BenchmarkSettings
 from neuronperf.errors import UsageError
+from neuronperf.task import BenchmarkTask, LoadFnLoader, factory_loader
 
 pytestmark = pytest.mark.slow
 
@@ -95,8 +96,8 @@ def test_model_that_raises_while_loading():
 
 
 def test_model_that_raises_during_the_measured_window():
-    # 1 warm-up call, then the third call of the thread raises while measuring
-    result = measure(task(factory_loader(m.RaiseModel, on="call", after=2)))
+    # warm-up and the start of the window pass within 0.3 s; the window lasts longer
+    result = measure(task(factory_loader(m.RaiseModel, on="call", after_s=0.3)))
     assert result.status == "error"
     assert "ValueError: model exploded on purpose" in result.error and "while measuring" in result.error
 
@@ -188,13 +189,15 @@ def test_interrupted_parent_leaves_no_worker_behind(tmp_path: Path, sig: int):
         import sys
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import models_for_tests as m
-        from neuronperf.benchmark_stage import BenchmarkTask, factory_loader, measure
+        import tempfile
+        from neuronperf.supervisor import measure
+        from neuronperf.task import BenchmarkTask, factory_loader
         from neuronperf.entries import BenchmarkSettings
 
         if __name__ == "__main__":
             loader = factory_loader(m.SpawnChildThenHang, pid_file={str(pid_file)!r})
             measure(BenchmarkTask("hang", loader, n_models=2, inputs=(1,),
-                                  settings=BenchmarkSettings(duration=1, timeout=120)))
+                                  settings=BenchmarkSettings(duration=1, timeout=120)), tempfile.mkdtemp())
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
     try:
@@ -219,12 +222,15 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path):
         import sys
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import models_for_tests as m
-        from neuronperf.benchmark_stage import BenchmarkTask, factory_loader, measure
+        import tempfile
+        from neuronperf.supervisor import measure
+        from neuronperf.task import BenchmarkTask, factory_loader
         from neuronperf.entries import BenchmarkSettings
 
         if __name__ == "__main__":
             loader = factory_loader(m.HangModel, pid_file={str(pid_file)!r})
-            measure(BenchmarkTask("hang", loader, inputs=(1,), settings=BenchmarkSettings(duration=1, timeout=120)))
+            measure(BenchmarkTask("hang", loader, inputs=(1,), settings=BenchmarkSettings(duration=1, timeout=120)),
+                    tempfile.mkdtemp())
     """))
     proc = subprocess.Popen([sys.executable, str(script)])
     try:

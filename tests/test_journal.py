@@ -16,9 +16,18 @@ import numpy as np
 import pytest
 
 from neuronperf import journal as journal_module
+from neuronperf import protocol
 from neuronperf.entries import CopyStats, Measurement, WorkerSamples
 from neuronperf.errors import JournalError, OutputDirLocked, UsageError
-from neuronperf.journal import Journal, OutputDirLock, load_samples, save_samples
+from neuronperf.journal import (
+    Journal,
+    OutputDirLock,
+    load_repeats,
+    load_samples,
+    repeat_dir,
+    samples_relpath,
+    write_samples_header,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -200,27 +209,81 @@ def sample_measurement():
         WorkerSamples(0, 0, start_ns=(10, 20, 30), latency_ns=(5, 6, 7), infer_ns_total=15),
         WorkerSamples(1, 1, start_ns=(2**62, 2**62 + 1), latency_ns=(8, 9), preprocess_ns_total=3),
     )
-    copies = (CopyStats(0, 100, 12.5, 3.0, 90.0, 2**31, 1.5), CopyStats(1, 101, 13.0, 3.5))
+    copies = (CopyStats(0, 100, 12.5, 3.0, 90.0, 2**31, 1.5), CopyStats(1, 101, 13.0, 3.5, late_ns=7))
     return Measurement("ok", window_start_ns=5, window_end_ns=2**62 + 100, workers=workers, copies=copies)
 
 
-def test_samples_round_trip_exactly(tmp_path):
-    relpath = save_samples(str(tmp_path), "mlp-bs1-p1-m2-w1", "0123456789abcdef", sample_measurement())
-    assert relpath == os.path.join("samples", "mlp-bs1-p1-m2-w1-01234567.npz")
-    assert os.listdir(tmp_path / "samples") == ["mlp-bs1-p1-m2-w1-01234567.npz"]  # no temp file left
-    assert load_samples(str(tmp_path / relpath)) == sample_measurement()
+def _as_written_by_workers(folder, measurement):
+    """Write each copy's file as its worker would."""
+    for copy_idx in sorted({w.copy_idx for w in measurement.workers}):
+        threads = [w for w in measurement.workers if w.copy_idx == copy_idx]
+        protocol.write_copy_samples(
+            protocol.copy_samples_path(folder, copy_idx),
+            [np.asarray(w.start_ns, dtype=np.int64) for w in threads],
+            [np.asarray(w.latency_ns, dtype=np.int64) for w in threads],
+        )
+
+
+def _same(a, b):
+    assert (a.status, a.error, a.window_start_ns, a.window_end_ns, a.copies) == (b.status, b.error, b.window_start_ns, b.window_end_ns, b.copies)
+    assert len(a.workers) == len(b.workers)
+    for x, y in zip(a.workers, b.workers):
+        assert (x.copy_idx, x.thread_idx, x.infer_ns_total, x.preprocess_ns_total) == (y.copy_idx, y.thread_idx, y.infer_ns_total, y.preprocess_ns_total)
+        assert list(x.start_ns) == list(y.start_ns) and list(x.latency_ns) == list(y.latency_ns)
+
+
+def test_samples_round_trip_exactly_with_every_repeat(tmp_path):
+    relpath = samples_relpath("mlp-bs1-p1-m2-w1", "0123456789abcdef")
+    assert relpath == os.path.join("samples", "mlp-bs1-p1-m2-w1-01234567")
+    folder = str(tmp_path / relpath)
+    first, failed = sample_measurement(), Measurement("error", error="boom")
+    for r, m in enumerate((first, first)):
+        os.makedirs(repeat_dir(folder, r))
+        _as_written_by_workers(repeat_dir(folder, r), m)
+    write_samples_header(folder, "mlp-bs1-p1-m2-w1", "0123456789abcdef", [first, first, failed])
+    repeats = load_repeats(folder)
+    assert len(repeats) == 3
+    _same(repeats[0], first)
+    _same(repeats[1], first)
+    assert repeats[2].status == "error" and repeats[2].error == "boom" and repeats[2].workers == ()
+    _same(load_samples(folder), first)
+    assert not [n for n in os.listdir(folder) if ".tmp" in n]  # no temp file left
+
+
+def test_samples_of_format_1_still_load(tmp_path):
+    m = sample_measurement()
+    header = {"format": 1, "id": "x", "key": "k", "status": "ok", "error": None, "window_start_ns": 5,
+              "window_end_ns": m.window_end_ns,
+              "workers": [{"copy_idx": w.copy_idx, "thread_idx": w.thread_idx, "infer_ns_total": w.infer_ns_total,
+                           "preprocess_ns_total": w.preprocess_ns_total, "postprocess_ns_total": 0} for w in m.workers],
+              "copies": [{"copy_idx": 0, "pid": 100, "load_ms": 12.5, "warmup_ms": 3.0, "cpu_avg_percent": 90.0,
+                          "peak_rss_bytes": 2**31, "mem_avg_percent": 1.5},
+                         {"copy_idx": 1, "pid": 101, "load_ms": 13.0, "warmup_ms": 3.5, "cpu_avg_percent": None,
+                          "peak_rss_bytes": None, "mem_avg_percent": None}]}
+    arrays = {"header": np.array(json.dumps(header))}
+    for i, w in enumerate(m.workers):
+        arrays[f"start_ns_{i}"] = np.asarray(w.start_ns, dtype=np.int64)
+        arrays[f"latency_ns_{i}"] = np.asarray(w.latency_ns, dtype=np.int64)
+    np.savez_compressed(tmp_path / "old.npz", **arrays)
+    old = load_samples(str(tmp_path / "old.npz"))
+    assert [list(w.start_ns) for w in old.workers] == [[10, 20, 30], [2**62, 2**62 + 1]]
+    assert old.copies[0].load_ms == 12.5 and old.copies[1].late_ns == 0
 
 
 def test_samples_errors(tmp_path):
-    with pytest.raises(JournalError, match="samples file not found"):
-        load_samples(str(tmp_path / "missing.npz"))
+    with pytest.raises(JournalError, match="samples not found"):
+        load_samples(str(tmp_path / "missing"))
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(JournalError, match="not a readable neuronperf samples file"):
         load_samples(str(tmp_path / "bad.npz"))
-    header = json.dumps({"format": 99, "workers": []})
-    np.savez(tmp_path / "newer.npz", header=np.array(header))
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "entry.json").write_text(json.dumps({"format": 99, "repeats": []}))
     with pytest.raises(JournalError, match="written by a newer neuronperf"):
-        load_samples(str(tmp_path / "newer.npz"))
+        load_samples(str(tmp_path / "newer"))
+    (tmp_path / "torn").mkdir()
+    write_samples_header(str(tmp_path / "torn"), "x", "k", [sample_measurement()])  # copy files missing
+    with pytest.raises(JournalError, match="not a readable neuronperf samples folder"):
+        load_repeats(str(tmp_path / "torn"))
 
 
 def test_unwritable_output_dir_is_a_journal_error(tmp_path):

@@ -53,9 +53,8 @@ def run_entry(batch_size=4, n_models=2, workers=1, params=(("seq_len", 128),)):
 
 
 def ok_measurement():
-    # 4 calls of 10 ms each completing at 0.25, 0.5, 0.75 and 1.0 s of a 1 s window.
-    w = WorkerSamples(0, 0, start_ns=tuple(i * 250 * MS - 10 * MS for i in range(1, 5)),
-                      latency_ns=(10 * MS,) * 4)
+    # 4 calls of 250 ms each, back to back, filling a 1 s window.
+    w = WorkerSamples(0, 0, start_ns=tuple(i * 250 * MS for i in range(4)), latency_ns=(250 * MS,) * 4)
     return Measurement("ok", window_start_ns=0, window_end_ns=S, workers=(w,))
 
 
@@ -72,9 +71,10 @@ def test_ok_row_has_neuronperf_keys_and_ours():
     assert row["input_shapes"] == "128;128"
     assert row["seq_len"] == 128 and row["compiler"] == "torchscript"
     assert row["total_infs"] == 4 and row["throughput_avg"] == 16.0  # 4 calls x 4 / 1 s
-    # 0.5 s sub-windows: [0, 0.5) holds 1 call, [0.5, 1.0] holds 3 (0.5, 0.75 and 1.0 s).
-    assert row["throughput_peak"] == 3 * 4 / 0.5
-    assert row["latency_ms_p50"] == 10.0 and row["percentile_method"] == "linear"
+    # 0.5 s slices: each holds 2 calls.
+    assert row["throughput_peak"] == 2 * 4 / 0.5
+    assert row["latency_ms_p50"] == 250.0 and row["percentile_method"] == "linear"
+    assert row["method_version"] == 2 and row["repeats"] == 1 and row["throughput_ci_low"] is None
     assert row["cost_per_1m_inf"] == pytest.approx(0.76 * 1e6 / (3600 * 16.0))
     assert "few samples" in row["warning"]
 

@@ -18,44 +18,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neuronperf import procutil, protocol
-from neuronperf.benchmark_stage import (
+from neuronperf.entries import BenchmarkSettings, CompileEntry, ModelRef, RunEntry, TensorSpec
+from neuronperf.errors import UsageError
+from neuronperf.executors import Executor, get_executor
+from neuronperf.executors.local import LocalExecutor
+from neuronperf.supervisor import worker_context
+from neuronperf.task import (
     BackendLoader,
     BenchmarkTask,
     FactoryLoader,
     LoadFnLoader,
     call_args,
     check_task,
-    default_visible_devices_env,
     factory_loader,
     split_quota,
     task_for_entry,
-    worker_context,
+    visible_devices_env,
 )
-from neuronperf.entries import (
-    BenchmarkSettings,
-    CompileEntry,
-    CopyStats,
-    ModelRef,
-    RunEntry,
-    TensorSpec,
-    WorkerSamples,
-)
-from neuronperf.errors import UsageError
-from neuronperf.executors import Executor, get_executor
-from neuronperf.executors.local import LocalExecutor
 
 SAMPLES = protocol.Samples(
-    workers=(
-        WorkerSamples(copy_idx=1, thread_idx=0, start_ns=(10, 20, 30), latency_ns=(5, 6, 7), infer_ns_total=18),
-        WorkerSamples(copy_idx=1, thread_idx=1, start_ns=(), latency_ns=()),
+    threads=(
+        protocol.ThreadTotals(thread_idx=0, calls=3, infer_ns_total=18, preprocess_ns_total=0, postprocess_ns_total=0),
+        protocol.ThreadTotals(thread_idx=1, calls=0, infer_ns_total=0, preprocess_ns_total=0, postprocess_ns_total=0),
     ),
-    copy=CopyStats(copy_idx=1, pid=123, load_ms=1.5, warmup_ms=2.5, cpu_avg_percent=None, peak_rss_bytes=10, mem_avg_percent=0.1),
+    load_ms=1.5, warmup_ms=2.5, late_ns=0,
 )
 
 MESSAGES = [
     protocol.Loaded(load_ms=12.5),
     protocol.Ready(warmup_ms=3.25, warmup_calls=10),
-    protocol.Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None)),
+    protocol.Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None), samples_path="/tmp/x/copy-0.npz"),
     SAMPLES,
     protocol.Error(phase="loading", message="ValueError: bad"),
 ]
@@ -78,29 +70,21 @@ def test_every_message_type_is_defined_once():
     [
         (b"not json", "malformed message"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 2 expected"),
+        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 3 expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 2, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 2, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 2, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 2, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": []}', "1.5 is not an integer"),
+        (b'{"v": 3, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 3, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 3, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 3, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "samples_path": "x"}', "1.5 is not an integer"),
+        (b'{"v": 3, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "samples_path": 3}', "samples_path must be a string"),
         (
-            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
-            b'"start_ns": "AQAAAAAAAAACAAAAAAAAAA==", "latency_ns": "AQAAAAAAAAA=", "infer_ns_total": 0, "preprocess_ns_total": 0, '
-            b'"postprocess_ns_total": 0}]}',
-            "2 start times but 1 latencies",
+            b'{"v": 3, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "threads": [{"thread_idx": 0, '
+            b'"calls": 1, "infer_ns_total": 0}]}',
+            "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
-            b'"start_ns": [1, 2], "latency_ns": [1], "infer_ns_total": 0, "preprocess_ns_total": 0, '
-            b'"postprocess_ns_total": 0}]}',
-            "expected packed int64 timings",
-        ),
-        (
-            b'{"v": 2, "type": "samples", "copy": {}, "workers": [{"copy_idx": 0, "thread_idx": 0, '
-            b'"start_ns": "AQI=", "latency_ns": "AQI=", "infer_ns_total": 0, "preprocess_ns_total": 0, '
-            b'"postprocess_ns_total": 0}]}',
-            "not a whole number of int64",
+            b'{"v": 3, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": []}',
+            "0.5 is not an integer",
         ),
     ],
 )
@@ -138,17 +122,32 @@ def test_a_tuple_input_is_spread_anything_else_is_one_argument():
     assert call_args({"a": 1}) == ({"a": 1},)
 
 
-def test_default_pinning():
-    assert default_visible_devices_env("neuron", 0, 1) == {"NEURON_RT_VISIBLE_CORES": "0"}
-    assert default_visible_devices_env("neuron", 2, 4) == {"NEURON_RT_VISIBLE_CORES": "8-11"}
-    assert default_visible_devices_env("cpu", 3, 1) == {}
-
-
-def test_default_cuda_pinning_follows_the_parents_devices(monkeypatch):
+def test_pinning_is_asked_of_the_tasks_backend(monkeypatch):
+    neuron = BenchmarkTask("x", factory_loader(m.SleepModel), device_type="neuron", device_backend="torch-neuronx", pipeline_size=4)
+    assert visible_devices_env(neuron, 0) == {"NEURON_RT_VISIBLE_CORES": "0-3"}
+    assert visible_devices_env(neuron, 2) == {"NEURON_RT_VISIBLE_CORES": "8-11"}
+    assert visible_devices_env(BenchmarkTask("x", factory_loader(m.SleepModel)), 3) == {}  # no backend: no pinning
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4, 6")
-    assert [default_visible_devices_env("cuda", i, 1) for i in range(3)] == [
+    cuda = BenchmarkTask("x", factory_loader(m.SleepModel), device_type="cuda", device_backend="torch")
+    assert [visible_devices_env(cuda, i) for i in range(3)] == [
         {"CUDA_VISIBLE_DEVICES": "4"}, {"CUDA_VISIBLE_DEVICES": "6"}, {"CUDA_VISIBLE_DEVICES": "4"},
     ]
+
+
+def test_a_copys_samples_file_round_trips(tmp_path):
+    import numpy as np
+
+    path = protocol.copy_samples_path(str(tmp_path), 1)
+    starts = [np.array([10, 20, 30], dtype=np.int64), np.zeros(0, dtype=np.int64)]
+    lats = [np.array([5, 6, 7], dtype=np.int64), np.zeros(0, dtype=np.int64)]
+    protocol.write_copy_samples(path, starts, lats)
+    back = protocol.read_copy_samples(path, 2)
+    assert [list(s) for s, _ in back] == [[10, 20, 30], []] and list(back[0][1]) == [5, 6, 7]
+    assert back[0][0].dtype == np.int64
+    with pytest.raises(protocol.ProtocolError, match="cannot be read"):
+        protocol.read_copy_samples(str(tmp_path / "missing.npz"), 1)
+    with pytest.raises(protocol.ProtocolError, match="cannot be read"):
+        protocol.read_copy_samples(path, 3)  # a thread the file does not hold
 
 
 def _entry() -> RunEntry:
@@ -165,7 +164,7 @@ def test_task_for_entry_carries_the_entry():
     assert task.entry_id == entry.id == "mlp-bs8-p1-m3-w2"
     assert (task.batch_size, task.pipeline_size, task.n_models, task.workers_per_model) == (8, 1, 3, 2)
     assert task.settings == entry.benchmark and task.device_type == "cpu"
-    assert task.loader == BackendLoader("torch", entry.compile, None)
+    assert task.loader == BackendLoader("torch", entry.compile, None) and task.device_backend == "torch"
     assert task.inputs is None  # the backend makes them in each worker
     assert pickle.loads(pickle.dumps(task)) == task
 
@@ -173,13 +172,14 @@ def test_task_for_entry_carries_the_entry():
 def test_check_task_names_every_problem():
     bad = BenchmarkTask(
         "bad", factory_loader(m.SleepModel), batch_size=0, workers_per_model=-1, inputs=(1,),
-        settings=BenchmarkSettings(duration=0, timeout=-1, max_infers=0),
+        settings=BenchmarkSettings(duration=0, timeout=-1, max_infers=0, repeat=0),
     )
     with pytest.raises(UsageError) as info:
         check_task(bad)
     text = str(info.value)
     for expected in ("batch_size must be a positive integer, got 0", "workers_per_model", "duration must be positive",
-                     "timeout must be positive", "max_infers must be a positive integer or None, got 0"):
+                     "timeout must be positive", "max_infers must be a positive integer or None, got 0",
+                     "repeat must be a positive integer, got 0"):
         assert expected in text
 
 

@@ -8,11 +8,24 @@ inside methods, so that ``import neuronperf`` and the spec/plan stages stay fram
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 from neuronperf.entries import CompileEntry
+
+
+@dataclass(frozen=True)
+class ThreadDevice:
+    """How one measuring thread drives its model: ``context`` is entered once around all of the
+    thread's calls (warm-up included: torch's inference mode, a CUDA stream of the thread's own),
+    and ``sync`` runs inside every timed call to wait for the work that thread queued."""
+
+    context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    sync: Optional[Callable[[], None]] = None
 
 
 class Backend(abc.ABC):
@@ -70,6 +83,19 @@ class Backend(abc.ABC):
 
     def synchronize(self, device_type: str) -> None:  # noqa: B027 - a no-op default is right
         """Wait for queued device work (CUDA) so that a timer covers it; no-op on CPUs."""
+
+    def use_cpu_threads(self, threads: int) -> None:  # noqa: B027 - frameworks without a pool ignore it
+        """In a worker on CPU, after loading: let each call's operators use ``threads`` threads
+        (the measuring thread's share of the cores), unless the user chose otherwise."""
+
+    def measuring_threads(self, device_type: str, model: Any) -> Callable[[], ThreadDevice]:
+        """Called in a worker's main thread once the model is loaded and set up; the function it
+        returns runs first thing in each measuring thread (thread pools and CUDA streams are
+        per thread) and says how that thread calls the model."""
+        if device_type == "cpu":
+            return ThreadDevice
+        device = ThreadDevice(sync=lambda: self.synchronize(device_type))
+        return lambda: device
 
     def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
         """Environment variables that pin model copy ``copy_idx`` to its own device(s)."""

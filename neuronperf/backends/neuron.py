@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
-from neuronperf.backends.base import Backend, arguments_of
+from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
 from neuronperf.backends.tensorflow_backend import (
     call_model,
     import_tensorflow,
@@ -43,6 +43,7 @@ from neuronperf.backends.torch_backend import (
     quiet_torchscript_deprecation,
     tensors_to_numpy,
     torch_inputs,
+    torch_measuring_threads,
 )
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
@@ -262,6 +263,10 @@ class _TorchNeuronBase(_NeuronBackend):
 
     def to_numpy(self, output: Any) -> Any:
         return tensors_to_numpy(output)
+
+    def measuring_threads(self, device_type: str, model: Any) -> Callable[[], ThreadDevice]:
+        # A Neuron call returns when its outputs are on the host: nothing to synchronize.
+        return torch_measuring_threads("neuron", no_grad=True)
 
     def _trace(self, entry: CompileEntry) -> tuple[Any, Any, tuple[Any, ...], list[str], dict[str, Any]]:
         self._check_compiler(entry.compiler)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from neuronperf.backends.base import Backend, arguments_of
+from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
 from neuronperf.backends.torch_backend import (
     build_torch_module,
     compiler_options,
@@ -163,6 +163,10 @@ class OnnxRuntimeBackend(Backend):
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
         # numpy on every device: the session copies inputs to the GPU itself.
         return arguments_of(make_arrays(entry.inputs, entry.batch_size, seed))
+
+    def measuring_threads(self, device_type: str, model: Any) -> Callable[[], ThreadDevice]:
+        # session.run returns host arrays: a call is complete when it returns, on every device.
+        return ThreadDevice
 
     def to_numpy(self, output: Any) -> Any:
         if isinstance(output, (list, tuple)):

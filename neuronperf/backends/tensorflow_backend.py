@@ -145,6 +145,14 @@ class TensorFlowBackend(Backend):
     def to_numpy(self, output: Any) -> Any:
         return tf_to_numpy(output)
 
+    def synchronize(self, device_type: str) -> None:
+        # TensorFlow queues GPU kernels and returns: wait for them inside the timed call. It has
+        # no per-thread stream to wait for, so this waits for the whole device (TF >= 2.13).
+        if device_type == "cuda":
+            sync_devices = getattr(import_tensorflow().test.experimental, "sync_devices", None)
+            if sync_devices is not None:
+                sync_devices()
+
     def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
         if device_type != "cuda":
             return {}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from neuronperf.backends.base import Backend, arguments_of
+from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
 from neuronperf.factory import build_model, in_memory_example
@@ -41,6 +41,36 @@ def import_torch() -> Any:
     except ImportError as e:
         raise BackendUnavailable(f"framework torch is not installed ({e}); install with: {TORCH_INSTALL}") from e
     return torch
+
+
+def torch_measuring_threads(device_type: str, no_grad: bool = False) -> Callable[[], ThreadDevice]:
+    """How each measuring thread calls a torch model (backends that start from torch share it).
+
+    Every thread takes the thread count the worker's main thread ended with (OpenMP keeps its
+    pool size per thread, so a new thread would otherwise use every core whatever the CPU share,
+    OMP_NUM_THREADS or the user's setup_fn chose) and runs its calls in inference mode (autograd
+    bookkeeping is not inference cost; ``no_grad`` for Neuron's traced graphs, which predate it).
+    On CUDA each thread queues its work on a stream of its own and waits for that stream alone:
+    a whole-device synchronize would make every thread wait for the others' calls too."""
+    torch = import_torch()
+    threads = torch.get_num_threads()
+    grad_off = torch.no_grad if no_grad or not hasattr(torch, "inference_mode") else torch.inference_mode
+
+    def per_thread() -> ThreadDevice:
+        torch.set_num_threads(threads)
+        if device_type != "cuda":
+            return ThreadDevice(context=grad_off)
+        torch.cuda.synchronize()  # the inputs were made on the default stream
+        stream = torch.cuda.Stream()
+
+        @contextlib.contextmanager
+        def context() -> Iterator[None]:
+            with grad_off(), torch.cuda.stream(stream):
+                yield
+
+        return ThreadDevice(context=context, sync=stream.synchronize)
+
+    return per_thread
 
 
 def build_torch_module(entry: CompileEntry) -> Any:
@@ -286,6 +316,13 @@ class TorchBackend(Backend):
     def synchronize(self, device_type: str) -> None:
         if device_type == "cuda":
             import_torch().cuda.synchronize()
+
+    def use_cpu_threads(self, threads: int) -> None:
+        if "OMP_NUM_THREADS" not in os.environ:  # the user's own choice wins
+            import_torch().set_num_threads(threads)
+
+    def measuring_threads(self, device_type: str, model: Any) -> Callable[[], ThreadDevice]:
+        return torch_measuring_threads(device_type)
 
     def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
         if device_type != "cuda":

@@ -155,11 +155,14 @@ class ProgressPrinter(driver.Observer):
         self._show(f"measuring {entry.id}", total, position - 1)
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
+        from neuronperf.stats import short_warning
+
         if row.get("status") == "ok" and row.get("throughput_avg") is not None:
             self._say(
                 f"  {entry.id}: {row['throughput_avg']:.1f} inf/s, "
                 f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms"
-                + (f"  (warning: {row['warning']})" if row.get("warning") else "")
+                # One line on the console; the whole text, with its remedies, is in the row.
+                + (f"  (warning: {short_warning(row['warning'])}; see results.csv)" if row.get("warning") else "")
             )
         else:
             self._say(f"  {entry.id}: {str(row.get('status')).upper()}: {row.get('error')}")
@@ -199,16 +202,18 @@ def _best_row(rows: list) -> Optional[dict]:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    plan, states = driver.sweep_status(args.spec)
+    plan, states, reasons = driver.sweep_status_reasons(args.spec)
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "todo")}
     if args.json:
         print(json.dumps({
             "name": plan.name, "output_dir": plan.output_dir, "counts": counts,
-            "entries": [{"id": e.id, "status": states[e]} for e in plan.run_entries],
+            "entries": [{"id": e.id, "status": states[e], **({"why": reasons[e]} if e in reasons else {})}
+                        for e in plan.run_entries],
         }, indent=2))
         return 0
     width = max(len(e.id) for e in plan.run_entries)
     for entry in plan.run_entries:
-        print(f"{entry.id:<{width}}  {states[entry]}")
+        why = f"  ({reasons[entry]})" if entry in reasons else ""
+        print(f"{entry.id:<{width}}  {states[entry]}{why}")
     print(f"{plan.name}: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do")
     return 0

@@ -1,12 +1,13 @@
-"""The default executor: worker processes on this machine (``neuronperf.benchmark_stage.measure``)."""
+"""The default executor: worker processes on this machine (``neuronperf.supervisor.measure``)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from neuronperf import benchmark_stage
+from neuronperf import supervisor
 from neuronperf.entries import Measurement
 from neuronperf.executors.base import Executor
+from neuronperf.task import BenchmarkTask
 
 
 class LocalExecutor(Executor):
@@ -16,8 +17,8 @@ class LocalExecutor(Executor):
 
     def __init__(self, start_method: Optional[str] = None):
         # Resolve the context now, so that a bad start method fails before the first entry.
-        self.start_method = start_method or benchmark_stage.default_start_method()
-        benchmark_stage.worker_context(self.start_method)
+        self.start_method = start_method or supervisor.default_start_method()
+        supervisor.worker_context(self.start_method)
 
-    def measure(self, task: benchmark_stage.BenchmarkTask) -> Measurement:
-        return benchmark_stage.measure(task, start_method=self.start_method)
+    def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
+        return supervisor.measure(task, samples_dir, start_method=self.start_method)
