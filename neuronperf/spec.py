@@ -758,7 +758,7 @@ def _hint(value: Any, choices: Sequence[str], aliases: Optional[Mapping[str, str
     close = _closest(value, choices)
     if close:
         return f"; did you mean '{close}'?"
-    if listed or len(choices) > 12:
+    if listed or len(choices) > 16:
         return ""
     return f" (allowed: {', '.join(choices)})"
 
