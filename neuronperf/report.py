@@ -106,7 +106,7 @@ def batch_figure(label: str, rows: Sequence[Row]) -> Any:
         (thr,) = left.plot(xs, [number(r.get("throughput_avg")) for r in members], marker="o", label=name)
         right.plot(xs, [number(r.get("latency_ms_p50")) for r in members], marker="o", color=thr.get_color(), label=f"{name} p50")
         right.plot(xs, [number(r.get("latency_ms_p99")) for r in members], marker="^", linestyle="--", color=thr.get_color(), label=f"{name} p99")
-    from matplotlib.ticker import NullMinorLocator, ScalarFormatter
+    from matplotlib.ticker import NullLocator, ScalarFormatter
 
     sizes = sorted({number(r.get("batch_size")) for r in measured(rows)} - {None})
     for ax, ylabel in ((left, "throughput (inputs/s)"), (right, "latency (ms)")):
@@ -115,7 +115,7 @@ def batch_figure(label: str, rows: Sequence[Row]) -> Any:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes)
         ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_locator(NullMinorLocator())
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{label}: against batch size")
