@@ -108,7 +108,7 @@ def batch_figure(label: str, rows: Sequence[Row]) -> Any:
         right.plot(xs, [number(r.get("latency_ms_p99")) for r in members], marker="^", linestyle="--", color=thr.get_color(), label=f"{name} p99")
     from matplotlib.ticker import NullLocator, ScalarFormatter
 
-    sizes = sorted({number(r.get("batch_size")) for r in measured(rows)} - {None})
+    sizes = sorted({n for n in (number(r.get("batch_size")) for r in measured(rows)) if n is not None})
     for ax, ylabel in ((left, "throughput (inputs/s)"), (right, "latency (ms)")):
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)

@@ -40,6 +40,7 @@ def run_in_process(*argv: str):
     from contextlib import redirect_stderr, redirect_stdout
 
     from conftest import CliResult
+
     from neuronperf.cli import main
 
     out, err = io.StringIO(), io.StringIO()
