@@ -82,6 +82,8 @@ def pareto_figure(rows: Sequence[Row]) -> Any:
     if len(points) <= MAX_LABELS:
         for row, x, y in zip(points, xs, ys):
             ax.annotate(str(row.get("id")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 20:  # one slow outlier must not squash the rest
+        ax.set_xscale("log")
     ax.set_xlabel("p99 latency (ms)")
     ax.set_ylabel("throughput (inputs/s)")
     ax.set_title("Throughput against p99 latency")
