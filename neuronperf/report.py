@@ -69,8 +69,8 @@ def pareto_figure(rows: Sequence[Row]) -> Any:
     fig = _figure()
     ax = fig.add_subplot()
     points = [r for r in measured(rows) if number(r.get("latency_ms_p99")) is not None]
-    xs = [number(r.get("latency_ms_p99")) for r in points]
-    ys = [number(r.get("throughput_avg")) for r in points]
+    xs = [number(r.get("latency_ms_p99")) or 0.0 for r in points]  # points all have a p99
+    ys = [number(r.get("throughput_avg")) or 0.0 for r in points]
     scatter = ax.scatter(xs, ys, s=28, color="tab:blue", label="entries", zorder=3)
     scatter.set_gid("entries")
     front = pareto_front(points)
