@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 
 import nox
 
@@ -34,7 +35,7 @@ def _install_project(session: nox.Session, extras: str = "test") -> None:
 def tests(session: nox.Session) -> None:
     """The main suite: everything but the opt-in TensorFlow, Ray and CUDA suites."""
     _install_project(session)
-    session.run("pytest", "-m", "not tensorflow and not ray and not cuda", *session.posargs)
+    session.run("pytest", "-m", "not tensorflow and not ray and not cuda and not browser", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -62,3 +63,13 @@ def tensorflow(session: nox.Session) -> None:
     """The TensorFlow backend, with tensorflow-cpu."""
     _install_project(session, "test,tensorflow")
     session.run("pytest", "-m", "tensorflow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def browser(session: nox.Session) -> None:
+    """report.html in headless chromium (Debian's package, installed when missing: CI runs as root)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "chromium", external=True)
+    _install_project(session)
+    session.run("pytest", "-m", "browser", *session.posargs)

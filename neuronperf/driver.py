@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from neuronperf import compile_stage, results
+from neuronperf import compile_stage, prices, results
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.core import Job, JobResult, Sink, run_entries
@@ -49,6 +49,8 @@ class SweepOptions:
     retry_failed: bool = True  # rerun entries whose last attempt failed (else keep their rows)
     allow_env_mismatch: bool = False  # accept results from another machine or toolchain
     compile_only: bool = False  # stop after the compile stage
+    cost_per_hour: Optional[float] = None  # overrides the spec's cost_per_hour and the price table
+    price_file: Optional[str] = None  # a YAML/JSON file of instance type -> USD per hour
 
 
 @dataclass
@@ -86,7 +88,20 @@ def load_plan(spec_path: str) -> tuple[Any, Plan]:
     from neuronperf.spec import load_spec
 
     spec = load_spec(spec_path)
-    return spec, make_plan(spec)
+    return spec, make_plan(spec, device_counter(spec))
+
+
+def device_counter(spec: Any) -> Any:
+    """A callable that counts this machine's devices through the spec's backend (for
+    ``n_models: max``); a backend that cannot count them is a located ``SpecError``."""
+
+    def count() -> int:
+        try:
+            return int(find_backend(spec.framework, spec.device_type, spec.compiler).device_count(spec.device_type))
+        except BackendUnavailable as e:
+            raise SpecError([spec_problem(spec, "sweep.n_models", f"n_models: max: cannot count this machine's devices: {e}")]) from None
+
+    return count
 
 
 def run_identity(entry: RunEntry, compile_key: str) -> str:
@@ -237,8 +252,11 @@ def _run_locked(
         history.append(environment)
     from neuronperf.stats import METHOD_VERSION
 
-    results.write_run_info(str(output_dir), baseline, name=plan.name, environments=history,
-                           method_version=METHOD_VERSION)
+    pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
+    results.write_run_info(
+        str(output_dir), baseline, name=plan.name, environments=history, method_version=METHOD_VERSION,
+        objectives={"slo": dict(plan.slo)}, pricing=pricing.to_dict(),
+    )
 
     summary = SweepSummary(plan, output_dir)
     to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]
@@ -253,7 +271,10 @@ def _run_locked(
 
     def publish() -> None:
         # One row per planned entry at every moment: what is not measured yet says so.
-        summary.rows = [rows.get(e) or _not_measured_row(e, state.identities[e]) for e in plan.run_entries]
+        summary.rows = [
+            prices.apply_pricing(rows.get(e) or _not_measured_row(e, state.identities[e]), pricing)
+            for e in plan.run_entries
+        ]
         results.write_results(str(output_dir), summary.rows)
 
     if to_run or options.compile_only:

@@ -199,6 +199,11 @@ class Plan:
     run_entries: tuple[RunEntry, ...]
     #: How many run entries each exclude rule dropped, e.g. (("exclude[1]", 6),).
     excluded: tuple[tuple[str, int], ...] = ()
+    #: The spec's latency objectives, (("latency_ms_p99", 20.0),): what the summary answers.
+    slo: tuple[tuple[str, float], ...] = ()
+    #: The spec's ``instance_type`` and ``cost_per_hour`` (USD), for ``cost_per_1m_inf``.
+    instance_type: Optional[str] = None
+    cost_per_hour: Optional[float] = None
 
     @property
     def n_excluded(self) -> int:

@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 from neuronperf.entries import (
@@ -33,17 +33,25 @@ from neuronperf.entries import (
     thaw,
 )
 from neuronperf.errors import SpecError
-from neuronperf.spec import ExcludeRule, Spec, spec_problem, substitute
+from neuronperf.spec import MAX_COPIES, ExcludeRule, Spec, spec_problem, substitute
 
 # Axes decided by the compile entry, and those decided at run time.
 _RUN_AXES = ("n_models", "workers_per_model")
 
 
-def plan(spec: Spec) -> Plan:
-    """Expand ``spec`` into its entries; raise a located ``SpecError`` if nothing is left."""
+def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
+    """Expand ``spec`` into its entries; raise a located ``SpecError`` if nothing is left.
+
+    ``device_count`` says how many devices (NeuronCores, GPUs; 1 on a CPU) this machine has; it
+    is asked once, and only when ``n_models`` lists ``max``, which becomes
+    ``max(1, device_count // pipeline_size)`` for each pipeline size (a value already listed is
+    not planned twice). The plan stage cannot ask a backend itself: the driver passes it."""
     rules = [_Rule(rule) for rule in spec.exclude]
     excluded = [0] * len(rules)
-    runtime = [(m, w) for m in spec.sweep.n_models for w in spec.sweep.workers_per_model]
+    copies = _copies_per_pipeline(spec, device_count)
+    runtimes = {
+        p: [(m, w) for m in copies[p] for w in spec.sweep.workers_per_model] for p in spec.sweep.pipeline_sizes
+    }
     compile_entries: list[CompileEntry] = []
     run_entries: list[RunEntry] = []
     input_idx: dict[tuple[Any, ...], int] = {}
@@ -65,7 +73,7 @@ def plan(spec: Spec) -> Plan:
                     axes = {"model": model.name, "batch_size": batch_size, "pipeline_size": pipeline_size, **values}
                     live = [(i, r) for i, r in enumerate(rules) if r.matches(axes)]
                     kept = []
-                    for n_models, workers in runtime:
+                    for n_models, workers in runtimes[pipeline_size]:
                         for i, rule in live:
                             if rule.matches_runtime(n_models, workers):
                                 excluded[i] += 1
@@ -99,7 +107,26 @@ def plan(spec: Spec) -> Plan:
         compile_entries=tuple(compile_entries),
         run_entries=tuple(run_entries),
         excluded=tuple((rule.label, n) for rule, n in zip(rules, excluded)),
+        slo=spec.slo,
+        instance_type=spec.instance_type,
+        cost_per_hour=spec.cost_per_hour,
     )
+
+
+def _copies_per_pipeline(spec: Spec, device_count: Optional[Callable[[], int]]) -> dict[int, list[int]]:
+    """The ``n_models`` values for each pipeline size, with ``max`` resolved."""
+    values = spec.sweep.n_models
+    if MAX_COPIES not in values:
+        return {p: [int(v) for v in values] for p in spec.sweep.pipeline_sizes}
+    if device_count is None:
+        raise SpecError([spec_problem(spec, "sweep.n_models", "n_models: max needs this machine's device count; plan it with `neuronperf plan` or `run`, which ask the backend")])
+    devices = int(device_count())
+    result = {}
+    for pipeline_size in spec.sweep.pipeline_sizes:
+        most = max(1, devices // pipeline_size)
+        resolved = [most if v == MAX_COPIES else int(v) for v in values]
+        result[pipeline_size] = list(dict.fromkeys(resolved))
+    return result
 
 
 def plan_inputs(plan: Plan) -> list[tuple[tuple[TensorSpec, ...], int]]:

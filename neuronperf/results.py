@@ -349,3 +349,11 @@ def read_run_info(output_dir: str) -> Optional[dict[str, Any]]:
         raise JournalError(f"{path}: has no 'environment' object; delete it or start over with --fresh")
     return info
 
+
+
+def load(path: str) -> Any:
+    """The results at ``path`` (an output_dir, a results.json or a results.csv, NeuronPerf's
+    too) as a typed pandas DataFrame; see ``neuronperf.frame``."""
+    from neuronperf.frame import load as load_frame
+
+    return load_frame(path)

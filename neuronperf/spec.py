@@ -53,6 +53,11 @@ PLANNED_EXECUTORS = ("ray",)
 #: take seconds and hundreds of MB; split real sweeps of this size into several specs.
 MAX_RUN_ENTRIES = 1_000_000
 
+#: ``n_models: max``: as many copies as fit on the machine, resolved when planning.
+MAX_COPIES = "max"
+#: The latency columns an ``objectives.slo`` bound may name (the reported percentiles).
+SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
+
 DEFAULT_DURATION = 5.0
 DEFAULT_WARMUP_CALLS = 10
 DEFAULT_BENCHMARK_TIMEOUT = 300.0
@@ -122,7 +127,8 @@ class SweepAxes:
 
     batch_sizes: tuple[int, ...] = (1,)
     pipeline_sizes: tuple[int, ...] = (1,)
-    n_models: tuple[int, ...] = (1,)
+    #: Positive integers, or ``"max"``: as many copies as fit (resolved when planning).
+    n_models: tuple[Union[int, str], ...] = (1,)
     workers_per_model: tuple[int, ...] = (1,)
 
 
@@ -165,6 +171,10 @@ class Spec:
     compile: CompileSettings
     benchmark: BenchmarkSettings
     version: int = SPEC_VERSION
+    #: ``objectives.slo``: (("latency_ms_p99", 20.0),), in file order.
+    slo: tuple[tuple[str, float], ...] = ()
+    instance_type: Optional[str] = None
+    cost_per_hour: Optional[float] = None
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
     key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -369,6 +379,10 @@ class _Checker:
             self.problem(path, f"{_show(value)} is not one of: {', '.join(allowed)}{_hint(value, allowed, aliases, listed=True)}")
         elif kind == "const" and path == ("version",):
             self.problem(path, f"unsupported spec version {_show(value)}; this neuronperf reads version {SPEC_VERSION}")
+        elif kind == "pattern" and path[:2] == ("sweep", "n_models"):
+            self.problem(path, f"expected a positive integer, 'max' or a list of them, got {_describe(value)}")
+        elif kind == "pattern" and path == ("objectives", "slo"):
+            self.problem((*path, value), f"'{value}' is not a reported latency percentile (choose: {', '.join(SLO_COLUMNS)}){_hint(value, list(SLO_COLUMNS))}", at_key=True)
         elif kind == "pattern":
             what = str(error.schema.get("description", "")).rstrip(".")
             what = what[:1].lower() + what[1:]
@@ -538,23 +552,26 @@ class _Checker:
                 item_path = (*path, k) if isinstance(raw, list) else path
                 self.problem(item_path, f"{_show(v)} is not a positive integer, but '${pname}' is a dimension in {where}")
 
-    def sweep_pass(self, sweep: dict, target: _Target) -> dict[str, list[int]]:
+    def sweep_pass(self, sweep: dict, target: _Target) -> dict[str, list[Any]]:
         """Check each axis for duplicates and pipeline support; return the axes' values."""
         axes: dict[str, list[int]] = {}
         for key, axis in SWEEP_AXES.items():
             raw = sweep.get(key, 1)
             listed = raw if isinstance(raw, list) else [raw]
-            values = [int(v) for v in listed if _is_integral(v) and v >= 1]
+            values: list[Any] = [int(v) if _is_integral(v) else v for v in listed if (_is_integral(v) and v >= 1) or (key == "n_models" and v == MAX_COPIES)]
             axes[axis] = values
-            seen: dict[int, int] = {}
+            seen: dict[Any, int] = {}
             for k, v in enumerate(listed):
-                if not _is_integral(v):
+                if not (_is_integral(v) or (key == "n_models" and v == MAX_COPIES)):
                     continue
                 item_path: KeyPath = ("sweep", key, k) if isinstance(raw, list) else ("sweep", key)
-                if int(v) in seen:
-                    self.problem(item_path, f"duplicate value {_show(v)} (already at sweep.{key}[{seen[int(v)]}])")
+                marker = v if isinstance(v, str) else int(v)
+                if marker in seen:
+                    self.problem(item_path, f"duplicate value {_show(v)} (already at sweep.{key}[{seen[marker]}])")
                 else:
-                    seen[int(v)] = k
+                    seen[marker] = k
+                if isinstance(v, str):
+                    continue
                 if key == "pipeline_sizes" and v > 1:
                     self.pipeline_check(item_path, int(v), target)
         return axes
@@ -567,7 +584,7 @@ class _Checker:
             capable = ", ".join("/".join(t) for t in sorted(catalog.PIPELINE_CAPABLE))
             self.problem(path, f"pipeline_size {size} needs a pipelining compiler; {fw} on {dev} with {comp} runs whole models only (pipelining: {capable})")
 
-    def exclude_pass(self, rules: list, models: list, params_by_model: list[dict[str, list[Any]]], axes: dict[str, list[int]]) -> None:
+    def exclude_pass(self, rules: list, models: list, params_by_model: list[dict[str, list[Any]]], axes: dict[str, list[Any]]) -> None:
         values: dict[str, list[Any]] = dict(axes)
         model_names = [m.get("name") for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)]
         values["model"] = list(dict.fromkeys(model_names))
@@ -586,9 +603,14 @@ class _Checker:
                     continue
                 listed = wanted if isinstance(wanted, list) else [wanted]
                 for k, v in enumerate(listed):
-                    if not _is_scalar(v) or any(_same(v, known) for known in values[key]):
+                    if not _is_scalar(v) or any(_same(v, known) for known in values[key] if known != MAX_COPIES):
                         continue
                     item_path = (*path, k) if isinstance(wanted, list) else path
+                    if key == "n_models" and MAX_COPIES in values[key]:
+                        # What 'max' comes to is known only when planning on the machine.
+                        if v == MAX_COPIES:
+                            self.problem(item_path, "exclude a number of copies, not 'max' (what max comes to depends on the machine)")
+                        continue
                     known_text = ", ".join(_show(x) for x in values[key])
                     hint = _hint(v, [x for x in values[key] if isinstance(x, str)]) if isinstance(v, str) else ""
                     self.problem(item_path, f"{key} {_show(v)} is not in the sweep{hint} ({key}: {known_text})")
@@ -607,7 +629,7 @@ class _Checker:
         if _is_number(window) and _is_number(duration) and window > duration:
             self.problem(("benchmark", "peak_window"), f"peak_window ({_show(window)} s) must not exceed duration ({_show(duration)} s)")
 
-    def size_pass(self, params_by_model: list[dict[str, list[Any]]], axes: dict[str, list[int]]) -> None:
+    def size_pass(self, params_by_model: list[dict[str, list[Any]]], axes: dict[str, list[Any]]) -> None:
         combos = sum(math.prod(len(v) or 1 for v in params.values()) for params in params_by_model)
         total = combos * math.prod(len(v) or 1 for v in axes.values())
         if total > MAX_RUN_ENTRIES:
@@ -615,7 +637,7 @@ class _Checker:
 
     # -- construction (only reached when every check passed) --
 
-    def make_spec(self, data: dict, target: _Target, axes: dict[str, list[int]]) -> Spec:
+    def make_spec(self, data: dict, target: _Target, axes: dict[str, list[Any]]) -> Spec:
         name = data.get("name") or Path(self.source).stem
         models = tuple(self.make_model(i, m) for i, m in enumerate(data["models"]))
         rules = tuple(
@@ -641,6 +663,9 @@ class _Checker:
                 timeout=float(compile_data.get("timeout", DEFAULT_COMPILE_TIMEOUT)),
             ),
             benchmark=_benchmark_settings(data.get("benchmark") or {}),
+            slo=tuple((str(k), float(v)) for k, v in ((data.get("objectives") or {}).get("slo") or {}).items()),
+            instance_type=data.get("instance_type"),
+            cost_per_hour=None if data.get("cost_per_hour") is None else float(data["cost_per_hour"]),
             value_pos=MappingProxyType(dict(self.loaded.value_pos)),
             key_pos=MappingProxyType(dict(self.loaded.key_pos)),
         )
@@ -736,7 +761,7 @@ def _hint(value: Any, choices: Sequence[str], aliases: Optional[Mapping[str, str
     close = _closest(value, choices)
     if close:
         return f"; did you mean '{close}'?"
-    if listed or len(choices) > 12:
+    if listed or len(choices) > 16:
         return ""
     return f" (allowed: {', '.join(choices)})"
 

@@ -69,7 +69,7 @@ EXPECTED = {
         "2:1: missing required key 'models'",
         "5:1: modles: unknown key 'modles'; did you mean 'models'?",
         '7:20: sweep.batch_sizes[1]: -4 is not a positive integer',
-        "8:13: sweep.n_models: expected an integer or a list, got the string 'two'",
+        "8:13: sweep.n_models: expected a positive integer, 'max' or a list of them, got the string 'two'",
         '10:13: benchmark.duration: 0 must be greater than 0',
     ],
     'nan_duration.yaml': [

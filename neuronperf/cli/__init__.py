@@ -17,7 +17,7 @@ from neuronperf.errors import NeuronPerfError, SpecError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Command modules, in the order `neuronperf --help` lists them.
-_COMMAND_MODULES = ("spec_commands", "run_commands", "index_commands")
+_COMMAND_MODULES = ("spec_commands", "run_commands", "answer_commands", "index_commands")
 
 
 class _Parser(argparse.ArgumentParser):

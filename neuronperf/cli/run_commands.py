@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from typing import Any, Optional
 
 from neuronperf import driver
 from neuronperf.compile_stage import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
+from neuronperf.progress import SweepProgress
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +23,9 @@ def register(subparsers: Any) -> None:
         "entries are reused, failed ones are retried (unless --keep-failed).",
     )
     _add_sweep_arguments(run)
+    from neuronperf.cli.answer_commands import add_answer_arguments
+
+    add_answer_arguments(run)
     run.set_defaults(handler=_run)
 
     comp = subparsers.add_parser(
@@ -52,6 +57,7 @@ def _options(args: argparse.Namespace, compile_only: bool) -> driver.SweepOption
     return driver.SweepOptions(
         fresh=args.fresh, retry_failed=not args.keep_failed,
         allow_env_mismatch=args.allow_env_mismatch, compile_only=compile_only,
+        cost_per_hour=getattr(args, "cost_per_hour", None), price_file=getattr(args, "prices", None),
     )
 
 
@@ -64,6 +70,9 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
+    from neuronperf.cli.answer_commands import parse_bounds
+
+    cli_bounds = parse_bounds(getattr(args, "slo", []))  # a malformed --slo stops before any work
     printer = ProgressPrinter(quiet=args.quiet, compile_only=compile_only, live=sys.stderr.isatty())
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: stop cleanly, keep results.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -72,7 +81,7 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         printer.close()
-    _print_summary(summary, compile_only)
+    _print_summary(summary, compile_only, cli_bounds, getattr(args, "cost_per_hour", None), getattr(args, "prices", None))
     return summary.exit_code
 
 
@@ -87,9 +96,11 @@ class ProgressPrinter(driver.Observer):
     measured and how far the sweep is; in logs and pipes there are only the plain lines.
     """
 
-    def __init__(self, quiet: bool = False, compile_only: bool = False, live: bool = False):
+    def __init__(self, quiet: bool = False, compile_only: bool = False, live: bool = False, clock: Any = time.monotonic):
         self.quiet = quiet
         self.compile_only = compile_only
+        self.clock = clock
+        self.sweep: Optional[SweepProgress] = None
         self._progress: Any = None
         self._task: Any = None
         if live and not quiet:
@@ -102,9 +113,10 @@ class ProgressPrinter(driver.Observer):
                 TimeElapsedColumn,
             )
 
+            # Redrawn once a second: the bar's thread runs on the cores the measured calls use.
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=True,
+                console=Console(stderr=True), transient=True, refresh_per_second=1,
             )
 
     def _say(self, text: str) -> None:
@@ -132,6 +144,7 @@ class ProgressPrinter(driver.Observer):
             self._say(f"{plan.name}: {len(plan.compile_entries)} compile entries")
             return
         total = len(plan.run_entries)
+        self.sweep = SweepProgress.for_plan(plan, to_run)
         excluded = f", {plan.n_excluded} excluded" if plan.n_excluded else ""
         if reused:
             self._say(f"{plan.name}: {reused} of {total} entries reused; running {to_run}{excluded}")
@@ -151,12 +164,19 @@ class ProgressPrinter(driver.Observer):
             self._say(f"  compile {result.entry.id}: {result.status.upper()}: {result.error}")
 
     def run_started(self, entry: RunEntry, position: int, total: int) -> None:
-        self._say(f"  [{position}/{total}] {entry.id} ...")
-        self._show(f"measuring {entry.id}", total, position - 1)
+        now = self.clock()
+        counts = ""
+        if self.sweep is not None:
+            self.sweep.started(entry, now)
+            counts = f" ({self.sweep.line(now)})"
+        self._say(f"  [{position}/{total}] {entry.id} ...{counts}")
+        self._show(f"measuring {entry.id}{counts}", total, position - 1)
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
         from neuronperf.stats import short_warning
 
+        if self.sweep is not None:
+            self.sweep.finished(entry, row, self.clock())
         if row.get("status") == "ok" and row.get("throughput_avg") is not None:
             self._say(
                 f"  {entry.id}: {row['throughput_avg']:.1f} inf/s, "
@@ -168,7 +188,10 @@ class ProgressPrinter(driver.Observer):
             self._say(f"  {entry.id}: {str(row.get('status')).upper()}: {row.get('error')}")
 
 
-def _print_summary(summary: driver.SweepSummary, compile_only: bool) -> None:
+def _print_summary(
+    summary: driver.SweepSummary, compile_only: bool, cli_bounds: tuple = (),
+    cost_per_hour: Optional[float] = None, price_file: Optional[str] = None,
+) -> None:
     plan = summary.plan
     if compile_only:
         failed = len(summary.compile_failed)
@@ -188,15 +211,16 @@ def _print_summary(summary: driver.SweepSummary, compile_only: bool) -> None:
     )
     for row in summary.failed_rows:
         print(f"  FAILED {row.get('id')}: {row.get('status')}: {row.get('error')}")
-    best = _best_row(summary.rows)
-    if best is not None:
-        print(f"  best throughput: {best['id']} at {best['throughput_avg']:.1f} inf/s (p99 {best['latency_ms_p99']:.3f} ms)")
+    if summary.rows:
+        from neuronperf import prices, slo
+        from neuronperf.summary import render
+
+        bounds = slo.merge_bounds(cli_bounds, slo.bounds_from_columns(plan.slo))
+        pricing = prices.resolve_pricing(plan.instance_type, cost_per_hour or plan.cost_per_hour, price_file)
+        print()
+        print(render(summary.rows, bounds, pricing))
+        print()
     print(f"  results: {summary.output_dir / 'results.csv'}")
-
-
-def _best_row(rows: list) -> Optional[dict]:
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("throughput_avg") is not None]
-    return max(ok, key=lambda r: r["throughput_avg"]) if ok else None
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -78,13 +78,15 @@ def format_plan_table(
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from neuronperf.driver import device_counter
     from neuronperf.plan import plan
     from neuronperf.spec import load_spec
 
     failed = False
     for path in args.specs:
         try:
-            n = len(plan(load_spec(path)).run_entries)
+            spec = load_spec(path)
+            n = len(plan(spec, device_counter(spec)).run_entries)
         except SpecError as e:
             failed = True
             print(str(e), file=sys.stderr)
@@ -94,11 +96,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from neuronperf.driver import device_counter
     from neuronperf.plan import plan, plan_json
     from neuronperf.spec import load_spec
 
     try:
-        the_plan = plan(load_spec(args.spec))
+        spec = load_spec(args.spec)
+        the_plan = plan(spec, device_counter(spec))
     except SpecError as e:
         # One "FILE:LINE:COL: path: message" line per problem, exactly as `validate` prints them.
         print(str(e), file=sys.stderr)

@@ -1,0 +1,155 @@
+"""`neuronperf summary`, `report` and `compare`: answers from the results of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
+
+
+def register(subparsers: Any) -> None:
+    """Add `summary`, `report` and `compare`."""
+    summary = subparsers.add_parser(
+        "summary", help="the entries table and the best configuration (under latency bounds) of a sweep",
+        description="Print the table of a sweep's entries, then per model and swept parameter values "
+        "the best configuration: highest throughput, and highest (and cheapest) under each --slo bound "
+        "and the spec's objectives.",
+    )
+    summary.add_argument("results", help="an output_dir, a results.json or a results.csv")
+    add_answer_arguments(summary)
+    summary.set_defaults(handler=_summary)
+
+    report = subparsers.add_parser(
+        "report", help="write PNG plots and a self-contained report.html of a sweep (needs the plot extra)",
+    )
+    report.add_argument("results", help="an output_dir, a results.json or a results.csv")
+    report.add_argument("-o", "--output", metavar="DIR", help="where to write (default: OUTPUT_DIR/report)")
+    add_answer_arguments(report)
+    report.set_defaults(handler=_report)
+
+    compare = subparsers.add_parser(
+        "compare", help="compare two runs entry by entry; mark significant changes beyond a threshold",
+    )
+    compare.add_argument("old", help="the baseline: an output_dir or a results file")
+    compare.add_argument("new", help="the run to judge: an output_dir or a results file")
+    compare.add_argument("--threshold", type=_percent, default=0.05, metavar="PCT",
+                         help="smallest change to mark, in percent (default 5)")
+    compare.add_argument("--fail-on-regression", action="store_true",
+                         help="exit 1 when any entry regressed (for CI)")
+    compare.set_defaults(handler=_compare)
+
+
+def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
+    """--slo, --cost-per-hour and --prices (shared with `run`)."""
+    parser.add_argument("--slo", action="append", default=[], metavar="BOUND",
+                        help="a latency bound such as p99<=20ms or p50<=0.5s (repeatable; any reported percentile)")
+    parser.add_argument("--cost-per-hour", type=float, metavar="USD",
+                        help="the machine's price per hour, for cost_per_1m_inf (overrides the spec and the price table)")
+    parser.add_argument("--prices", metavar="FILE",
+                        help="a YAML/JSON file of instance type -> USD per hour (default: $NEURONPERF_PRICES)")
+
+
+def parse_bounds(texts: Sequence[str], spec_slo: Sequence[Any] = ()) -> tuple:
+    """The command line's --slo bounds, then the spec's objectives, each once."""
+    from neuronperf import slo
+
+    return slo.merge_bounds([slo.parse_bound(t) for t in texts], slo.bounds_from_columns(spec_slo))
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (e.g. 5 or 2.5)") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value / 100.0
+
+
+def _stored(path: str) -> tuple[list, tuple, Any]:
+    """Rows, bounds of run.json's objectives, and the pricing recorded for the run at ``path``."""
+    from neuronperf import frame, results
+    from neuronperf.prices import Pricing
+
+    source = frame.locate(path)
+    rows = frame.records(frame.frame_of(frame.read_records(source.path)))
+    info = results.read_run_info(source.output_dir) if source.output_dir else None
+    slo = tuple(((info or {}).get("objectives") or {}).get("slo", {}).items())
+    pricing = Pricing.from_dict((info or {}).get("pricing") or {})
+    return rows, slo, pricing
+
+
+def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
+    from neuronperf import prices
+
+    rows, stored_slo, pricing = _stored(args.results)
+    bounds = parse_bounds(args.slo, stored_slo)
+    if args.cost_per_hour is not None or args.prices:
+        pricing = prices.resolve_pricing(
+            pricing.instance_type, args.cost_per_hour, args.prices, explicit_source="--cost-per-hour",
+        )
+        rows = [prices.apply_pricing(r, pricing) for r in rows]
+    return rows, bounds, pricing
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from neuronperf.summary import render
+
+    rows, bounds, pricing = _answers_input(args)
+    print(render(rows, bounds, pricing))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from neuronperf.report import require_matplotlib, write_report
+
+    require_matplotlib()  # before any reading: say what to install first
+    _, bounds, pricing = _answers_input(args)
+    report = write_report(args.results, args.output, bounds, pricing)
+    for line in report.missing:
+        print(f"neuronperf report: note: {line}", file=sys.stderr)
+    print(f"report: {report.html} ({len(report.images)} images)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from neuronperf.compare import compare_runs
+
+    comparison = compare_runs(args.old, args.new, args.threshold)
+    print(format_comparison(comparison))
+    return 1 if args.fail_on_regression and comparison.regressions else 0
+
+
+def format_comparison(comparison: Any) -> str:
+    """The comparison table, the entries in one run only, and a closing count."""
+    header = ["id", "throughput", "p50", "p99", "verdict", "p (thr/p50)", "method"]
+    table = [header]
+    for c in comparison.changes:
+        table.append([
+            c.id, _ratio(c.throughput_ratio), _ratio(c.p50_ratio), _ratio(c.p99_ratio),
+            c.verdict.upper() if c.verdict in ("regressed", "improved") else c.verdict,
+            f"{_p(c.throughput_p)}/{_p(c.p50_p)}", c.method + (f" ({c.note})" if c.note else ""),
+        ])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for title, rows in (("only in OLD", comparison.only_old), ("only in NEW", comparison.only_new)):
+        if rows:
+            lines.append(f"{title}: " + ", ".join(str(r.get("id")) for r in rows))
+    counts = {v: sum(1 for c in comparison.changes if c.verdict == v) for v in ("regressed", "improved", "unchanged", "unknown")}
+    lines.append(
+        f"{len(comparison.changes)} matched (ratios new/old; marked when beyond {comparison.threshold:.0%} "
+        f"and significant): {counts['regressed']} regressed, {counts['improved']} improved, "
+        f"{counts['unchanged']} unchanged, {counts['unknown']} unknown"
+    )
+    return "\n".join(lines)
+
+
+def _ratio(value: Optional[float]) -> str:
+    return "N/A" if value is None else f"{value:.3f}x"
+
+
+def _p(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
