@@ -33,6 +33,7 @@ from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
 from neuronperf.factory import source_digest
+from neuronperf.paths import safe_file_stem
 from neuronperf.spec import default_compile_jobs
 
 META_FORMAT = 1
@@ -161,7 +162,7 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
         while queue or running:
             while queue and len(running) < jobs:
                 i, entry, backend, key, relpath = queue.pop(0)
-                log_relpath = f"{LOGS_DIR}/compile-{entry.id}-{key[:8]}.log"
+                log_relpath = f"{LOGS_DIR}/compile-{safe_file_stem(entry.id, key)}.log"
                 result_path = out / LOGS_DIR / f".compile-{key}.result.json"
                 result_path.unlink(missing_ok=True)
                 process = ctx.Process(

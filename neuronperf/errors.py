@@ -98,3 +98,21 @@ class JournalError(NeuronPerfError):
     """The results journal (or another file neuronperf wrote) cannot be read."""
 
     exit_code = 2
+
+
+class OutputWriteFailed(NeuronPerfError, OSError):
+    """A file in output_dir could not be written (disk full, quota, read-only or vanished
+    folder). The message names the file. Also an ``OSError``, so code that handles failed
+    writes in general still sees it; its own exit code keeps it apart from "some entries
+    failed" (1) and "the input is wrong" (2)."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        self.reason = error.strerror or str(error)
+        super().__init__(f"{path}: cannot be written: {self.reason}")
+        self.errno, self.strerror, self.filename = error.errno, self.reason, path
+
+    def __str__(self) -> str:
+        return f"{self.path}: cannot be written: {self.reason}"

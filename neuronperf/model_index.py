@@ -35,7 +35,13 @@ from typing import Any, Optional, Union
 
 from neuronperf import __version__
 from neuronperf.atomic import atomic_write_text
-from neuronperf.errors import DeleteRefused, ModelIndexError, NeuronPerfError, UsageError
+from neuronperf.errors import (
+    DeleteRefused,
+    ModelIndexError,
+    NeuronPerfError,
+    OutputWriteFailed,
+    UsageError,
+)
 
 #: The ``version`` written into new indexes (NeuronPerf wrote its package version there too).
 INDEX_VERSION = __version__
@@ -419,6 +425,8 @@ def _write_index(path: str, index: Index) -> None:
         raise UsageError(f"{path}: cannot save model index: a value is not JSON: {e}") from None
     try:
         atomic_write_text(path, text)
+    except OutputWriteFailed:
+        raise  # a full disk is not a malformed index: it keeps its own exit code
     except OSError as e:
         raise ModelIndexError(f"{path}: cannot write model index: {e.strerror}") from None
 

@@ -15,6 +15,8 @@ from typing import Optional
 from neuronperf.errors import NeuronPerfError, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: A file could not be written (disk full, quota, read-only folder): what finished is kept.
+EXIT_OUTPUT = 3
 
 # Command modules, in the order `neuronperf --help` lists them.
 _COMMAND_MODULES = ("spec_commands", "run_commands", "index_commands")
@@ -60,9 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"neuronperf: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a full disk, a read-only folder: say which file, not a traceback
-        where = f": {e.filename}" if e.filename else ""
-        print(f"neuronperf: error: {e.strerror or e}{where}", file=sys.stderr)
-        return EXIT_FAILED
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"neuronperf: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
         print("neuronperf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
