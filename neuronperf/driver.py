@@ -256,7 +256,9 @@ def _run_locked(
     )
 
     state = SweepState(plan, output_dir, backend)
-    environment = capture_environment({f"{backend.name}/{c}": v for c, v in state.versions.items()})
+    versions: dict[str, Optional[str]] = {f"{backend.name}/{c}": v for c, v in state.versions.items()}
+    versions.update(_library_versions(plan))
+    environment = capture_environment(versions, plan.compile_entries[0].device_type)
     saved = results.read_run_info(str(output_dir))
     if saved is not None and not options.allow_env_mismatch:
         check_compatible(saved["environment"], environment)
@@ -327,6 +329,16 @@ class _RowTable(dict):
     def __setitem__(self, entry: RunEntry, row: dict) -> None:
         super().__setitem__(entry, row)
         self.ordered[self._position[entry]] = row
+
+
+def _library_versions(plan: Plan) -> dict[str, Optional[str]]:
+    """``library/<name>`` -> version of each library the plan's factories build on (package
+    metadata only: resuming a finished sweep imports no framework)."""
+    from neuronperf.environment import distribution_version
+    from neuronperf.factory import factory_libraries
+
+    names = {name for e in plan.compile_entries for name in factory_libraries(e.model)}
+    return {f"library/{name}": distribution_version(name) for name in sorted(names)}
 
 
 def _preflight(backend: Backend, to_run: Sequence[RunEntry]) -> None:

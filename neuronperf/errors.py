@@ -66,6 +66,11 @@ class BackendUnavailable(NeuronPerfError):
     exit_code = 2
 
 
+class BackendLoadFailed(BackendUnavailable, ImportError):
+    """A registered backend (usually a third-party plug-in) cannot be imported or instantiated.
+    Also an ``ImportError``: code that skips unimportable plug-ins keeps doing so."""
+
+
 class ModelLoadError(NeuronPerfError):
     """A model factory could not be resolved or called."""
 
@@ -116,3 +121,10 @@ class OutputWriteFailed(NeuronPerfError, OSError):
 
     def __str__(self) -> str:
         return f"{self.path}: cannot be written: {self.reason}"
+
+    @property
+    def out_of_space(self) -> bool:
+        """The disk or the user's quota is full (space may come back; the request was fine)."""
+        import errno
+
+        return self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from typing import Optional
+from typing import Optional, Union
 
 import psutil
 
@@ -22,28 +22,52 @@ import psutil
 DEFAULT_GRACE_S = 1.0
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    """The process ``pid`` and every process below it, plus the members of its process group."""
-    found: dict[int, psutil.Process] = {}
+def handle(pid: int) -> Optional[psutil.Process]:
+    """A handle on the process ``pid`` that remembers its identity (its create time), taken
+    right after starting it: ``kill_tree(handle)`` then never signals a later process that the
+    kernel gave the same pid once this one was reaped. None if it is already gone."""
     try:
-        root = psutil.Process(pid)
-        found[pid] = root
-        for child in root.children(recursive=True):
-            found[child.pid] = child
+        return psutil.Process(pid)
     except psutil.Error:
-        pass
-    for proc in _process_group(pid):
-        found.setdefault(proc.pid, proc)
+        return None
+
+
+def descendants(target: Union[int, psutil.Process]) -> list[psutil.Process]:
+    """The process and every process below it, plus the members of its process group.
+
+    ``target`` is a pid, or better a ``handle``: where the process it names has exited and its
+    pid went to another process, that other process and its group are left alone."""
+    found: dict[int, psutil.Process] = {}
+    root: Optional[psutil.Process]
+    if isinstance(target, psutil.Process):
+        pid = target.pid
+        root = target if target.is_running() else None  # is_running() compares create times
+    else:
+        pid, root = target, handle(target)
+    if root is not None:
+        found[pid] = root
+        try:
+            for child in root.children(recursive=True):
+                found[child.pid] = child
+        except psutil.Error:
+            pass
+    # The group's members outlive its leader (orphans). While any member lives, the kernel
+    # gives nobody the group's number as a pid; so a live process with that pid that is not
+    # the root means the group is gone and the number belongs to a stranger.
+    if root is not None or not psutil.pid_exists(pid):
+        for proc in _process_group(pid):
+            found.setdefault(proc.pid, proc)
     found.pop(os.getpid(), None)  # never ourselves, whatever the group says
     return list(found.values())
 
 
-def kill_tree(pid: int, grace_s: float = DEFAULT_GRACE_S) -> list[int]:
-    """Stop ``pid`` and all its descendants: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+def kill_tree(target: Union[int, psutil.Process], grace_s: float = DEFAULT_GRACE_S) -> list[int]:
+    """Stop a process and all its descendants: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+    ``target`` is a pid or, safe against pid reuse, a ``handle`` (see ``descendants``).
 
     Returns the pids that were alive when it started; all of them are gone when it returns
     (unless the kernel refused, e.g. a process stuck in uninterruptible I/O)."""
-    procs = descendants(pid)
+    procs = descendants(target)
     if not procs:
         return []
     for proc in procs:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, TextIO
 
 from neuronperf.errors import NeuronPerfError, SpecError
 
@@ -54,7 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.handler(args))
     except SpecError as e:  # already one located line per problem: FILE:LINE:COL: key.path: ...
         print(str(e), file=sys.stderr)
         return e.exit_code
@@ -70,6 +73,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `neuronperf plan x.yaml | head`
         return EXIT_OK
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Optional[TextIO] = None, line: Optional[str] = None) -> None:
+    """A warning is one line for the user (a broken plug-in, a missing artifact), not the
+    source location and line of code that Python shows by default."""
+    print(f"neuronperf: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 
 
 def console_main() -> None:
