@@ -276,7 +276,7 @@ def _run_locked(
     observer.planned(plan, summary.reused, len(to_run))
 
     # One row per planned entry at every moment: what is not measured yet says so.
-    rows = _RowTable(plan.run_entries, lambda e: _not_measured_row(e, state.identities[e]))
+    rows = results.RowTable(plan.run_entries, lambda e: _not_measured_row(e, state.identities[e]))
     running = set(to_run)
     for entry in plan.run_entries:
         record = state.record_for(entry)
@@ -315,20 +315,6 @@ def _run_locked(
         except OutputWriteFailed as e:
             summary.write_error = summary.write_error or str(e)
     return summary
-
-
-class _RowTable(dict):
-    """Run entry -> its row, plus ``ordered``: every planned entry's row in plan order (a
-    placeholder until it has one), updated in place so that publishing a row costs O(1)."""
-
-    def __init__(self, entries: Sequence[RunEntry], placeholder: Any):
-        super().__init__()
-        self._position = {e: i for i, e in enumerate(entries)}
-        self.ordered: list = [placeholder(e) for e in entries]
-
-    def __setitem__(self, entry: RunEntry, row: dict) -> None:
-        super().__setitem__(entry, row)
-        self.ordered[self._position[entry]] = row
 
 
 def _library_versions(plan: Plan) -> dict[str, Optional[str]]:

@@ -100,8 +100,9 @@ class Journal:
         record = {"format": JOURNAL_FORMAT, "kind": kind, "key": key, "id": entry_id, "status": status}
         record.update(fields)
         record["time"] = _utc_now()
+        record = json_ready(record)
         # One write() of one whole line: a crash leaves at most this line torn.
-        line = (dumps_strict(record) + "\n").encode("utf-8")
+        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
         try:
             os.makedirs(self.output_dir, exist_ok=True)
             if not self._tail_checked:
@@ -117,7 +118,7 @@ class Journal:
             os.close(fd)
         if created:
             fsync_dir(self.output_dir)  # the new file's name must survive a power loss too
-        return json_ready(record)
+        return record
 
     def _cut_torn_tail(self) -> None:
         """Truncate an incomplete or unreadable last line (left by a crash mid-append), so that

@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
-from neuronperf.atomic import atomic_write_json, atomic_write_text, dumps_strict, json_ready
+from neuronperf.atomic import atomic_write_json, atomic_write_text, json_ready
 from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
 from neuronperf.errors import JournalError, UsageError
 from neuronperf.journal import load_samples, save_samples  # noqa: F401  (re-exported for the driver)
@@ -270,6 +271,15 @@ def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], missing:
 
 
 def _csv_cell(value: Any, missing: str) -> str:
+    if value is None:
+        return missing
+    kind = type(value)
+    if kind is str:  # the common cells first: this runs once per cell of every rewrite
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return str(value)
     value = json_ready(value)
     if value is None:
         return missing
@@ -287,8 +297,38 @@ def write_results(output_dir: str, rows: Sequence[Mapping[str, Any]]) -> tuple[s
     csv_path = os.path.join(output_dir, RESULTS_CSV)
     json_path = os.path.join(output_dir, RESULTS_JSON)
     atomic_write_text(csv_path, csv_text(full_rows, columns))
-    atomic_write_text(json_path, dumps_strict(full_rows, indent=2) + "\n")
+    atomic_write_text(json_path, json_list_text(full_rows))
     return csv_path, json_path
+
+
+def json_list_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Strict JSON text of a list of rows, one row per line: as readable and diffable as an
+    indented file, and several times faster to write (the C encoder runs only without indent)."""
+    if not rows:
+        return "[]\n"
+    return "[\n" + ",\n".join(_json_line(r) for r in rows) + "\n]\n"
+
+
+def _json_line(row: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(row, allow_nan=False)  # rows made here and journal rows are JSON already
+    except (TypeError, ValueError):
+        return json.dumps(json_ready(row), allow_nan=False)
+
+
+class RowTable(dict):
+    """Entry -> its row, plus ``ordered``: every planned entry's row in plan order (a
+    placeholder until it has one), updated in place, so that setting a row costs O(1) however
+    long the sweep (a dict, so that code that fills rows by entry needs nothing else)."""
+
+    def __init__(self, entries: Sequence[Any], placeholder: Any):
+        super().__init__()
+        self._position = {e: i for i, e in enumerate(entries)}
+        self.ordered: list = [placeholder(e) for e in entries]
+
+    def __setitem__(self, entry: Any, row: Any) -> None:
+        super().__setitem__(entry, row)
+        self.ordered[self._position[entry]] = row
 
 
 class ResultsWriter:
