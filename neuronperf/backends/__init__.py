@@ -58,15 +58,17 @@ def get_backend(name: str) -> Backend:
         raise BackendLoadFailed(_BROKEN[name]) from None
 
 
-def usable_backends() -> list[Backend]:
+def usable_backends(warn: bool = True) -> list[Backend]:
     """Every registered backend that loads. Each one that does not is a ``BrokenBackendWarning``
-    naming it (once), so that one broken plug-in does not break every sweep."""
+    naming it (once, unless ``warn`` is false), so that one broken plug-in does not break every
+    sweep."""
     found = []
     for name in registered_backends():
         try:
             found.append(get_backend(name))
         except BackendLoadFailed as e:
-            _warn_once(name, str(e))
+            if warn:
+                _warn_once(name, str(e))
     return found
 
 
@@ -76,16 +78,19 @@ _WARNED: set[str] = set()
 def _warn_once(name: str, message: str) -> None:
     if name not in _WARNED:
         _WARNED.add(name)
-        warnings.warn(f"{message}; it is ignored", BrokenBackendWarning, stacklevel=3)
+        warnings.warn(f"{message}; it is ignored", BrokenBackendWarning, stacklevel=4)
 
 
 def find_backend(framework: str, device_type: str, compiler: Optional[str] = None) -> Backend:
     """The backend serving ``framework`` on ``device_type`` (and ``compiler``, when given).
     Where none does and a plug-in could not be loaded, the error names it: it may be the one."""
     candidates = []
-    for backend in usable_backends():
+    # Warned about only once a backend is found: where none is, the error names them instead.
+    for backend in usable_backends(warn=False):
         if backend.framework == framework and device_type in backend.device_types:
             if compiler is None or compiler in backend.compilers:
+                for name, why in list(_BROKEN.items()):
+                    _warn_once(name, why)
                 return backend
             candidates.append(backend)
     if candidates:
