@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from neuronperf import model_index
-from neuronperf.errors import DeleteRefused, JournalError, OutputWriteFailed
+from neuronperf.errors import DeleteRefused, OutputWriteFailed
 from neuronperf.journal import Journal, OutputDirLock, samples_relpath
 from neuronperf.paths import safe_file_stem
 
@@ -382,3 +382,58 @@ def test_status_names_the_folder_and_the_run_that_holds_it(tmp_path, cli, monkey
         assert json.loads(out)["running"] == f"pid {os.getpid()}"
     code, out, _ = cli("status", str(spec))
     assert "using it now" not in out
+
+
+# ---- resume identity and process identity -----------------------------------------------------
+
+
+def test_the_fingerprint_covers_threads_quota_and_factory_libraries_without_importing_torch(tmp_path):
+    spec = write(tmp_path / "bert.yaml", """
+        version: 1
+        framework: torch
+        device_type: cuda
+        models: [{name: b, factory: "neuronperf.zoo:bert", inputs: [{shape: [16], dtype: int64}]}]
+        """)
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from neuronperf.driver import _library_versions, load_plan
+        from neuronperf.environment import capture_environment, environment_fingerprint
+        _, plan = load_plan({str(spec)!r})
+        env = capture_environment(_library_versions(plan), "cuda")
+        assert "torch" not in sys.modules and "transformers" not in sys.modules
+        print(json.dumps(environment_fingerprint(env)))
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env=dict(os.environ, OMP_NUM_THREADS="3"))
+    assert done.returncode == 0, done.stderr
+    fingerprint = json.loads(done.stdout)
+    assert fingerprint["threads.OMP_NUM_THREADS"] == "3" and "threads.NEURONPERF_CPU_THREADS" in fingerprint
+    assert "versions.library/transformers" in fingerprint
+    assert "cpu_quota" in fingerprint and fingerprint["usable_cores"] >= 1
+    assert {"gpu.models", "gpu.driver", "gpu.cuda_runtime"} <= set(fingerprint)
+
+
+def test_an_older_run_json_without_the_new_fields_stays_compatible():
+    from neuronperf.environment import capture_environment, check_compatible
+
+    now = capture_environment({"torch/eager": "2.3"})
+    old = {k: v for k, v in now.items() if k not in ("threads", "cpu_quota", "usable_cores")}
+    check_compatible(old, now)
+
+
+def test_kill_tree_by_handle_leaves_a_reaped_pid_alone():
+    from neuronperf import procutil
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    handle = procutil.handle(gone.pid)
+    gone.wait()  # reaped: the kernel may give its pid to anyone now
+    assert handle is not None and procutil.kill_tree(handle) == []
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live_handle = procutil.handle(alive.pid)
+        assert live_handle is not None
+        assert procutil.kill_tree(live_handle, grace_s=0.5) == [alive.pid]
+        assert alive.wait(5) is not None
+    finally:
+        alive.kill()
