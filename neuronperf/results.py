@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
@@ -343,8 +344,6 @@ class ResultsWriter:
     """
 
     def __init__(self, output_dir: str, *, spacing: float = 10.0, clock: Any = None):
-        import time
-
         self.output_dir = output_dir
         self.spacing = spacing
         self._clock = clock or time.monotonic

@@ -437,3 +437,40 @@ def test_kill_tree_by_handle_leaves_a_reaped_pid_alone():
         assert alive.wait(5) is not None
     finally:
         alive.kill()
+
+
+# ---- linear bookkeeping -------------------------------------------------------------------------
+
+
+def test_results_are_rewritten_only_as_often_as_stays_linear(tmp_path, monkeypatch):
+    """A rewrite that took 1 s is not repeated within the next 10 s; flush always writes, and the
+    files are complete whenever they exist."""
+    from neuronperf import results
+
+    now = [0.0]
+    real_write = results.write_results
+
+    def slow_write(output_dir, rows):  # a rewrite that takes 1 s of the injected clock
+        now[0] += 1.0
+        return real_write(output_dir, rows)
+
+    monkeypatch.setattr(results, "write_results", slow_write)
+    writer = results.ResultsWriter(str(tmp_path), clock=lambda: now[0])
+    rows = [{"id": "a", "status": "skipped"}]
+    assert writer.update(rows) and writer.writes == 1
+    now[0] += 5.0
+    assert not writer.update(rows)
+    now[0] += 5.0
+    assert writer.update(rows) and writer.writes == 2
+    writer.flush(rows + [{"id": "b", "status": "ok"}])
+    assert writer.writes == 3
+    assert [r["id"] for r in json.loads((tmp_path / "results.json").read_text())] == ["a", "b"]
+
+
+def test_json_rows_are_one_per_line_and_strict(tmp_path):
+    from neuronperf import results
+
+    results.write_results(str(tmp_path), [{"id": "a", "x": float("nan")}, {"id": "b", "x": 1.5}])
+    text = (tmp_path / "results.json").read_text()
+    assert text.startswith("[\n{") and text.endswith("}\n]\n") and "NaN" not in text
+    assert [r["x"] for r in json.loads(text)] == [None, 1.5]
