@@ -3,7 +3,8 @@
 A file written here is, at every moment, either its old complete version or its new complete
 version: the bytes go to a temporary file in the same folder, which is flushed, fsync'd and then
 renamed over the target (``os.replace`` is atomic within one file system). The folder is fsync'd
-too, so the rename itself survives a power loss.
+too, so the rename itself survives a power loss. A write that fails (a full disk) leaves the old
+file and raises ``OutputWriteFailed`` naming the target.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import stat
 import tempfile
 from typing import Any
+
+from neuronperf.errors import OutputWriteFailed
 
 
 def fsync_dir(path: str) -> None:
@@ -35,10 +38,13 @@ def fsync_dir(path: str) -> None:
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # The temporary name starts with a dot so that a crash leftover is hidden and never taken
-    # for a result; it lives in the same folder because a rename across file systems copies.
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # The temporary name starts with a dot so that a crash leftover is hidden and never taken
+        # for a result; it lives in the same folder because a rename across file systems copies.
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
     try:
         with os.fdopen(fd, "wb") as tmp:
             # mkstemp makes the file 0600; results are shared files, so keep the mode of the
@@ -48,9 +54,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp_path)
+        if isinstance(e, OSError) and not isinstance(e, OutputWriteFailed):
+            # A full disk says "No space left on device" without a file name: name the target.
+            raise OutputWriteFailed(path, e) from None
         raise
     fsync_dir(folder)
 

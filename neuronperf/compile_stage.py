@@ -5,14 +5,16 @@ takes only its job down), with its output captured in a log file and a hard time
 becomes a ``CompileResult`` with status ``error``/``timeout``; the other jobs finish.
 
 The cache is content-addressed: an artifact's file name carries its compile key, and a small
-side file (``<artifact>.meta.json``) written after the artifact is complete records that key.
-An artifact whose side file matches is reused without any work (by ``neuronperf run`` and
+side file (``<artifact>.meta.json``) written after the artifact is complete and fsync'd records
+that key, the artifact's size and its sha256. An artifact whose side file matches, and whose
+bytes still have that size and digest, is reused without compiling (by ``neuronperf run`` and
 ``neuronperf compile``; the Python API's ``compile(model, ...)`` holds a model object, whose
 weights have no cheap content key, so it always compiles, as NeuronPerf did).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -26,16 +28,20 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import psutil
+
 from neuronperf import plan as plan_stage
 from neuronperf import procutil
-from neuronperf.atomic import atomic_write_json
+from neuronperf.atomic import atomic_write_json, fsync_dir
 from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
 from neuronperf.factory import source_digest
+from neuronperf.paths import safe_file_stem
 from neuronperf.spec import default_compile_jobs
 
-META_FORMAT = 1
+#: Format 2 records the artifact's size and sha256; a format 1 side file means "rebuild".
+META_FORMAT = 2
 LOGS_DIR = "logs"
 #: Thread-pool sizes that frameworks read at import (torch, numpy's BLAS, TensorFlow, onnxruntime).
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -132,7 +138,18 @@ def _cached_result(
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return None  # a damaged side file means "rebuild", never a crash
-    if meta.get("key") != key:
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        return None
+    # Existence is not enough: after a power loss an artifact can be there with zero or half
+    # its bytes. It is reused only if it is exactly what was built (size first: it is cheap).
+    # A side file from before sizes and digests were recorded cannot vouch for it: rebuild.
+    size, sha256 = meta.get("size"), meta.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha256, str):
+        return None
+    try:
+        if tree_size(out / relpath) != size or tree_digest(out / relpath) != sha256:
+            return None
+    except OSError:
         return None
     return CompileResult(
         entry, "ok", key, version, artifact=relpath, compile_s=meta.get("compile_s"), reused=True
@@ -151,6 +168,7 @@ class _Job:
     log_relpath: str
     deadline: float
     started: float
+    handle: Optional[psutil.Process]
 
 
 def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # type: ignore[no-untyped-def]
@@ -161,7 +179,7 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
         while queue or running:
             while queue and len(running) < jobs:
                 i, entry, backend, key, relpath = queue.pop(0)
-                log_relpath = f"{LOGS_DIR}/compile-{entry.id}-{key[:8]}.log"
+                log_relpath = f"{LOGS_DIR}/compile-{safe_file_stem(entry.id, key)}.log"
                 result_path = out / LOGS_DIR / f".compile-{key}.result.json"
                 result_path.unlink(missing_ok=True)
                 process = ctx.Process(
@@ -177,7 +195,8 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
                 process.start()
                 running.append(
                     _Job(i, entry, key, relpath, versions[(backend.name, entry.compiler)], process,
-                         result_path, log_relpath, now + entry.timeout, now)
+                         result_path, log_relpath, now + entry.timeout, now,
+                         procutil.handle(process.pid) if process.pid is not None else None)
                 )
             sentinels = [job.process.sentinel for job in running]
             next_deadline = min(job.deadline for job in running)
@@ -195,14 +214,14 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
     finally:
         # Interrupted (Ctrl-C) or an error in a callback: leave no compiler running.
         for job in running:
-            _kill(job.process)
+            _kill(job)
             job.process.join(5)
 
 
 def _finish_job(job: _Job, out: Path) -> CompileResult:
     timed_out = job.process.is_alive()
     if timed_out:
-        _kill(job.process)
+        _kill(job)
     job.process.join(10)
     def result(status: str, **outcome: Any) -> CompileResult:
         return CompileResult(job.entry, status, job.key, job.version, log_file=job.log_relpath, **outcome)
@@ -221,17 +240,53 @@ def _finish_job(job: _Job, out: Path) -> CompileResult:
             error = f"compile process {procutil.describe_exit(job.process.exitcode)}"
         return result("error", error=error)
     compile_s = float(report["compile_s"])
+    artifact = out / job.relpath
+    try:
+        size, sha256 = tree_size(artifact), tree_digest(artifact)
+    except OSError as e:
+        return result("error", error=f"the compiled artifact {artifact} cannot be read: {e.strerror or e}")
+    # Written after the artifact was fsync'd (compile_one), so it never vouches for bytes that
+    # a power loss could still take away.
     atomic_write_json(
         str(out / (job.relpath + ".meta.json")),
         {"format": META_FORMAT, "key": job.key, "compile_s": compile_s, "compiler_version": job.version,
-         "entry": job.entry.to_dict()},
+         "size": size, "sha256": sha256, "entry": job.entry.to_dict()},
     )
     return result("ok", artifact=job.relpath, compile_s=compile_s)
 
 
-def _kill(process: multiprocessing.process.BaseProcess) -> None:
-    if process.pid is not None:
-        procutil.kill_tree(process.pid)
+def _files_below(path: Path) -> list[Path]:
+    """``path`` itself if it is a file, else every file below it, in a stable order."""
+    if not path.is_dir() or path.is_symlink():
+        return [path]
+    return sorted((p for p in path.rglob("*") if not p.is_dir() or p.is_symlink()), key=lambda p: p.as_posix())
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of an artifact: a file, or every file of a folder artifact (a SavedModel)."""
+    return sum(p.lstat().st_size for p in _files_below(path))
+
+
+def tree_digest(path: Path) -> str:
+    """sha256 of an artifact: of a file's bytes, or of a folder's file names and bytes."""
+    digest = hashlib.sha256()
+    for file in _files_below(path):
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        if file.is_symlink():
+            digest.update(os.readlink(file).encode("utf-8"))
+            continue
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _kill(job: _Job) -> None:
+    # The handle taken at start: a job reaped meanwhile (is_alive() reaps) is not mistaken for
+    # whatever process got its pid next.
+    if job.handle is not None:
+        procutil.kill_tree(job.handle)
 
 
 def _compile_job(
@@ -281,10 +336,30 @@ def compile_one(backend: Backend, entry: CompileEntry, artifact_path: str) -> fl
         started = time.perf_counter()
         backend.compile(entry, Path(tmp_path))
         compile_s = time.perf_counter() - started
+        # Durable before it gets the name the cache trusts: a power loss after the rename must
+        # not leave a zero-length artifact behind (the side file's size and digest catch that
+        # too, but then the compile is lost).
+        _fsync_tree(tmp_path)
         _replace_path(tmp_path, artifact_path)
+        fsync_dir(folder or ".")
     finally:
         _remove_path(tmp_path)
     return compile_s
+
+
+def _fsync_tree(path: str) -> None:
+    """fsync a file, or every file and folder of a folder artifact."""
+    if not os.path.isdir(path):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return
+    for folder, _, files in os.walk(path):
+        for name in files:
+            file = os.path.join(folder, name)
+            if not os.path.islink(file):
+                with open(file, "rb") as f:
+                    os.fsync(f.fileno())
+        fsync_dir(folder)
 
 
 def _replace_path(src: str, dst: str) -> None:

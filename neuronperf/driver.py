@@ -20,8 +20,14 @@ from neuronperf.backends import find_backend
 from neuronperf.backends.base import Backend
 from neuronperf.core import Job, JobResult, Sink, run_entries
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
-from neuronperf.errors import BackendUnavailable, ModelLoadError, SpecError, UsageError
-from neuronperf.journal import Journal, OutputDirLock, samples_relpath
+from neuronperf.errors import (
+    BackendUnavailable,
+    ModelLoadError,
+    OutputWriteFailed,
+    SpecError,
+    UsageError,
+)
+from neuronperf.journal import Journal, OutputDirLock, lock_holder, samples_relpath
 from neuronperf.spec import spec_problem
 
 #: Files and folders a sweep writes into output_dir; `--fresh` removes exactly these.
@@ -66,6 +72,9 @@ class SweepSummary:
     compile_reused: int = 0
     compile_failed: list = field(default_factory=list)
     interrupted: bool = False
+    #: Set when a file in output_dir could not be written (a full disk): the sweep stopped
+    #: there; what finished is in ``rows`` and, durably, in the journal.
+    write_error: Optional[str] = None
 
     @property
     def failed_rows(self) -> list:
@@ -77,6 +86,8 @@ class SweepSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.write_error is not None:
+            return OutputWriteFailed.exit_code
         if self.interrupted:
             return 130
         return 1 if self.failed_rows or self.compile_failed else 0
@@ -140,8 +151,13 @@ class SweepState:
         self.output_dir = output_dir
         self.backend = backend
         self.journal = Journal(str(output_dir))
-        self.records = self.journal.runs() if self.journal.exists() else {}
-        self.compile_records = self.journal.compiles() if self.journal.exists() else {}
+        self.records: dict[str, dict] = {}  # run identity -> its latest record
+        self.compile_records: dict[str, dict] = {}  # compile key -> its latest record
+        self._latest_by_id: dict[tuple[str, str], dict] = {}  # (kind, entry id) -> latest record
+        for record in self.journal.load() if self.journal.exists() else []:
+            (self.records if record["kind"] == "run" else self.compile_records)[record["key"]] = record
+            if isinstance(record.get("id"), str):
+                self._latest_by_id[(record["kind"], record["id"])] = record
         version_cache: dict[str, str] = {}
         self.compile_keys: dict[CompileEntry, str] = {}
         for entry in plan.compile_entries:
@@ -173,34 +189,57 @@ class SweepState:
         return "done" if record.get("status") == "ok" else "failed"
 
     def why_todo(self, entry: RunEntry) -> Optional[str]:
-        """Why an entry that the journal has a result for under its id is measured again."""
+        """Why an entry measured before (under the same id) must run again, or None if it never
+        was: what changed between that measurement and the spec and files of now."""
         from neuronperf.stats import METHOD_VERSION
 
-        if self.record_for(entry) is not None:
+        if self.record_for(entry) is not None or ("run", entry.id) not in self._latest_by_id:
             return None
-        earlier = [r for r in self.records.values() if r.get("id") == entry.id]
-        if not earlier:
-            return None
-        method = (earlier[-1].get("row") or {}).get("method_version") or 1
+        method = (self._latest_by_id[("run", entry.id)].get("row") or {}).get("method_version") or 1
         if method != METHOD_VERSION:
             return f"measured by method {method}; method {METHOD_VERSION} measures it again"
-        return "its settings, model or compiler changed since it was measured"
+        compile_entry = entry.compile
+        compiled = self._latest_by_id.get(("compile", compile_entry.id))
+        if compiled is None or compiled["key"] == self.compile_keys[compile_entry]:
+            return "benchmark or runtime settings changed since measured"
+        from neuronperf.factory import source_digest
+
+        was_source, now_source = compiled.get("source"), source_digest(compile_entry.model)
+        if was_source is not None and was_source != now_source:
+            return "model source changed since measured"
+        was_version, now_version = compiled.get("compiler_version"), self.versions[compile_entry.compiler]
+        if was_version is not None and was_version != now_version:
+            return f"compiler version changed since measured ({was_version} -> {now_version})"
+        return "model or compile settings changed since measured"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What ``neuronperf status`` shows: each planned run entry's state, why a measured one
+    must run again, the folder that was read and who holds it now."""
+
+    plan: Plan
+    output_dir: Path
+    states: dict  # RunEntry -> "done" | "failed" | "todo"
+    reasons: dict  # RunEntry -> why a "todo" entry that was measured before must run again
+    holder: Optional[str]  # "pid N" while a run holds output_dir, else None
+
+
+def sweep_report(spec_path: str) -> StatusReport:
+    """The ``StatusReport`` of a spec's output_dir, without running or writing anything."""
+    _, plan = load_plan(spec_path)
+    backend = _backend_for(plan)
+    output_dir = Path(plan.output_dir).resolve()
+    state = SweepState(plan, output_dir, backend)
+    states = {e: state.status_of(e) for e in plan.run_entries}
+    reasons = {e: why for e in plan.run_entries if (why := state.why_todo(e))}
+    return StatusReport(plan, output_dir, states, reasons, lock_holder(str(output_dir)))
 
 
 def sweep_status(spec_path: str) -> tuple[Plan, dict[RunEntry, str]]:
     """Each planned run entry's state in output_dir (done, failed, todo), without running."""
-    plan, states, _ = sweep_status_reasons(spec_path)
-    return plan, states
-
-
-def sweep_status_reasons(spec_path: str) -> tuple[Plan, dict[RunEntry, str], dict[RunEntry, str]]:
-    """``sweep_status`` and, for entries to do again, why (an older method, a changed setting)."""
-    _, plan = load_plan(spec_path)
-    backend = _backend_for(plan)
-    state = SweepState(plan, Path(plan.output_dir).resolve(), backend)
-    states = {e: state.status_of(e) for e in plan.run_entries}
-    reasons = {e: why for e in plan.run_entries if (why := state.why_todo(e)) is not None}
-    return plan, states, reasons
+    report = sweep_report(spec_path)
+    return report.plan, report.states
 
 
 def _backend_for(plan: Plan) -> Backend:
@@ -220,6 +259,8 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
 
     output_dir = Path(plan.output_dir).resolve()
+    if options.fresh:
+        check_fresh_allowed(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -240,7 +281,9 @@ def _run_locked(
     )
 
     state = SweepState(plan, output_dir, backend)
-    environment = capture_environment({f"{backend.name}/{c}": v for c, v in state.versions.items()})
+    versions: dict[str, Optional[str]] = {f"{backend.name}/{c}": v for c, v in state.versions.items()}
+    versions.update(_library_versions(plan))
+    environment = capture_environment(versions, plan.compile_entries[0].device_type)
     saved = results.read_run_info(str(output_dir))
     if saved is not None and not options.allow_env_mismatch:
         check_compatible(saved["environment"], environment)
@@ -263,19 +306,20 @@ def _run_locked(
     summary.reused = len(plan.run_entries) - len(to_run)
     observer.planned(plan, summary.reused, len(to_run))
 
-    rows: dict[RunEntry, dict] = {}
+    # One row per planned entry at every moment: what is not measured yet says so.
+    # Rows are priced as they are placed (the journal keeps them unpriced: a rerun prices anew).
+    rows = results.RowTable(plan.run_entries, lambda e: _not_measured_row(e, state.identities[e]),
+                            transform=lambda row: prices.apply_pricing(row, pricing))
+    running = set(to_run)
     for entry in plan.run_entries:
         record = state.record_for(entry)
-        if record is not None and entry not in to_run:
+        if record is not None and entry not in running:
             rows[entry] = record["row"]
+    summary.rows = rows.ordered
+    writer = results.ResultsWriter(str(output_dir))
 
     def publish() -> None:
-        # One row per planned entry at every moment: what is not measured yet says so.
-        summary.rows = [
-            prices.apply_pricing(rows.get(e) or _not_measured_row(e, state.identities[e]), pricing)
-            for e in plan.run_entries
-        ]
-        results.write_results(str(output_dir), summary.rows)
+        writer.update(rows.ordered)  # rewrites as often as stays linear in the sweep's length
 
     if to_run or options.compile_only:
         # Checked only when there is work: a resume with nothing to do need not import torch.
@@ -295,8 +339,15 @@ def _run_locked(
             _measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish)
     except KeyboardInterrupt:
         summary.interrupted = True
+    except OutputWriteFailed as e:
+        # A full disk: stop here. The journal holds every entry that finished (an append the
+        # disk refused is cut off again), so a rerun once there is space goes on from there.
+        summary.write_error = str(e)
     if not options.compile_only:
-        publish()
+        try:
+            writer.flush(rows.ordered)
+        except OutputWriteFailed as e:
+            summary.write_error = summary.write_error or str(e)
     return summary
 
 
@@ -323,6 +374,18 @@ def _infeasible(backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, 
         if why is not None:
             found[entry] = why
     return found
+
+
+def _library_versions(plan: Plan) -> dict[str, Optional[str]]:
+    """``library/<name>`` -> version of each library the plan's factories build on (package
+    metadata only: resuming a finished sweep imports no framework)."""
+    from neuronperf.environment import distribution_version
+    from neuronperf.factory import factory_libraries
+
+    names = {name for e in plan.compile_entries for name in factory_libraries(e.model)}
+    return {f"library/{name}": distribution_version(name) for name in sorted(names)}
+
+
 
 
 def _measure_all(
@@ -406,11 +469,14 @@ def _compile(
     observer: Observer, summary: SweepSummary,
 ) -> dict[CompileEntry, compile_stage.CompileResult]:
 
+    from neuronperf.factory import source_digest
+
     def on_result(result: compile_stage.CompileResult) -> None:
         state.journal.record_compile(
             result.cache_key, result.entry.id, result.status, artifact=result.artifact,
             compile_s=result.compile_s, compiler_version=result.compiler_version,
             error=result.error, log_file=result.log_file,
+            source=source_digest(result.entry.model),  # so `status` can say "model source changed"
         )
         if result.reused:
             summary.compile_reused += 1
@@ -453,6 +519,29 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
 
 def _seconds(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 3)
+
+
+def check_fresh_allowed(output_dir: Path) -> None:
+    """Refuse ``--fresh`` on a folder neuronperf did not write: it removes ``models/``, ``logs/``
+    and ``samples/``, which in a foreign folder (``output_dir: .`` in a repository) are someone
+    else's. Allowed where the folder is missing or empty, or holds neuronperf's ``run.json``."""
+    try:
+        present = sorted(p.name for p in output_dir.iterdir())
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UsageError(f"--fresh: cannot read {output_dir}: {e.strerror}") from None
+    if not [name for name in present if name != ".lock"]:
+        return
+    if (output_dir / results.RUN_INFO).is_file():
+        results.read_run_info(str(output_dir))  # a run.json that is not ours raises JournalError
+        return
+    owned = [name for name in OWNED_PATHS if name in present]
+    at_risk = f" (it would remove {', '.join(owned)})" if owned else ""
+    raise UsageError(
+        f"--fresh refused: {output_dir} is not empty and has no {results.RUN_INFO}, so neuronperf did "
+        f"not write it{at_risk}; point output_dir at a folder of its own"
+    )
 
 
 def _remove_owned(output_dir: Path) -> None:

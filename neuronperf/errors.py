@@ -66,6 +66,11 @@ class BackendUnavailable(NeuronPerfError):
     exit_code = 2
 
 
+class BackendLoadFailed(BackendUnavailable, ImportError):
+    """A registered backend (usually a third-party plug-in) cannot be imported or instantiated.
+    Also an ``ImportError``: code that skips unimportable plug-ins keeps doing so."""
+
+
 class ModelLoadError(NeuronPerfError):
     """A model factory could not be resolved or called."""
 
@@ -98,3 +103,28 @@ class JournalError(NeuronPerfError):
     """The results journal (or another file neuronperf wrote) cannot be read."""
 
     exit_code = 2
+
+
+class OutputWriteFailed(NeuronPerfError, OSError):
+    """A file in output_dir could not be written (disk full, quota, read-only or vanished
+    folder). The message names the file. Also an ``OSError``, so code that handles failed
+    writes in general still sees it; its own exit code keeps it apart from "some entries
+    failed" (1) and "the input is wrong" (2)."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        self.reason = error.strerror or str(error)
+        super().__init__(f"{path}: cannot be written: {self.reason}")
+        self.errno, self.strerror, self.filename = error.errno, self.reason, path
+
+    def __str__(self) -> str:
+        return f"{self.path}: cannot be written: {self.reason}"
+
+    @property
+    def out_of_space(self) -> bool:
+        """The disk or the user's quota is full (space may come back; the request was fine)."""
+        import errno
+
+        return self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)

@@ -7,11 +7,13 @@ and backends call ``build_model`` inside compile jobs and worker processes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from neuronperf.entries import ModelRef, thaw
@@ -38,6 +40,10 @@ def resolve_factory(ref: ModelRef) -> Callable[..., Any]:
             module = importlib.import_module(module_name)
         except ImportError as e:
             raise ModelLoadError(f"factory {ref.factory!r}: cannot import {module_name!r}: {e}") from e
+        except Exception as e:  # the module itself is broken (SyntaxError, RuntimeError at import...)
+            raise ModelLoadError(
+                f"factory {ref.factory!r}: importing {module_name!r} raised {type(e).__name__}: {_one_line(e)}"
+            ) from e
     target: Any = module
     for part in attr_path.split("."):
         try:
@@ -65,6 +71,35 @@ def source_digest(ref: ModelRef) -> str:
         return ""
 
 
+def factory_libraries(ref: ModelRef) -> tuple[str, ...]:
+    """The distributions whose version shapes the model ``ref`` builds, found without importing
+    it: for a zoo factory, what it declares in ``zoo.BUILDS_ON``; for ``pkg.module:callable``,
+    the distribution that installs ``pkg``. A ``file.py`` factory's own file is hashed instead
+    (``source_digest``)."""
+    module_name, _, attr = ref.factory.rpartition(":")
+    if module_name.endswith(".py") or not module_name or ref.factory == IN_MEMORY_FACTORY:
+        return ()
+    if module_name == "neuronperf.zoo":
+        from neuronperf.zoo import BUILDS_ON
+
+        return BUILDS_ON.get(attr, ())
+    top = module_name.split(".")[0]
+    if top == "neuronperf":
+        return ()
+    return tuple(sorted(set(_distributions_of().get(top, [top]))))
+
+
+@functools.cache
+def _distributions_of() -> Mapping[str, list[str]]:
+    """Top-level import name -> the distributions that install it (a scan of the metadata of
+    every installed package, done once)."""
+    try:
+        from importlib.metadata import packages_distributions  # Python 3.10+
+    except ImportError:
+        return {}
+    return packages_distributions()
+
+
 def build_model(ref: ModelRef) -> Any:
     """Resolve the factory and call it with the reference's kwargs."""
     factory = resolve_factory(ref)
@@ -83,16 +118,26 @@ def _import_file(path: str, reference: str) -> Any:
         raise ModelLoadError(f"factory {reference!r}: cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    # The file's folder goes on sys.path so that it can import its siblings.
+    # The file's folder goes on sys.path so that it can import its siblings; LAST, so that a
+    # file beside the spec (a "yaml.py", a "torch.py") never shadows an installed package.
     folder = os.path.dirname(path)
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)
     try:
         spec.loader.exec_module(module)
     except Exception as e:
         del sys.modules[name]
-        raise ModelLoadError(f"factory {reference!r}: importing {path} raised {type(e).__name__}: {e}") from e
+        raise ModelLoadError(
+            f"factory {reference!r}: importing {path} raised {type(e).__name__}: {_one_line(e)}"
+        ) from e
     return module
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (a SyntaxError's is several, with the source)."""
+    if isinstance(error, SyntaxError):
+        return f"{error.msg} ({error.filename}, line {error.lineno})"
+    return " ".join(str(error).split())
 
 
 # ---- models that exist only in this process (the Python API's compile(model, ...)) -----------

@@ -3,13 +3,16 @@
 ``journal.jsonl`` in an output_dir is the truth of a sweep: one JSON object per line, appended
 (flushed and fsync'd) as each compile or run entry finishes, ok or not. A crash can tear only the
 last line; ``load`` ignores such a line and the next append cuts it off first, so the file never
-holds a broken line in the middle. For each key the last record wins.
+holds a broken line in the middle. An append the disk refuses half way (short write, disk full)
+is cut off again and raised as ``OutputWriteFailed``. For each key the last record wins.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -20,7 +23,8 @@ import numpy as np
 
 from neuronperf.atomic import atomic_write_bytes, dumps_strict, fsync_dir, json_ready
 from neuronperf.entries import CopyStats, Measurement, WorkerSamples
-from neuronperf.errors import JournalError, OutputDirLocked, UsageError
+from neuronperf.errors import JournalError, OutputDirLocked, OutputWriteFailed, UsageError
+from neuronperf.paths import safe_file_stem
 
 #: Version of each journal line. Readers accept this and older versions.
 JOURNAL_FORMAT = 1
@@ -66,8 +70,10 @@ class Journal:
         compiler_version: Optional[str] = None,
         error: Optional[str] = None,
         log_file: Optional[str] = None,
+        source: Optional[str] = None,
     ) -> dict[str, Any]:
-        """Durably record one finished compile entry; return the record written."""
+        """Durably record one finished compile entry; return the record written. ``source`` is
+        the digest of a ``file.py`` factory's file ("" for a package factory)."""
         return self._append(
             "compile",
             key,
@@ -79,6 +85,7 @@ class Journal:
                 "compiler_version": compiler_version,
                 "error": error,
                 "log_file": log_file,
+                "source": source,
             },
         )
 
@@ -95,8 +102,9 @@ class Journal:
         record = {"format": JOURNAL_FORMAT, "kind": kind, "key": key, "id": entry_id, "status": status}
         record.update(fields)
         record["time"] = _utc_now()
+        record = json_ready(record)
         # One write() of one whole line: a crash leaves at most this line torn.
-        line = (dumps_strict(record) + "\n").encode("utf-8")
+        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
         try:
             os.makedirs(self.output_dir, exist_ok=True)
             if not self._tail_checked:
@@ -104,16 +112,15 @@ class Journal:
                 self._tail_checked = True
             created = not os.path.exists(self.path)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:  # disk full, read-only or vanished folder: say which file
-            raise JournalError(f"{self.path}: cannot append a record: {e}") from None
+        except OSError as e:  # read-only or vanished folder: say which file
+            raise OutputWriteFailed(self.path, e) from None
+        try:
+            _append_whole(fd, line, self.path)
+        finally:
+            os.close(fd)
         if created:
             fsync_dir(self.output_dir)  # the new file's name must survive a power loss too
-        return json_ready(record)
+        return record
 
     def _cut_torn_tail(self) -> None:
         """Truncate an incomplete or unreadable last line (left by a crash mid-append), so that
@@ -175,9 +182,10 @@ class Journal:
             version = record["format"]
             if version > JOURNAL_FORMAT:
                 raise _newer_error(f"{self.path}:{number}", "journal", version, JOURNAL_FORMAT)
-            if record.get("kind") not in KINDS or not isinstance(record.get("key"), str):
+            problem = _record_problem(record)
+            if problem:
                 raise JournalError(
-                    f"{self.path}:{number}: journal record without a known 'kind' and a 'key'"
+                    f"{self.path}:{number}: {problem}; fix or delete that line, or start over with --fresh"
                 )
             records.append(_upgrade(record))
         return records
@@ -198,6 +206,29 @@ class Journal:
         return latest
 
 
+def _append_whole(fd: int, line: bytes, path: str) -> None:
+    """Append ``line`` completely and durably, or not at all.
+
+    ``write`` may write less than asked (a full disk, a network file system); the rest is
+    written in further calls. If the disk refuses the rest, the part already written is cut off
+    again, so that no half line is left for a later record to follow, and ``OutputWriteFailed``
+    names the file."""
+    start = os.fstat(fd).st_size  # the caller holds the output_dir lock: nobody else appends
+    written = 0
+    try:
+        while written < len(line):
+            n = os.write(fd, line[written:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += n
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise OutputWriteFailed(path, e) from None
+
+
 def _parse_line(raw: bytes) -> Optional[dict[str, Any]]:
     """The record on one line, or ``None`` if the line is not a versioned JSON object."""
     try:
@@ -207,6 +238,18 @@ def _parse_line(raw: bytes) -> Optional[dict[str, Any]]:
     if not isinstance(record, dict) or not isinstance(record.get("format"), int):
         return None
     return record
+
+
+def _record_problem(record: dict[str, Any]) -> Optional[str]:
+    """What a parsed record lacks for the readers of the journal, or None. Checked on load so
+    that a hand-edited or foreign line is one located error, not a ``KeyError`` later on."""
+    if record.get("kind") not in KINDS or not isinstance(record.get("key"), str):
+        return "journal record without a known 'kind' and a 'key'"
+    if not isinstance(record.get("status"), str):
+        return f"{record['kind']} record without a 'status'"
+    if record["kind"] == "run" and not isinstance(record.get("row"), dict):
+        return "run record without its 'row' object"
+    return None
 
 
 def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +316,24 @@ class OutputDirLock:
         self.release()
 
 
+def lock_holder(output_dir: str) -> Optional[str]:
+    """``"pid N"`` if a neuronperf run holds ``output_dir`` now, else None (for ``status``).
+    Only tests the lock (a shared, non-blocking ``flock`` released at once); creates nothing."""
+    try:
+        fd = os.open(os.path.join(output_dir, LOCK_FILE), os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: never run, or not readable; either way nobody we can see
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
@@ -286,8 +347,9 @@ def _read_holder(fd: int) -> str:
 
 
 def samples_relpath(entry_id: str, key: str) -> str:
-    """Where an entry's samples go, relative to output_dir: the folder ``samples/<id>-<key[:8]>``."""
-    return os.path.join(SAMPLES_DIR, f"{entry_id}-{key[:8]}")
+    """Where an entry's samples go, relative to output_dir: the folder ``samples/<safe id>-<key[:8]>``
+    (the id made safe for a file name: an id never reaches outside ``samples/``)."""
+    return os.path.join(SAMPLES_DIR, safe_file_stem(entry_id, key))
 
 
 def repeat_dir(samples_dir: str, repeat: int) -> str:

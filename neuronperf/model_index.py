@@ -35,7 +35,13 @@ from typing import Any, Optional, Union
 
 from neuronperf import __version__
 from neuronperf.atomic import atomic_write_text
-from neuronperf.errors import DeleteRefused, ModelIndexError, NeuronPerfError, UsageError
+from neuronperf.errors import (
+    DeleteRefused,
+    ModelIndexError,
+    NeuronPerfError,
+    OutputWriteFailed,
+    UsageError,
+)
 
 #: The ``version`` written into new indexes (NeuronPerf wrote its package version there too).
 INDEX_VERSION = __version__
@@ -246,12 +252,13 @@ def move(
     return new_index_path
 
 
-def delete(index: IndexLike) -> list[str]:
+def delete(index: IndexLike, allow_outside: bool = False) -> list[str]:
     """Remove every artifact ``index`` names and then the index file itself; return what was
     removed. Symlinks are unlinked, never followed. Refuses with ``DeleteRefused``, removing
-    nothing, if any filename resolves to a folder that must never be removed (see
-    ``deletion_targets``). Missing artifacts only warn."""
-    targets = deletion_targets(index)
+    nothing, if any filename resolves to a folder that must never be removed, or (unless
+    ``allow_outside``) lies outside the index's folder (see ``deletion_targets``). Missing
+    artifacts only warn."""
+    targets = deletion_targets(index, allow_outside)
     removed: list[str] = []
     missing: list[str] = []
     for path in targets:
@@ -307,24 +314,37 @@ def artifact_paths(index: IndexLike) -> list[str]:
     return [artifact_path(source, config) for config in data["model_configs"]]
 
 
-def deletion_targets(index: IndexLike) -> list[str]:
+def deletion_targets(index: IndexLike, allow_outside: bool = False) -> list[str]:
     """Return the paths ``delete(index)`` would remove (artifacts, then the index file).
 
     Raise ``DeleteRefused`` listing every offending config if a filename resolves to the
     filesystem root, the home folder or a folder above it, the index's own folder or a folder
-    above it, or the working directory or a folder above it.
+    above it, or the working directory or a folder above it; and, unless ``allow_outside``,
+    if it lies outside the index file's folder (the working directory for an in-memory index):
+    an index names files by relative path, so ``"../other_project"`` or ``"/srv/data"`` in one
+    is far more likely a mistake (or a hostile file) than an artifact of its own.
     """
     data, source = _resolve(index)
     guarded = _guarded_folders(source)
+    home = os.path.realpath(_base_dir(source))
     targets: list[str] = []
     problems: list[str] = []
+    outside: list[str] = []
     for i, config in enumerate(data["model_configs"]):
         path = _physical(artifact_path(source, config))
         reason = _refusal_reason(path, guarded)
         if reason:
             problems.append(f"model_configs[{i}].filename {config['filename']!r} is {path}, {reason}")
+        elif not allow_outside and not _is_within(path, home):
+            outside.append(f"model_configs[{i}].filename {config['filename']!r} is {path}")
         elif path not in targets:
             targets.append(path)
+    if outside:
+        where = "the index's folder" if source is not None else "the working directory"
+        problems.append(
+            f"outside {where} {home}: " + ", ".join(outside)
+            + " (pass allow_outside=True, or --allow-outside, to remove such paths too)"
+        )
     if problems:
         raise DeleteRefused(
             f"{source or _IN_MEMORY}: delete refused, nothing was removed: " + "; ".join(problems)
@@ -419,6 +439,10 @@ def _write_index(path: str, index: Index) -> None:
         raise UsageError(f"{path}: cannot save model index: a value is not JSON: {e}") from None
     try:
         atomic_write_text(path, text)
+    except OutputWriteFailed as e:
+        if e.out_of_space:
+            raise  # a full disk is not a wrong index path: it keeps its own exit code
+        raise ModelIndexError(f"{path}: cannot write model index: {e.reason}") from None
     except OSError as e:
         raise ModelIndexError(f"{path}: cannot write model index: {e.strerror}") from None
 

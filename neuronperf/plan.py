@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
@@ -33,6 +32,7 @@ from neuronperf.entries import (
     thaw,
 )
 from neuronperf.errors import SpecError
+from neuronperf.paths import safe_file_stem
 from neuronperf.spec import MAX_COPIES, ExcludeRule, Spec, spec_problem, substitute
 
 # Axes decided by the compile entry, and those decided at run time.
@@ -192,7 +192,7 @@ def artifact_relpath(entry: CompileEntry, suffix: Optional[str], key: Optional[s
     ``models/<compile id>-<key[:8]><suffix>``. ``suffix`` is the backend's artifact suffix
     ("" for a folder); None means no artifact at all (eager), and the name is then
     ``<compiler>:<compile id>-<key[:8]>``, which names no file. ``key`` defaults to ``entry.key``."""
-    stem = f"{_safe_name(entry.id)}-{(key or entry.key)[:8]}"
+    stem = safe_file_stem(entry.id, key or entry.key)
     if suffix is None:
         return f"{entry.compiler}:{stem}"
     return f"models/{stem}{suffix}"
@@ -314,11 +314,3 @@ def _canonical(value: Any) -> str:
 def _canonical_int(value: Any) -> str:
     # json.dumps writes an int as str() does; anything else takes the general path.
     return str(value) if type(value) is int else _canonical(value)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
-
-
-def _safe_name(text: str) -> str:
-    # Parameter values are free text; a file name must not gain folders or odd characters.
-    return _UNSAFE.sub("_", text)

@@ -21,26 +21,40 @@ import psutil
 DEFAULT_GRACE_S = 1.0
 
 
-def descendants(target: Union[int, psutil.Process]) -> list[psutil.Process]:
-    """A process and every process below it, plus the members of its process group.
-
-    Given a ``psutil.Process`` taken while the process was alive, a pid that was reused since
-    it exited is not touched: only the orphans it left in its group (started after it) are."""
-    root = target if isinstance(target, psutil.Process) else None
-    pid = target.pid if isinstance(target, psutil.Process) else int(target)
-    found: dict[int, psutil.Process] = {}
+def handle(pid: int) -> Optional[psutil.Process]:
+    """A handle on the process ``pid`` that remembers its identity (its create time), taken
+    right after starting it: ``kill_tree(handle)`` then never signals a later process that the
+    kernel gave the same pid once this one was reaped. None if it is already gone."""
     try:
-        if root is None:
-            root = psutil.Process(pid)
-        if root.is_running():  # the same process (psutil compares creation times), not a reused pid
-            found[pid] = root
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def descendants(target: Union[int, psutil.Process]) -> list[psutil.Process]:
+    """The process and every process below it, plus the members of its process group.
+
+    ``target`` is a pid, or better a ``handle``: where the process it names has exited and its
+    pid went to another process, that other process and its group are left alone."""
+    found: dict[int, psutil.Process] = {}
+    root: Optional[psutil.Process]
+    if isinstance(target, psutil.Process):
+        pid = target.pid
+        root = target if target.is_running() else None  # is_running() compares create times
+    else:
+        pid, root = target, handle(target)
+    if root is not None:
+        found[pid] = root
+        try:
             for child in root.children(recursive=True):
                 found[child.pid] = child
-    except psutil.Error:
-        pass
-    born = _create_time(root)
-    for proc in _process_group(pid):
-        if born is None or (_create_time(proc) or 0.0) >= born:
+        except psutil.Error:
+            pass
+    # The group's members outlive its leader (orphans). While any member lives, the kernel
+    # gives nobody the group's number as a pid; so a live process with that pid that is not
+    # the root means the group is gone and the number belongs to a stranger.
+    if root is not None or not psutil.pid_exists(pid):
+        for proc in _process_group(pid):
             found.setdefault(proc.pid, proc)
     found.pop(os.getpid(), None)  # never ourselves, whatever the group says
     return list(found.values())
@@ -48,11 +62,10 @@ def descendants(target: Union[int, psutil.Process]) -> list[psutil.Process]:
 
 def kill_tree(target: Union[int, psutil.Process], grace_s: float = DEFAULT_GRACE_S) -> list[int]:
     """Stop a process and all its descendants: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+    ``target`` is a pid or, safe against pid reuse, a ``handle`` (see ``descendants``).
 
-    Pass the ``psutil.Process`` taken when the process started where it may have exited and been
-    reaped already (its pid may belong to another process by now). Returns the pids that were
-    alive when it started; all of them are gone when it returns (unless the kernel refused, e.g.
-    a process stuck in uninterruptible I/O)."""
+    Returns the pids that were alive when it started; all of them are gone when it returns
+    (unless the kernel refused, e.g. a process stuck in uninterruptible I/O)."""
     procs = descendants(target)
     if not procs:
         return []
@@ -63,15 +76,6 @@ def kill_tree(target: Union[int, psutil.Process], grace_s: float = DEFAULT_GRACE
         _signal(proc, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5.0)
     return [p.pid for p in procs]
-
-
-def _create_time(proc: Optional[psutil.Process]) -> Optional[float]:
-    if proc is None:
-        return None
-    try:
-        return float(proc.create_time())
-    except psutil.Error:
-        return None
 
 
 def describe_exit(exitcode: Optional[int]) -> str:

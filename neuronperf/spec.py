@@ -456,6 +456,7 @@ class _Checker:
                     self.problem((*base, "name"), f"duplicate model name '{name}' (first at line {first_name[name]})")
                 else:
                     first_name[name] = self.line_of((*base, "name"))
+            self.factory_file_check((*base, "factory"), model.get("factory"))
             raw_params: dict = model["params"] if isinstance(model.get("params"), dict) else {}
             params.update(self.params_check(base, raw_params))
             declared = set(raw_params)
@@ -551,6 +552,19 @@ class _Checker:
                 where = format_path(dim_path[len(base):])
                 item_path = (*path, k) if isinstance(raw, list) else path
                 self.problem(item_path, f"{_show(v)} is not a positive integer, but '${pname}' is a dimension in {where}")
+
+    def factory_file_check(self, path: KeyPath, factory: Any) -> None:
+        """A ``file.py:callable`` factory's file must exist (relative to the spec's folder).
+        Only its existence is checked: importing it would run user code, which validate never does."""
+        if not isinstance(factory, str):
+            return
+        module, sep, attr = factory.rpartition(":")
+        if not sep or not module.endswith(".py") or not attr:
+            return
+        file = module if os.path.isabs(module) else os.path.join(self.base_dir, module)
+        if not os.path.isfile(file):
+            what = "is a folder" if os.path.isdir(file) else "does not exist"
+            self.problem(path, f"factory file {module!r} {what} (looked for {os.path.abspath(file)})")
 
     def sweep_pass(self, sweep: dict, target: _Target) -> dict[str, list[Any]]:
         """Check each axis for duplicates and pipeline support; return the axes' values."""

@@ -14,6 +14,10 @@ from typing import Any
 
 from neuronperf.errors import ModelLoadError
 
+#: Libraries besides the framework that a factory's model is built by: their version changes
+#: the model, so it goes into the environment fingerprint of a sweep that uses the factory.
+BUILDS_ON: dict[str, tuple[str, ...]] = {"bert": ("transformers",)}
+
 
 def mlp(in_features: int = 128, hidden: int = 256, out_features: int = 10, layers: int = 2, seed: int = 0) -> Any:
     """A multi-layer perceptron: ``layers`` hidden Linear+ReLU blocks, then a Linear head.

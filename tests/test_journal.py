@@ -18,7 +18,7 @@ import pytest
 from neuronperf import journal as journal_module
 from neuronperf import protocol
 from neuronperf.entries import CopyStats, Measurement, WorkerSamples
-from neuronperf.errors import JournalError, OutputDirLocked, UsageError
+from neuronperf.errors import JournalError, OutputDirLocked, OutputWriteFailed, UsageError
 from neuronperf.journal import (
     Journal,
     OutputDirLock,
@@ -289,7 +289,7 @@ def test_samples_errors(tmp_path):
 def test_unwritable_output_dir_is_a_journal_error(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with pytest.raises(JournalError, match="cannot append a record"):
+    with pytest.raises(OutputWriteFailed, match="journal.jsonl: cannot be written"):
         Journal(str(not_a_dir)).record_run("r", "a", {"status": "ok"})
     with pytest.raises(JournalError, match="cannot create the lock file"):
         OutputDirLock(str(not_a_dir)).acquire()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, TextIO
 
 from neuronperf.errors import NeuronPerfError, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: A file could not be written (disk full, quota, read-only folder): what finished is kept.
+EXIT_OUTPUT = 3
 
 # Command modules, in the order `neuronperf --help` lists them.
 _COMMAND_MODULES = ("spec_commands", "run_commands", "answer_commands", "index_commands")
@@ -52,7 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.handler(args))
     except SpecError as e:  # already one located line per problem: FILE:LINE:COL: key.path: ...
         print(str(e), file=sys.stderr)
         return e.exit_code
@@ -60,14 +65,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"neuronperf: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a full disk, a read-only folder: say which file, not a traceback
-        where = f": {e.filename}" if e.filename else ""
-        print(f"neuronperf: error: {e.strerror or e}{where}", file=sys.stderr)
-        return EXIT_FAILED
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"neuronperf: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
         print("neuronperf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `neuronperf plan x.yaml | head`
         return EXIT_OK
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Optional[TextIO] = None, line: Optional[str] = None) -> None:
+    """A warning is one line for the user (a broken plug-in, a missing artifact), not the
+    source location and line of code that Python shows by default."""
+    print(f"neuronperf: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 
 
 def console_main() -> None:

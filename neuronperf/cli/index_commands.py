@@ -68,6 +68,8 @@ def register(subparsers: Any) -> None:
     delete = commands.add_parser("delete", help="remove an index file and every artifact it lists")
     delete.add_argument("index", metavar="INDEX", help="model index file")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--allow-outside", action="store_true",
+                        help="also remove artifacts that lie outside the index file's folder")
     delete.set_defaults(handler=_delete)
 
 
@@ -154,7 +156,7 @@ def _copy(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     # Check safety first, so a refusal is reported before anyone is asked to confirm.
-    targets = model_index.deletion_targets(args.index)
+    targets = model_index.deletion_targets(args.index, args.allow_outside)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(
@@ -169,7 +171,7 @@ def _delete(args: argparse.Namespace) -> int:
             print("Nothing removed.")
             return 1
     with _warnings_to_stderr():
-        removed = model_index.delete(args.index)
+        removed = model_index.delete(args.index, args.allow_outside)
     print(f"removed {len(removed)} path(s)")
     return 0
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from neuronperf import driver
@@ -81,8 +83,20 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         printer.close()
+    if summary.write_error:
+        # One line naming the file, then what finished: the journal kept it for the rerun.
+        print(f"neuronperf: error: {summary.write_error}; the sweep stopped, finished entries are "
+              "kept: free some space and rerun to go on", file=sys.stderr)
     _print_summary(summary, compile_only, cli_bounds, getattr(args, "cost_per_hour", None), getattr(args, "prices", None))
     return summary.exit_code
+
+
+def display_path(path: Any) -> str:
+    """``path`` as the user can open it from where they stand: relative to the working
+    directory when it lies below it, else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == ".." or relative.startswith(".." + os.sep) else relative
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
@@ -101,6 +115,7 @@ class ProgressPrinter(driver.Observer):
         self.compile_only = compile_only
         self.clock = clock
         self.sweep: Optional[SweepProgress] = None
+        self.output_dir: Optional[Path] = None
         self._progress: Any = None
         self._task: Any = None
         if live and not quiet:
@@ -140,6 +155,8 @@ class ProgressPrinter(driver.Observer):
             self._progress.stop()
 
     def planned(self, plan: Plan, reused: int, to_run: int) -> None:
+        self.output_dir = Path(plan.output_dir).resolve()
+        self._say(f"{plan.name}: output_dir {self.output_dir}")
         if self.compile_only:
             self._say(f"{plan.name}: {len(plan.compile_entries)} compile entries")
             return
@@ -161,7 +178,10 @@ class ProgressPrinter(driver.Observer):
         elif result.ok and result.compile_s is not None:
             self._say(f"  compile {result.entry.id}: ok in {result.compile_s:.1f} s")
         elif not result.ok:
-            self._say(f"  compile {result.entry.id}: {result.status.upper()}: {result.error}")
+            log = ""
+            if result.log_file and self.output_dir is not None:
+                log = f" (log: {display_path(self.output_dir / result.log_file)})"
+            self._say(f"  compile {result.entry.id}: {result.status.upper()}: {result.error}{log}")
 
     def run_started(self, entry: RunEntry, position: int, total: int) -> None:
         now = self.clock()
@@ -200,7 +220,7 @@ def _print_summary(
             f"{failed} failed; model index: {summary.output_dir / 'model_index.json'}"
         )
         for result in summary.compile_failed:
-            print(f"  FAILED {result.entry.id}: {result.error} (log: {summary.output_dir / str(result.log_file)})")
+            print(f"  FAILED {result.entry.id}: {result.error} (log: {display_path(summary.output_dir / str(result.log_file))})")
         return
     ok = sum(1 for r in summary.rows if r.get("status") == "ok")
     print(
@@ -211,6 +231,9 @@ def _print_summary(
     )
     for row in summary.failed_rows:
         print(f"  FAILED {row.get('id')}: {row.get('status')}: {row.get('error')}")
+    for result in summary.compile_failed:
+        if result.log_file:
+            print(f"  compile log of {result.entry.id}: {display_path(summary.output_dir / result.log_file)}")
     if summary.rows:
         from neuronperf import prices, slo
         from neuronperf.summary import render
@@ -226,18 +249,25 @@ def _print_summary(
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    plan, states, reasons = driver.sweep_status_reasons(args.spec)
+    report = driver.sweep_report(args.spec)
+    plan, states = report.plan, report.states
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "todo")}
     if args.json:
         print(json.dumps({
-            "name": plan.name, "output_dir": plan.output_dir, "counts": counts,
-            "entries": [{"id": e.id, "status": states[e], **({"why": reasons[e]} if e in reasons else {})}
-                        for e in plan.run_entries],
+            "name": plan.name, "output_dir": str(report.output_dir), "running": report.holder,
+            "counts": counts,
+            "entries": [
+                {"id": e.id, "status": states[e], **({"why": report.reasons[e]} if e in report.reasons else {})}
+                for e in plan.run_entries
+            ],
         }, indent=2))
         return 0
+    print(f"output_dir: {report.output_dir}")
+    if report.holder:
+        print(f"a neuronperf run is using it now ({report.holder}): the states below change as it goes")
     width = max(len(e.id) for e in plan.run_entries)
     for entry in plan.run_entries:
-        why = f"  ({reasons[entry]})" if entry in reasons else ""
+        why = f"  ({report.reasons[entry]})" if entry in report.reasons else ""
         print(f"{entry.id:<{width}}  {states[entry]}{why}")
     print(f"{plan.name}: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do")
     return 0
