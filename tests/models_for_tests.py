@@ -236,3 +236,23 @@ def _log_once(line: str) -> None:
 def _append(path: str, line: str) -> None:
     with open(path, "a") as f:
         f.write(line + "\n")
+
+
+class ColdStartModel:
+    """Its first ``cold_calls`` calls take ``cold_ms`` (lazy compilation, cold caches), the
+    rest ``warm_ms``; the start time (perf_counter_ns) of each cold call is appended to ``log``."""
+
+    def __init__(self, log: str, cold_calls: int = 5, cold_ms: float = 60.0, warm_ms: float = 2.0):
+        self.log, self.cold_calls, self.cold_s, self.warm_s = log, cold_calls, cold_ms / 1000, warm_ms / 1000
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *inputs: Any) -> Any:
+        started = time.perf_counter_ns()
+        with self.lock:
+            self.calls += 1
+            cold = self.calls <= self.cold_calls
+        if cold:
+            _append(self.log, str(started))
+        time.sleep(self.cold_s if cold else self.warm_s)
+        return inputs[0] if inputs else None
