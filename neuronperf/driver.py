@@ -22,7 +22,6 @@ from neuronperf.core import Job, JobResult, Sink, run_entries
 from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash, thaw
 from neuronperf.errors import (
     BackendUnavailable,
-    ModelLoadError,
     OutputWriteFailed,
     SpecError,
     UsageError,
@@ -123,22 +122,19 @@ def run_identity(entry: RunEntry, compile_key: str) -> str:
     return stable_hash({"run": entry.key, "compile": compile_key, "method": METHOD_VERSION})
 
 
-def check_factories(spec: Any, plan: Plan) -> None:
-    """Import every model factory before any compile; report failures at their spec position."""
-    from neuronperf.factory import resolve_factory
+def check_factories(spec: Any, entries: Sequence[CompileEntry]) -> None:
+    """Resolve the factory of every model these entries build, in a fresh interpreter (the
+    driver imports no user code or framework itself); report failures at their spec position."""
+    from neuronperf.factory import check_factories_isolated
 
+    refs = list({e.model.name: e.model for e in entries}.values())
+    if not refs:
+        return
+    failures = check_factories_isolated(refs)
     problems = []
-    seen = set()
-    for entry in plan.compile_entries:
-        ref = entry.model
-        if ref.name in seen:
-            continue
-        seen.add(ref.name)
-        try:
-            resolve_factory(ref)
-        except ModelLoadError as e:
-            index = next(i for i, m in enumerate(spec.models) if m.name == ref.name)
-            problems.append(spec_problem(spec, f"models[{index}].factory", str(e)))
+    for index, model in enumerate(spec.models):
+        if model.name in failures:
+            problems.append(spec_problem(spec, f"models[{index}].factory", failures[model.name]))
     if problems:
         raise SpecError(problems)
 
@@ -251,7 +247,6 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     """Run (or resume) a sweep; return its summary. Raises typed errors for bad input."""
     observer = observer or Observer()
     spec, plan = load_plan(spec_path)
-    check_factories(spec, plan)
     backend = _backend_for(plan)
     try:
         backend.check_compiler_args(plan.compile_entries[0])  # every entry shares them
@@ -261,6 +256,7 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     output_dir = Path(plan.output_dir).resolve()
     if options.fresh:
         check_fresh_allowed(output_dir)
+    _prepare(spec, plan, output_dir, backend, options)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -268,11 +264,32 @@ def run_sweep(spec_path: str, options: SweepOptions = SweepOptions(), observer: 
     with OutputDirLock(str(output_dir)):
         if options.fresh:
             _remove_owned(output_dir)
-        return _run_locked(plan, spec.compile.jobs, output_dir, backend, options, observer)
+        return _run_locked(spec, plan, output_dir, backend, options, observer)
+
+
+def _prepare(spec: Any, plan: Plan, output_dir: Path, backend: Backend, options: SweepOptions) -> None:
+    """Before anything is written: start the workers' server early and check the factories of
+    the models that have work to do. A rerun with nothing to do does neither, so it imports no
+    framework or user code (what is done is read again, under the lock, by ``_run_locked``)."""
+    with_work: Sequence[CompileEntry]
+    if options.compile_only:
+        with_work = plan.compile_entries
+    else:
+        done = SweepState(plan, output_dir, backend) if (output_dir / "journal.jsonl").exists() and not options.fresh else None
+        to_run = [e for e in plan.run_entries if done is None or _needs_run(done, e, options)]
+        with_work = list({e.compile: None for e in to_run})
+        if to_run:
+            # The workers' server imports the models' libraries while the factories are checked
+            # and the artifacts compiled, so that the first entry waits for nothing.
+            from neuronperf.factory import worker_preload
+            from neuronperf.supervisor import start_workers_early
+
+            start_workers_early(worker_preload([e.model for e in with_work]) + tuple(backend.worker_preload))
+    check_factories(spec, with_work)
 
 
 def _run_locked(
-    plan: Plan, spec_jobs: int, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer,
+    spec: Any, plan: Plan, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer,
 ) -> SweepSummary:
     from neuronperf.environment import (
         capture_environment,
@@ -331,7 +348,7 @@ def _run_locked(
         # (`neuronperf compile` asks for every artifact.)
         pending = {r.compile for r in to_run if r not in infeasible}
         needed = [c for c in plan.compile_entries if options.compile_only or c in pending]
-        compiled = _compile(needed, spec_jobs, output_dir, state, observer, summary)
+        compiled = _compile(needed, spec.compile.jobs, output_dir, state, observer, summary)
         _write_model_index(plan, output_dir, state, compiled)
         if options.compile_only:
             return summary

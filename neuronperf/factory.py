@@ -100,6 +100,99 @@ def _distributions_of() -> Mapping[str, list[str]]:
     return packages_distributions()
 
 
+def worker_preload(refs: Any) -> tuple[str, ...]:
+    """What worker processes should import once, before they fork (the forkserver's preload),
+    as ``module`` or ``module:name,name`` items (see ``neuronperf.preload``): the top-level
+    imports of a ``file.py`` factory, a zoo factory's ``BUILDS_ON``, and a
+    ``pkg.module:callable`` factory's top-level package when it is an installed distribution.
+    Found by reading, never importing: user code never runs in the forkserver, only installed
+    third-party libraries that do not come from the spec's folder (not the standard library)."""
+    wanted: dict[str, set[str]] = {}
+    for ref in refs:
+        module_name = ref.factory.rpartition(":")[0]
+        if module_name.endswith(".py"):
+            path = module_name if os.path.isabs(module_name) else os.path.join(ref.base_dir, module_name)
+            folder = os.path.dirname(os.path.abspath(path))
+            for module, names in _top_level_imports(path):
+                if not _is_local(module.split(".")[0], folder):
+                    wanted.setdefault(module, set()).update(names)
+        elif module_name:
+            if module_name == "neuronperf.zoo":
+                for library in factory_libraries(ref):
+                    wanted.setdefault(library, set())
+            top = module_name.split(".")[0]
+            if top != "neuronperf" and top in _distributions_of():
+                wanted.setdefault(top, set())
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
+    items = []
+    for module, wanted_names in sorted(wanted.items()):
+        names = sorted(wanted_names)
+        top = module.split(".")[0]
+        if top in stdlib or top in sys.builtin_module_names or top == "neuronperf" or importlib.util.find_spec(top) is None:
+            continue
+        items.append(f"{module}:{','.join(names)}" if names else module)
+    return tuple(items)
+
+
+def _top_level_imports(path: str) -> list[tuple[str, list[str]]]:
+    """(module, names) of each top-level ``import``/``from ... import`` statement of a file."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return []  # resolving the factory reports what is wrong with it
+    found: list[tuple[str, list[str]]] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, [a.name for a in node.names if a.name != "*"]))
+    return found
+
+
+def _is_local(name: str, folder: str) -> bool:
+    """Whether ``name`` is a module or package of the user's own beside the factory file."""
+    return os.path.exists(os.path.join(folder, f"{name}.py")) or os.path.isdir(os.path.join(folder, name))
+
+
+def check_factories_isolated(refs: Any, timeout: float = 600.0) -> dict[str, str]:
+    """Resolve every factory in a fresh interpreter; return the error of each that fails, by
+    model name. The sweep driver checks factories this way so that it never imports user code
+    or a framework itself (a rerun stays light, and the import runs beside the workers' start)."""
+    import json
+    import subprocess
+
+    payload = json.dumps([{"name": r.name, "factory": r.factory, "base_dir": r.base_dir} for r in refs])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "neuronperf.factory"], input=payload, capture_output=True, text=True,
+            timeout=timeout, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {r.name: f"factory {r.factory!r}: importing it took longer than {timeout:g} s" for r in refs}
+    try:
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {r.name: f"factory {r.factory!r}: importing it ended the interpreter ({tail})" for r in refs}
+
+
+def _check_main() -> None:
+    """``python -m neuronperf.factory``: JSON refs on stdin -> JSON {name: error} on stdout."""
+    import json
+
+    failures = {}
+    for item in json.loads(sys.stdin.read()):
+        try:
+            resolve_factory(ModelRef(name=item["name"], factory=item["factory"], base_dir=item["base_dir"]))
+        except ModelLoadError as e:
+            failures[item["name"]] = str(e)
+    sys.stdout.write("\n" + json.dumps(failures) + "\n")
+
+
 def build_model(ref: ModelRef) -> Any:
     """Resolve the factory and call it with the reference's kwargs."""
     factory = resolve_factory(ref)
@@ -190,3 +283,7 @@ def in_memory_model(token: str) -> Any:
         raise ModelLoadError(
             f"in-memory model {token!r} exists only in the process that registered it"
         ) from None
+
+
+if __name__ == "__main__":
+    _check_main()

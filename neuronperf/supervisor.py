@@ -29,7 +29,7 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, NoReturn, Optional
@@ -68,8 +68,9 @@ def default_start_method() -> str:
 def worker_context(start_method: Optional[str] = None) -> Any:
     """The multiprocessing context workers start from, created once per start method.
 
-    The forkserver preloads torch (when installed) and the worker module, so each worker is a
-    fork of a clean process that already imported them but never initialised a device."""
+    The forkserver preloads torch (when installed), what ``NEURONPERF_PRELOAD`` names (see
+    ``neuronperf.preload`` and ``start_workers_early``) and the worker module, so each worker is
+    a fork of a clean process that already imported them but never initialised a device."""
     method = start_method or default_start_method()
     if method not in ("forkserver", "spawn"):
         raise UsageError(f"start method {method!r} is not allowed; use 'forkserver' or 'spawn' (never 'fork')")
@@ -79,12 +80,27 @@ def worker_context(start_method: Optional[str] = None) -> Any:
         if method not in _CONTEXTS:
             ctx = multiprocessing.get_context(method)
             if method == "forkserver":
-                preload = ["neuronperf.worker"]
-                if importlib.util.find_spec("torch") is not None:
-                    preload.insert(0, "torch")
-                ctx.set_forkserver_preload(preload)
+                modules = ["torch"] if importlib.util.find_spec("torch") is not None else []
+                ctx.set_forkserver_preload([*modules, "neuronperf.preload", "neuronperf.worker"])
             _CONTEXTS[method] = ctx
         return _CONTEXTS[method]
+
+
+def start_workers_early(preload: Sequence[str] = (), start_method: Optional[str] = None) -> None:
+    """Start the forkserver now, with ``preload`` (``module`` or ``module:name,name`` items) to
+    import besides torch, so that it loads them while the driver does other work (checks the
+    factories, compiles): the first entry then waits for nothing. Returns at once. A forkserver
+    already running is kept as it is (its preload was fixed when it started)."""
+    from neuronperf.preload import VARIABLE
+
+    if preload:
+        known = [p for p in os.environ.get(VARIABLE, "").split(";") if p]
+        os.environ[VARIABLE] = ";".join(known + [p for p in preload if p not in known])
+    worker_context(start_method)
+    if (start_method or default_start_method()) == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 @dataclass
@@ -392,4 +408,4 @@ def _sigterm_stops_workers() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-__all__ = ["default_start_method", "measure", "worker_context"]
+__all__ = ["default_start_method", "measure", "start_workers_early", "worker_context"]

@@ -41,6 +41,9 @@ class Backend(abc.ABC):
     compilers: ClassVar[tuple[str, ...]]
     #: Whether ``pipeline_size > 1`` means something to this backend.
     supports_pipeline: ClassVar[bool] = False
+    #: Modules that worker processes import once, in the forkserver, before they fork (they must
+    #: not start threads or touch a device when imported); torch always is, when installed.
+    worker_preload: ClassVar[tuple[str, ...]] = ()
 
     def default_compiler(self, device_type: str) -> str:
         """The compiler used when the spec names none."""

@@ -72,6 +72,8 @@ class OnnxRuntimeBackend(Backend):
     framework = "onnxruntime"
     device_types = ("cpu", "cuda")
     compilers = ("onnx",)
+    # Importing onnxruntime loads its libraries and starts no thread (a session starts its pools).
+    worker_preload = ("onnxruntime",)
 
     def check_available(self, device_type: str) -> None:
         ort = _import_ort()

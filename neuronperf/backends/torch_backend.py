@@ -220,6 +220,13 @@ class TorchBackend(Backend):
     compilers = ("torchscript", "eager", "export", "inductor")
 
     def check_available(self, device_type: str) -> None:
+        if device_type == "cpu":
+            # Found, not imported: the sweep driver need not pay torch's import (the workers do).
+            import importlib.util
+
+            if importlib.util.find_spec("torch") is None:
+                raise BackendUnavailable(f"framework torch is not installed; install with: {TORCH_INSTALL}")
+            return
         torch = import_torch()
         if device_type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable(
