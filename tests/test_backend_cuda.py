@@ -82,3 +82,43 @@ def test_onnxruntime_cuda_provider(tmp_path):
     assert loaded.session.get_providers()[0] == "CUDAExecutionProvider"
     inputs = backend.example_inputs(entry)
     np.testing.assert_allclose(loaded(*inputs), cpu_reference(entry, inputs), rtol=1e-3, atol=1e-4)
+
+
+def test_each_measuring_thread_queues_on_its_own_stream_and_waits_for_it_alone():
+    import threading
+
+    per_thread = get_backend("torch").measuring_threads("cuda", None)
+    seen: list = []
+
+    def run() -> None:
+        device = per_thread()
+        with device.context():
+            stream = torch.cuda.current_stream()
+            x = torch.randn(256, 256, device="cuda")
+            y = x @ x
+            device.sync()
+            seen.append((stream, stream.query(), torch.is_inference_mode_enabled(), float(y.sum())))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a, done_a, inf_a, _), (b, done_b, inf_b, _) = seen
+    assert a != b and torch.cuda.default_stream() not in (a, b)
+    assert done_a and done_b and inf_a and inf_b
+
+
+def test_a_cuda_sweep_entry_is_measured_with_per_thread_streams(tmp_path):
+    from measuring import measure
+
+    from neuronperf.entries import BenchmarkSettings, RunEntry
+    from neuronperf.task import task_for_entry
+
+    entry = RunEntry(make_entry("mlp", "torchscript"), n_models=1, workers_per_model=2,
+                     benchmark=BenchmarkSettings(duration=0.5, warmup_calls=5))
+    artifact = tmp_path / "mlp.pt"
+    get_backend("torch").compile(entry.compile, artifact)
+    result = measure(task_for_entry(entry, "torch", str(artifact)))
+    assert result.status == "ok", result.error
+    assert all(len(w.latency_ns) > 10 for w in result.workers)

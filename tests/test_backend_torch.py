@@ -268,3 +268,27 @@ def test_cuda_device_index_is_zero_when_pinned():
     assert cuda_device_index(5, 4) == 1
     with pytest.raises(BackendUnavailable):
         cuda_device_index(0, 0)
+
+
+def test_measuring_threads_on_cpu_carry_the_thread_count_and_inference_mode(backend):
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_thread = backend.measuring_threads("cpu", None)
+        seen: list = []
+
+        def run() -> None:
+            device = per_thread()
+            with device.context():
+                seen.append((torch.get_num_threads(), torch.is_inference_mode_enabled(), device.sync))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert seen == [(1, True, None)]  # no synchronisation on the CPU
+    finally:
+        torch.set_num_threads(before)
