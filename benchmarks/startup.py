@@ -13,6 +13,8 @@ sequence 128, on the CPU, measured for ``--duration`` seconds after 5 warm-up ca
    - ``optimum-benchmark`` (only with ``--optimum-python PY``, the interpreter of a venv where
      optimum-benchmark and ``transformers<5`` are installed): its inline launcher (no isolation)
      on the same model saved to a local folder.
+   - ``neuronperf (other)`` (only with ``--compare-to CHECKOUT``): the same run from another
+     checkout, e.g. a worktree of the commit before a change, for before/after in one run.
    Printed: wall, p50, and the ratio of neuronperf's wall to the others'.
 2. A sweep of 6 entries of that model (batch sizes 1..6, ``--sweep-duration`` seconds each):
    overhead per extra entry = (wall of 6 entries - wall of 1 entry - 5 x (window + warm-up +
@@ -119,8 +121,10 @@ def timed(cmd: list[str], **kw: object) -> tuple[float, str]:
     return wall, done.stdout
 
 
-def neuronperf_run(spec_path: Path) -> tuple[float, list[dict]]:
-    wall, _ = timed([sys.executable, "-m", "neuronperf", "run", str(spec_path), "--fresh", "--quiet"])
+def neuronperf_run(spec_path: Path, checkout: str = "") -> tuple[float, list[dict]]:
+    """``neuronperf run --fresh`` of ``spec_path``, from this checkout or another one."""
+    env = dict(os.environ, PYTHONPATH=checkout) if checkout else None
+    wall, _ = timed([sys.executable, "-m", "neuronperf", "run", str(spec_path), "--fresh", "--quiet"], env=env)
     rows = json.loads((spec_path.parent / spec_path.stem / "results.json").read_text())
     return wall, rows
 
@@ -131,13 +135,15 @@ def main() -> None:
     parser.add_argument("--sweep-duration", type=float, default=2.0, help="measured seconds per sweep entry")
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of the one-entry job")
     parser.add_argument("--optimum-python", help="python of a venv with optimum-benchmark (transformers<5)")
+    parser.add_argument("--compare-to", metavar="CHECKOUT",
+                        help="also time neuronperf from another checkout (e.g. a worktree of an older commit)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="neuronperf-startup-") as tmp:
         folder = Path(tmp)
         (folder / "bert_model.py").write_text(MODEL)
         one = spec(folder, args.duration, "[1]", "one")
-        walls: dict[str, list[float]] = {"bare": [], "neuronperf": [], "optimum-benchmark": []}
+        walls: dict[str, list[float]] = {"bare": [], "neuronperf": [], "neuronperf (other)": [], "optimum-benchmark": []}
         p50s: dict[str, list[float]] = {k: [] for k in walls}
         saved = None
         if args.optimum_python:
@@ -152,6 +158,10 @@ def main() -> None:
             walls["neuronperf"].append(wall)
             p50s["neuronperf"].append(rows[0]["latency_ms_p50"])
             load_ms = rows[0]["load_avg_ms"]
+            if args.compare_to:
+                wall, rows = neuronperf_run(one, os.path.abspath(args.compare_to))
+                walls["neuronperf (other)"].append(wall)
+                p50s["neuronperf (other)"].append(rows[0]["latency_ms_p50"])
             if saved is not None:
                 wall, out = timed([args.optimum_python, "-c", OPTIMUM, str(saved), str(args.duration)])
                 walls["optimum-benchmark"].append(wall)
