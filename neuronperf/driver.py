@@ -172,6 +172,10 @@ class SweepState:
             recorded = [r.get("compiler_version") for r in self.compile_records.values() if r.get("compiler_version")]
             if recorded:
                 return str(recorded[-1])
+            if not self.journal.exists():
+                # Nothing measured yet: every entry is to do whatever the version, and `status`
+                # can say so on a machine without the framework (`run` checks it before working).
+                return "unavailable"
             raise
 
     def record_for(self, entry: RunEntry) -> Optional[dict]:

@@ -123,12 +123,11 @@ def worker_preload(refs: Any) -> tuple[str, ...]:
             top = module_name.split(".")[0]
             if top != "neuronperf" and top in _distributions_of():
                 wanted.setdefault(top, set())
-    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     items = []
     for module, wanted_names in sorted(wanted.items()):
         names = sorted(wanted_names)
         top = module.split(".")[0]
-        if top in stdlib or top in sys.builtin_module_names or top == "neuronperf" or importlib.util.find_spec(top) is None:
+        if top == "neuronperf" or _is_stdlib(top) or importlib.util.find_spec(top) is None:
             continue
         items.append(f"{module}:{','.join(names)}" if names else module)
     return tuple(items)
@@ -150,6 +149,28 @@ def _top_level_imports(path: str) -> list[tuple[str, list[str]]]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.append((node.module, [a.name for a in node.names if a.name != "*"]))
     return found
+
+
+def _is_stdlib(name: str) -> bool:
+    """Whether ``name`` is a module of the standard library (Python 3.10 lists them; before,
+    a module found in the interpreter's own library folder, outside site-packages, is one)."""
+    listed = getattr(sys, "stdlib_module_names", None)
+    if listed is not None:
+        return name in listed
+    if name in sys.builtin_module_names:
+        return True
+    import sysconfig
+
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(found, "origin", None) or ""
+    if origin in ("built-in", "frozen"):
+        return True
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    path = os.path.realpath(origin)
+    return path.startswith(stdlib + os.sep) and "site-packages" not in path and "dist-packages" not in path
 
 
 def _is_local(name: str, folder: str) -> bool:
