@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -61,8 +62,9 @@ def installed(dists, tmp_path_factory) -> Path:
 
 
 def test_the_version_comes_from_git(version):
-    # setuptools-scm read the checkout's git metadata: not the fallback for a tree without it.
-    assert version != "0.0.0+unknown" and version[0].isdigit()
+    # setuptools-scm read the checkout's git metadata: a tag's version, or a dev release after it
+    # (0.1.devN+gHASH before the first tag); not the fallback of a tree without git metadata.
+    assert version != "0.0" and re.fullmatch(r"\d+(\.\d+)*((\.dev\d+)?\+g[0-9a-f]+(\.d\d{8})?)?", version), version
 
 
 def test_the_wheel_carries_the_schema_py_typed_and_the_command(dists, version):
