@@ -7,6 +7,7 @@ import os
 import shutil
 
 import nox
+import nox.project
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -26,6 +27,11 @@ def _interpreter(version: str) -> str:
 PURE_PYTHONS = [_interpreter(v) for v in PURE_VERSIONS]
 
 
+def _extra(name: str) -> list[str]:
+    """The requirements of one of pyproject.toml's extras (one list of pins, kept there)."""
+    return list(nox.project.load_toml("pyproject.toml")["project"]["optional-dependencies"][name])
+
+
 def _install_project(session: nox.Session, extras: str = "test") -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]")
@@ -35,13 +41,13 @@ def _install_project(session: nox.Session, extras: str = "test") -> None:
 def tests(session: nox.Session) -> None:
     """The main suite: everything but the opt-in TensorFlow, Ray and CUDA suites."""
     _install_project(session)
-    session.run("pytest", "-m", "not tensorflow and not ray and not cuda and not browser", *session.posargs)
+    session.run("pytest", "-m", "not tensorflow and not ray and not cuda and not browser and not wheel", *session.posargs)
 
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "neuronperf", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "neuronperf", "tests", "benchmarks", "docs", "noxfile.py")
 
 
 @nox.session(python="3.11")
@@ -73,3 +79,20 @@ def browser(session: nox.Session) -> None:
         session.run("apt-get", "install", "-y", "chromium", external=True)
     _install_project(session)
     session.run("pytest", "-m", "browser", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site in strict mode: a warning (a broken link or anchor, a page missing
+    from the nav, a stale spec reference) fails the build."""
+    session.install(*_extra("docs"))
+    session.run("mkdocs", "build", "--strict", "--clean", *session.posargs)
+
+
+@nox.session(python="3.11")
+def wheel(session: nox.Session) -> None:
+    """Build the sdist and the wheel, twine-check them, install the wheel in a fresh venv (not
+    editable) and run `neuronperf validate` and the quick start from it."""
+    session.install("pytest", *_extra("release"))
+    # Only this file: the other test modules import the package from the checkout.
+    session.run("pytest", "tests/test_wheel.py", "-m", "wheel", *session.posargs)

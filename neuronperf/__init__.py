@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+try:
+    # Written by setuptools-scm when the package is built or installed (from the git tag).
+    from neuronperf._version import version as __version__
+except ImportError:  # a source tree that was never built or installed: no version file yet
+    __version__ = "0.0.0+unknown"
 
 from typing import Any, Callable, Optional  # noqa: E402
 

@@ -35,7 +35,7 @@ def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise UsageError("neuronperf report needs matplotlib: pip install 'neuronperf[plot]'") from None
+        raise UsageError("neuronperf report needs matplotlib: pip install 'neuronperf-sweep[plot]'") from None
     matplotlib.use("Agg", force=True)
     return matplotlib
 

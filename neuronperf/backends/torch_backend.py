@@ -153,7 +153,7 @@ def quiet_torchscript_deprecation() -> Iterator[None]:
     """Silence torch 2.x's "torch.jit.trace/freeze is deprecated" warnings, and only those.
 
     TorchScript is what the Neuron SDKs produce and load, so neuronperf uses it on purpose
-    (see the backends section of the README); the warning is noise in every compile log."""
+    (see docs/backends.md); the warning is noise in every compile log."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=FutureWarning)
