@@ -1,5 +1,7 @@
-"""Imported by the forkserver before it forks any worker: imports what ``NEURONPERF_PRELOAD``
-lists, so every worker starts with the sweep's libraries already loaded.
+"""What the forkserver imports before it forks any worker: what ``NEURONPERF_PRELOAD`` lists,
+so every worker starts with the sweep's libraries already loaded. (The forkserver imports
+``neuronperf.forkserver_preload``, which calls ``preload_from_environment``; importing this
+module itself imports nothing, so the driver can read ``VARIABLE`` from it.)
 
 The variable holds ``module`` or ``module:name,name`` items separated by ``;``: the names are
 looked up too, because libraries such as transformers load a model's code only when its name is
@@ -30,4 +32,7 @@ def preload(spec: str) -> list[str]:
     return failed
 
 
-preload(os.environ.get(VARIABLE, ""))
+
+def preload_from_environment() -> list[str]:
+    """``preload`` what ``NEURONPERF_PRELOAD`` lists."""
+    return preload(os.environ.get(VARIABLE, ""))

@@ -81,7 +81,7 @@ def worker_context(start_method: Optional[str] = None) -> Any:
             ctx = multiprocessing.get_context(method)
             if method == "forkserver":
                 modules = ["torch"] if importlib.util.find_spec("torch") is not None else []
-                ctx.set_forkserver_preload([*modules, "neuronperf.preload", "neuronperf.worker"])
+                ctx.set_forkserver_preload([*modules, "neuronperf.forkserver_preload", "neuronperf.worker"])
             _CONTEXTS[method] = ctx
         return _CONTEXTS[method]
 
