@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Optional
 
 from neuronperf import supervisor
@@ -11,7 +12,8 @@ from neuronperf.task import BenchmarkTask
 
 
 class LocalExecutor(Executor):
-    """Measures each entry here, in worker processes started from a shared forkserver (or spawn)."""
+    """Measures each entry here, one at a time, in worker processes started from a shared
+    forkserver (or spawn)."""
 
     name = "local"
 
@@ -22,3 +24,6 @@ class LocalExecutor(Executor):
 
     def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
         return supervisor.measure(task, samples_dir, start_method=self.start_method)
+
+    def node_name(self) -> Optional[str]:
+        return socket.gethostname()
