@@ -185,12 +185,14 @@ class RayExecutor(Executor):
         for name, amount in need.items():
             largest = max((float((n.get("Resources") or {}).get(name, 0)) for n in nodes), default=0.0)
             if largest < amount:
-                short.append(f"{_amount(amount)} {name} (the largest node has {_amount(largest)})")
+                short.append((name, amount, largest))
         why = {"neuron": f"n_models {task.n_models} x pipeline_size {task.pipeline_size}",
                "cuda": f"n_models {task.n_models}"}.get(
             task.device_type, f"n_models {task.n_models} x workers_per_model {task.workers_per_model} x ray.cpus_per_thread {self.cpus_per_thread}")
-        return (f"infeasible: this entry needs {' and '.join(short) or 'more than any node has'} ({why}); "
-                f"no node of the Ray cluster ({len(nodes)} alive) can hold it")
+        needs = " and ".join(f"{_amount(amount)} {name}" for name, amount, _ in short) or "more than any node has"
+        has = "; ".join(f"the largest node has {_amount(largest)} {name}" for name, _, largest in short)
+        return (f"infeasible: this entry needs {needs} ({why}); {has or 'no node has all of it'} "
+                f"({len(nodes)} Ray node{'s' if len(nodes) != 1 else ''} alive)")
 
     def node_environments(self, probe: Callable[[], dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Probe every alive node (a tiny task pinned to each), so that a node whose environment
