@@ -168,3 +168,29 @@ def test_an_unreachable_address_is_one_line_and_nothing_is_written(tmp_path: Pat
         f"neuronperf: error: --executor ray: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused"]
     out = tmp_path / "out"
     assert not (out / "journal.jsonl").exists() and not (out / "models").exists()
+
+
+def test_the_hard_timeout_holds_on_the_node(tmp_path: Path, cli, cluster):
+    (tmp_path / "hanging.py").write_text("import time\n\ndef hangs(**kwargs):\n    time.sleep(3600)\n")
+    spec = write_spec(tmp_path, f"""
+        version: 1
+        name: rayhang
+        framework: torch
+        device_type: cpu
+        compiler: eager
+        output_dir: {tmp_path / 'out'}
+        executor: ray
+        models:
+          - name: hangs
+            factory: "hanging.py:hangs"
+            inputs: [{{shape: [8]}}]
+        benchmark: {{duration: 0.5, warmup: {{calls: 1}}, timeout: 4}}
+        """)
+    started = time.monotonic()
+    result = cli("run", str(spec), "--address", cluster.address, "-q")
+    assert time.monotonic() - started < 60
+    assert result.code == 1
+    (row,) = read_csv(tmp_path / "out" / "results.csv")
+    assert row["status"] == "timeout"
+    assert row["error"] == "timed out after 4 s (benchmark.timeout): copy 0 was starting or loading"
+    assert row["node"].startswith(socket.gethostname() + "/")

@@ -26,6 +26,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import shutil
 import socket
 import tarfile
@@ -358,8 +359,14 @@ class RayExecutor(Executor):
         except ray.exceptions.RayTaskError as e:  # the task's own code raised (not a measuring failure)
             return EntryOutcome(work.ref, error=f"on a Ray node: {_first_line(getattr(e, 'cause', None) or e)}")
         except ray.exceptions.RayError as e:  # the worker or its node was lost, retries spent
-            alive = {str(n["NodeID"]) for n in self._alive_nodes()}
-            lost = sorted(label for node_id, label in flight.alive_at_submit.items() if node_id not in alive)
+            # Ray names the node in the error of a task lost with it; else, the nodes that
+            # have died since the task was submitted.
+            named = re.search(r"node ID: ([0-9a-f]{8,})", str(e))
+            if named and named.group(1) in flight.alive_at_submit:
+                lost = [flight.alive_at_submit[named.group(1)]]
+            else:
+                alive = {str(n["NodeID"]) for n in self._alive_nodes()}
+                lost = sorted(label for node_id, label in flight.alive_at_submit.items() if node_id not in alive)
             where = f"node {', '.join(lost)} was lost" if lost else "its Ray worker was lost"
             return EntryOutcome(work.ref, node=lost[0] if len(lost) == 1 else None,
                                 error=f"{where} while it ran (retried {self.max_retries} times): "
