@@ -147,3 +147,23 @@ def test_a_killed_driver_resumes_like_the_local_executor(tmp_path: Path, cluster
     # Every entry measured once in all: the rerun measured exactly what the killed run had not.
     runs = [json.loads(line) for line in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in runs if r["kind"] == "run") == sorted(r["id"] for r in rows)
+
+
+def test_ctrl_c_cancels_the_ray_tasks(tmp_path: Path, cluster):
+    sweep = Sweep(spec(tmp_path, "[1, 2]", 20.0), cluster.address)
+    sweep.wait_for("[2/2]")  # both entries run, one on each node
+    time.sleep(3.0)
+    os.kill(sweep.process.pid, signal.SIGINT)
+    code, output = sweep.finish()
+    assert code == 130, output
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    assert [r["status"] for r in rows] == ["skipped", "skipped"]  # not measured yet; a rerun does them
+    # Both tasks were cancelled: the cluster's two CPUs are free again, long before 20 s.
+    ray.init(address=cluster.address)
+    try:
+        deadline = time.monotonic() + 15
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ray.available_resources().get("CPU", 0) == 2
+    finally:
+        ray.shutdown()
