@@ -72,6 +72,15 @@ def tensorflow(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def ray(session: nox.Session) -> None:
+    """The Ray executor on real Ray instances on this machine (one head, or two logical nodes)."""
+    _install_project(session, "test,ray")
+    # Without it, the first ray.init writes an auth token file into the home folder.
+    session.env["RAY_AUTH_MODE"] = "disabled"
+    session.run("pytest", "-m", "ray", *session.posargs)
+
+
+@nox.session(python="3.11")
 def browser(session: nox.Session) -> None:
     """report.html in headless chromium (Debian's package, installed when missing: CI runs as root)."""
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):

@@ -7,7 +7,10 @@ pre-flight and repeats. For each job, in the planned or a shuffled order: an ent
 run gets its error row; the backend's pre-flight runs (busy NeuronCores make that entry's row
 an error, the rest go on); the entry is measured ``repeat`` times, each time in a fresh set of
 worker processes by the executor; the row is computed from the repeats (``results.report_row``);
-the sink receives it.
+the sink receives it. The executor decides where and how many entries run at once
+(``Executor.measure_entries``): the local executor measures one at a time on this machine, the
+Ray executor several at once, each on one node of a cluster. Every row names the node that
+measured it (``node``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -64,6 +67,32 @@ class JobResult:
     row: dict
     measurements: tuple[Measurement, ...]
     samples_dir: Optional[str]
+    #: The node that measured it (a host name; on Ray, host and node id), None if none did.
+    node: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class EntryWork:
+    """What an executor is given for one entry: the task, the folder its raw samples end up in
+    (repeat ``r`` in ``journal.repeat_dir(samples_dir, r)``, whatever node measured it) and the
+    backend's pre-flight, run where the entry runs. ``ref`` is the core's handle on the job."""
+
+    ref: Any
+    task: BenchmarkTask
+    samples_dir: str
+    preflight: Optional[Callable[[str, int], None]] = None
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """What an executor hands back for one entry: the measurements of its repeats, or why it
+    was not measured (``error``, with ``status`` "error" or "timeout"), and the node it ran on."""
+
+    ref: Any
+    measurements: tuple[Measurement, ...] = ()
+    error: Optional[str] = None
+    status: str = "error"
+    node: Optional[str] = None
 
 
 class Sink:
@@ -98,50 +127,91 @@ def ordered(jobs: Sequence[Job], order: str = "planned", seed: int = 0) -> list[
 
 def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: str = "planned", seed: int = 0) -> None:
     """Measure every job (see the module docstring); each row reaches ``sink`` as soon as it
-    exists. A bad task raises ``UsageError`` before anything is measured."""
+    exists. A bad task raises ``UsageError`` before anything is measured.
+
+    The executor pulls the entries to measure from this loop and hands back each one's outcome
+    as it finishes: the local executor one at a time, in order; a cluster executor several at
+    once (their rows then arrive in the order they finish). An entry that cannot run is
+    answered here, as the executor reaches it."""
     for job in jobs:
         if job.task is not None and job.unrunnable is None:
             check_task(job.task)
     todo = ordered(jobs, order, seed)
-    for position, job in enumerate(todo, 1):
-        sink.started(job, position, len(todo))
-        sink.finished(_run_one(job, executor, sink))
+    position = 0
+    folders: dict[int, tuple[str, bool]] = {}  # id(job) -> (its samples folder, kept by the sink)
 
+    def started(work: EntryWork) -> None:
+        nonlocal position
+        position += 1
+        sink.started(work.ref, position, len(todo))
 
-def _run_one(job: Job, executor: Executor, sink: Sink) -> JobResult:
-    def unmeasured(error: str) -> JobResult:
-        row = row_for_unrun(job.config, status="error", error=error, model_name=job.model_name,
-                            model_filename=job.model_filename, instance_type=job.instance_type)
-        return JobResult(job, row, (), None)
+    def works() -> Iterator[EntryWork]:
+        nonlocal position
+        for job in todo:
+            task = job.task
+            if job.unrunnable is not None or task is None:
+                position += 1
+                sink.started(job, position, len(todo))
+                sink.finished(_unmeasured(job, job.unrunnable or "nothing to measure"))
+                continue
+            kept = sink.samples_dir(job)
+            if kept is not None:
+                shutil.rmtree(kept, ignore_errors=True)  # what an interrupted earlier attempt left
+            folder = kept if kept is not None else tempfile.mkdtemp(prefix="neuronperf-samples-")
+            folders[id(job)] = (folder, kept is not None)
+            yield EntryWork(ref=job, task=task, samples_dir=folder, preflight=job.preflight)
 
-    task = job.task
-    if job.unrunnable is not None or task is None:
-        return unmeasured(job.unrunnable or "nothing to measure")
-    if job.preflight is not None:
-        try:
-            job.preflight(task.device_type, task.devices_needed)
-        except BackendUnavailable as e:  # busy or too few cores: this entry's row says so
-            return unmeasured(f"pre-flight: {e}")
-
-    kept = sink.samples_dir(job)
-    folder = kept if kept is not None else tempfile.mkdtemp(prefix="neuronperf-samples-")
-    if kept is not None:
-        shutil.rmtree(kept, ignore_errors=True)  # what an interrupted earlier attempt left
     try:
-        measurements: list[Measurement] = []
-        for r in range(task.settings.repeat):
-            measurement = executor.measure(task, repeat_dir(folder, r))
-            measurements.append(measurement)
-            if measurement.status != "ok":
-                break  # a failing entry fails again: its row says which repeat failed
-        row = report_row(job.config, measurements, model_name=job.model_name, model_filename=job.model_filename,
-                         instance_type=job.instance_type, cost_per_hour=job.cost_per_hour)
-        if kept is not None:
-            write_samples_header(kept, job.id, job.config.key or "", measurements)
-        return JobResult(job, row, tuple(measurements), kept)
+        for outcome in executor.measure_entries(works(), started):
+            job = outcome.ref
+            folder, kept = folders.pop(id(job))
+            try:
+                sink.finished(_result(job, outcome, folder if kept else None))
+            finally:
+                if not kept:
+                    shutil.rmtree(folder, ignore_errors=True)
     finally:
-        if kept is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        for folder, kept in folders.values():  # entries interrupted in flight
+            if not kept:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure_repeats(work: EntryWork, measure: Callable[[BenchmarkTask, str], Measurement],
+                    node: Optional[str] = None) -> EntryOutcome:
+    """One entry's pre-flight and repeats, each repeat by ``measure(task, repeat_folder)``: what
+    an executor does for an entry wherever it runs it (the local executor here, the Ray
+    executor on the entry's node). A failing repeat ends the entry: it would fail again."""
+    if work.preflight is not None:
+        try:
+            work.preflight(work.task.device_type, work.task.devices_needed)
+        except BackendUnavailable as e:  # busy or too few cores: this entry's row says so
+            return EntryOutcome(work.ref, error=f"pre-flight: {e}", node=node)
+    measurements: list[Measurement] = []
+    for r in range(work.task.settings.repeat):
+        measurement = measure(work.task, repeat_dir(work.samples_dir, r))
+        measurements.append(measurement)
+        if measurement.status != "ok":
+            break  # its row says which repeat failed
+    return EntryOutcome(work.ref, measurements=tuple(measurements), node=node)
+
+
+def _unmeasured(job: Job, error: str, status: str = "error", node: Optional[str] = None) -> JobResult:
+    row = row_for_unrun(job.config, status=status, error=error, model_name=job.model_name,
+                        model_filename=job.model_filename, instance_type=job.instance_type,
+                        extra={"node": node} if node is not None else None)
+    return JobResult(job, row, (), None, node)
+
+
+def _result(job: Job, outcome: EntryOutcome, kept: Optional[str]) -> JobResult:
+    if outcome.error is not None or not outcome.measurements:
+        return _unmeasured(job, outcome.error or "nothing was measured", outcome.status, outcome.node)
+    measurements = list(outcome.measurements)
+    row = report_row(job.config, measurements, model_name=job.model_name, model_filename=job.model_filename,
+                     instance_type=job.instance_type, cost_per_hour=job.cost_per_hour,
+                     extra={"node": outcome.node} if outcome.node is not None else None)
+    if kept is not None:
+        write_samples_header(kept, job.id, job.config.key or "", measurements)
+    return JobResult(job, row, tuple(measurements), kept, outcome.node)
 
 
 def infeasible(task: BenchmarkTask, device_count: Callable[[str], int]) -> Optional[str]:
@@ -158,4 +228,4 @@ def infeasible(task: BenchmarkTask, device_count: Callable[[str], int]) -> Optio
             f"{task.pipeline_size}); this machine has {have}")
 
 
-__all__ = ["ORDERS", "Job", "JobResult", "Sink", "infeasible", "ordered", "run_entries"]
+__all__ = ["ORDERS", "EntryOutcome", "EntryWork", "Job", "JobResult", "Sink", "infeasible", "measure_repeats", "ordered", "run_entries"]

@@ -56,6 +56,8 @@ class SweepOptions:
     compile_only: bool = False  # stop after the compile stage
     cost_per_hour: Optional[float] = None  # overrides the spec's cost_per_hour and the price table
     price_file: Optional[str] = None  # a YAML/JSON file of instance type -> USD per hour
+    executor: Optional[str] = None  # overrides the spec's executor ("local", "ray")
+    address: Optional[str] = None  # overrides the spec's ray.address
 
 
 @dataclass
@@ -297,33 +299,142 @@ def _run_locked(
 ) -> SweepSummary:
     from neuronperf.environment import (
         capture_environment,
-        check_compatible,
-        environment_fingerprint,
     )
 
     state = SweepState(plan, output_dir, backend)
     versions: dict[str, Optional[str]] = {f"{backend.name}/{c}": v for c, v in state.versions.items()}
     versions.update(_library_versions(plan))
     environment = capture_environment(versions, plan.compile_entries[0].device_type)
+    to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]
+    executor_name, executor_options = executor_choice(plan, options)
+    # Connected before anything is compiled or journaled: an unreachable cluster is one line.
+    executor = open_executor(executor_name, executor_options) if to_run and not options.compile_only else None
+    try:
+        return _run_with(spec, plan, output_dir, backend, options, observer, state, environment, to_run,
+                         executor_name, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def executor_choice(plan: Plan, options: SweepOptions) -> tuple[str, dict[str, Any]]:
+    """The executor a sweep runs on (the command line over the spec) and its options."""
+    name = options.executor or plan.executor
+    if name == "ray":
+        ray = plan.ray
+        return name, {"address": options.address or ray.address, "cpus_per_thread": ray.cpus_per_thread,
+                      "max_retries": ray.max_retries, "max_artifact_mb": ray.max_artifact_mb}
+    if options.address:
+        raise UsageError(f"--address is for the ray executor; this sweep runs on {name!r} (add --executor ray)")
+    return name, {}
+
+
+def open_executor(name: str, options: dict[str, Any]) -> Any:
+    """A connected executor (for Ray: the cluster reached, or a local instance started)."""
+    from neuronperf.executors import get_executor
+
+    return get_executor(name, **options)
+
+
+@dataclass(frozen=True)
+class EnvironmentProbe:
+    """Describes the machine it is called on, as ``_run_locked`` describes the driver's: a
+    picklable value, so that a cluster executor runs it on each of its nodes."""
+
+    backend: str
+    compilers: tuple[str, ...]
+    libraries: tuple[str, ...]
+    device_type: str
+
+    def __call__(self) -> dict[str, Any]:
+        from neuronperf.environment import capture_environment, distribution_version
+        from neuronperf.task import load_backend
+
+        versions: dict[str, Optional[str]] = {}
+        for compiler in self.compilers:
+            try:
+                versions[f"{self.backend}/{compiler}"] = load_backend(self.backend).compiler_version(compiler)
+            except BackendUnavailable:
+                versions[f"{self.backend}/{compiler}"] = None
+        versions.update({f"library/{name}": distribution_version(name) for name in self.libraries})
+        return capture_environment(versions, self.device_type)
+
+
+def _run_with(
+    spec: Any, plan: Plan, output_dir: Path, backend: Backend, options: SweepOptions, observer: Observer,
+    state: SweepState, environment: dict, to_run: list, executor_name: str, executor: Any,
+) -> SweepSummary:
+    from neuronperf.environment import (
+        check_compatible,
+        environment_fingerprint,
+        fingerprint_differences,
+    )
+    from neuronperf.errors import EnvironmentMismatch
+
     saved = results.read_run_info(str(output_dir))
+    if executor_name == "local" or executor is None:
+        # The driver's machine is the one that measures (or, with nothing to measure, the one
+        # that holds the results).
+        nodes = {"": environment}
+    else:
+        probe = EnvironmentProbe(backend.name, tuple(state.versions), tuple(sorted({
+            name for e in plan.compile_entries for name in _factory_libraries(e)})), plan.compile_entries[0].device_type)
+        nodes = executor.node_environments(probe)
     if saved is not None and not options.allow_env_mismatch:
-        check_compatible(saved["environment"], environment)
+        for name, env in nodes.items():
+            try:
+                check_compatible(saved["environment"], env)
+            except EnvironmentMismatch as e:
+                raise EnvironmentMismatch(f"node {name}: {e}" if name else str(e)) from None
     # The first run's environment stays the one later runs are checked against; every distinct
     # environment that contributed results is kept, so mixing (--allow-env-mismatch) stays visible.
-    baseline = saved["environment"] if saved else environment
-    history = list(saved.get("environments") or [baseline]) if saved else [environment]
-    if all(environment_fingerprint(e) != environment_fingerprint(environment) for e in history):
-        history.append(environment)
+    baseline = saved["environment"] if saved else next(iter(nodes.values()))
+    if saved is None and not options.allow_env_mismatch:
+        first = next(iter(nodes))
+        for name, env in nodes.items():
+            differ = fingerprint_differences(baseline, env, (f"node {first}", f"node {name}"))
+            if differ:
+                raise EnvironmentMismatch(
+                    f"the cluster's nodes differ: {'; '.join(differ)}; rerun with --allow-env-mismatch to mix "
+                    "their results"
+                )
+    history = list(saved.get("environments") or [baseline]) if saved else [baseline]
+    for env in nodes.values():
+        if all(environment_fingerprint(e) != environment_fingerprint(env) for e in history):
+            history.append(env)
     from neuronperf.stats import METHOD_VERSION
 
     pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
-    results.write_run_info(
-        str(output_dir), baseline, name=plan.name, environments=history, method_version=METHOD_VERSION,
-        objectives={"slo": dict(plan.slo)}, pricing=pricing.to_dict(),
-    )
+    # Each node that measured, with its environment (kept across runs; one file, rewritten as a
+    # node measures its first entry).
+    measured_on: dict[str, Any] = dict((saved or {}).get("nodes") or {})
+
+    def write_run_info() -> None:
+        results.write_run_info(
+            str(output_dir), baseline, name=plan.name, environments=history, method_version=METHOD_VERSION,
+            objectives={"slo": dict(plan.slo)}, pricing=pricing.to_dict(), nodes=measured_on,
+        )
+
+    write_run_info()
+
+    def node_measured(node: Optional[str]) -> Optional[str]:
+        """Record the environment of a node's first result; why its rows cannot be mixed in."""
+        if node is None or node in measured_on:
+            return None
+        env = nodes.get("") if executor_name == "local" else (nodes.get(node) or executor.environment_of(node))
+        if env is None:
+            return None
+        differ = fingerprint_differences(baseline, env, ("baseline", f"node {node}"))
+        if differ and not options.allow_env_mismatch:
+            return (f"measured on node {node}, whose environment differs from the baseline: {'; '.join(differ)}; "
+                    "rerun with --allow-env-mismatch to mix its results")
+        measured_on[node] = env
+        if all(environment_fingerprint(e) != environment_fingerprint(env) for e in history):
+            history.append(env)
+        write_run_info()
+        return None
 
     summary = SweepSummary(plan, output_dir)
-    to_run = [e for e in plan.run_entries if _needs_run(state, e, options)]
     summary.reused = len(plan.run_entries) - len(to_run)
     observer.planned(plan, summary.reused, len(to_run))
 
@@ -346,8 +457,8 @@ def _run_locked(
         # Checked only when there is work: a resume with nothing to do need not import torch.
         backend.check_available(plan.compile_entries[0].device_type)
     try:
-        # Entries this machine can never host are rows saying so, found before any compile.
-        infeasible = _infeasible(backend, to_run)
+        # Entries no machine can ever host are rows saying so, found before any compile.
+        infeasible = _cannot_host(executor, backend, to_run) if executor is not None else {}
         # Only the compile entries that still have something to run need an artifact.
         # (`neuronperf compile` asks for every artifact.)
         pending = {r.compile for r in to_run if r not in infeasible}
@@ -357,7 +468,7 @@ def _run_locked(
         if options.compile_only:
             return summary
         if to_run:
-            _measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish)
+            _measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish, executor, node_measured)
     except KeyboardInterrupt:
         summary.interrupted = True
     except OutputWriteFailed as e:
@@ -372,29 +483,22 @@ def _run_locked(
     return summary
 
 
-def _infeasible(backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, str]:
-    """The entries that need more devices (NeuronCores, GPUs) than this machine has, with why.
-    Where the devices cannot be counted here, nothing is ruled out: the pre-flight before each
-    entry reports it."""
-    from neuronperf.core import infeasible
+def _cannot_host(executor: Any, backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, str]:
+    """The entries that no node of the executor's cluster can ever hold, with why."""
     from neuronperf.task import task_for_entry
-
-    counts: dict[str, int] = {}
-
-    def device_count(device_type: str) -> int:
-        if device_type not in counts:
-            counts[device_type] = int(backend.device_count(device_type))
-        return counts[device_type]
 
     found = {}
     for entry in to_run:
-        try:
-            why = infeasible(task_for_entry(entry, backend.name, None), device_count)
-        except BackendUnavailable:
-            return {}
+        why = executor.cannot_host(task_for_entry(entry, backend.name, None))
         if why is not None:
             found[entry] = why
     return found
+
+
+def _factory_libraries(entry: CompileEntry) -> list[str]:
+    from neuronperf.factory import factory_libraries
+
+    return list(factory_libraries(entry.model))
 
 
 def _library_versions(plan: Plan) -> dict[str, Optional[str]]:
@@ -411,11 +515,11 @@ def _library_versions(plan: Plan) -> dict[str, Optional[str]]:
 
 def _measure_all(
     to_run: Sequence[RunEntry], infeasible: dict[RunEntry, str], compiled: dict, state: SweepState,
-    observer: Observer, summary: SweepSummary, rows: dict, publish: Any,
+    observer: Observer, summary: SweepSummary, rows: dict, publish: Any, executor: Any = None,
+    node_measured: Any = None,
 ) -> None:
     """Benchmark each entry through the benchmark core; journal and publish each result as soon
     as it exists."""
-    from neuronperf.executors import get_executor
     from neuronperf.task import task_for_entry
 
     output_dir = state.output_dir
@@ -438,17 +542,19 @@ def _measure_all(
                                       model_filename=result.artifact or entry.compile.model.factory)
         jobs.append(job)
     settings = to_run[0].benchmark
-    with get_executor("local") as executor:
-        run_entries(jobs, executor, _JournalSink(state, observer, summary, rows, publish),
-                    order=settings.order, seed=settings.seed)
+    run_entries(jobs, executor, _JournalSink(state, observer, summary, rows, publish, node_measured),
+                order=settings.order, seed=settings.seed)
 
 
 class _JournalSink(Sink):
     """The sweep's sink: every row goes into the journal (durably) and the results files."""
 
-    def __init__(self, state: SweepState, observer: Observer, summary: SweepSummary, rows: dict, publish: Any):
+    def __init__(self, state: SweepState, observer: Observer, summary: SweepSummary, rows: dict, publish: Any,
+                 node_measured: Any = None):
         super().__init__()
         self.state, self.observer, self.summary, self.rows, self.publish = state, observer, summary, rows, publish
+        #: node_measured(node) -> why that node's rows cannot be mixed in, or None
+        self.node_measured = node_measured
 
     def samples_dir(self, job: Job) -> Optional[str]:
         return str(self.state.output_dir / samples_relpath(job.id, self.state.identities[job.ref]))
@@ -458,6 +564,12 @@ class _JournalSink(Sink):
 
     def finished(self, result: JobResult) -> None:
         entry = result.job.ref
+        refused = self.node_measured(result.node) if self.node_measured is not None else None
+        if refused is not None:
+            job = result.job
+            row = results.row_for_unrun(job.config, status="error", error=refused, model_name=job.model_name,
+                                        model_filename=job.model_filename, extra={"node": result.node})
+            result = dataclasses.replace(result, row=row)
         identity = self.state.identities[entry]
         samples_file = None
         if result.samples_dir is not None:

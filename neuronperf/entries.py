@@ -190,6 +190,22 @@ class RunEntry:
 
 
 @dataclass(frozen=True)
+class RaySettings:
+    """The spec's ``ray`` section: how the Ray executor reaches and uses its cluster."""
+
+    #: A running cluster (``host:port``, ``ray://host:port``, ``auto``); None: a local Ray
+    #: instance is started for the run.
+    address: Optional[str] = None
+    #: CPU entries ask Ray for this many cores per measuring thread, and each thread's
+    #: framework uses that many.
+    cpus_per_thread: int = 1
+    #: How often a task lost with its node (or its Ray worker) is run again.
+    max_retries: int = 1
+    #: Artifacts larger than this (MiB) are not shipped to the nodes.
+    max_artifact_mb: float = 2048.0
+
+
+@dataclass(frozen=True)
 class Plan:
     """The output of the plan stage: ordered, frozen, duplicate-free entries."""
 
@@ -204,6 +220,9 @@ class Plan:
     #: The spec's ``instance_type`` and ``cost_per_hour`` (USD), for ``cost_per_1m_inf``.
     instance_type: Optional[str] = None
     cost_per_hour: Optional[float] = None
+    #: Where the run entries are measured (``executor``), and the Ray settings.
+    executor: str = "local"
+    ray: RaySettings = RaySettings()
 
     @property
     def n_excluded(self) -> int:

@@ -211,6 +211,15 @@ def environment_fingerprint(env: Mapping[str, Any]) -> dict[str, Any]:
     return fingerprint
 
 
+def fingerprint_differences(
+    first: Mapping[str, Any], second: Mapping[str, Any], labels: tuple[str, str] = ("saved", "now")
+) -> list[str]:
+    """Each fingerprint field that differs, as ``name 'a' (first label) vs 'b' (second label)``;
+    a field one side did not record is not a difference."""
+    a, b = environment_fingerprint(first), environment_fingerprint(second)
+    return [f"{name} {a[name]!r} ({labels[0]}) vs {b[name]!r} ({labels[1]})" for name in a if name in b and a[name] != b[name]]
+
+
 def check_compatible(saved_env: Mapping[str, Any], current_env: Mapping[str, Any]) -> None:
     """Raise ``EnvironmentMismatch`` naming every differing fingerprint field (saved vs now).
 
@@ -222,13 +231,7 @@ def check_compatible(saved_env: Mapping[str, Any], current_env: Mapping[str, Any
             f"the saved environment was written by a newer neuronperf (format {version}; this one "
             f"reads up to {ENVIRONMENT_FORMAT}); upgrade neuronperf or use another output_dir"
         )
-    saved = environment_fingerprint(saved_env)
-    now = environment_fingerprint(current_env)
-    differences = [
-        f"{name} {saved[name]!r} (saved) vs {now[name]!r} (now)"
-        for name in saved
-        if name in now and saved[name] != now[name]
-    ]
+    differences = fingerprint_differences(saved_env, current_env)
     if differences:
         raise EnvironmentMismatch(
             "output_dir holds results from another environment: "

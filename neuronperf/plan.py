@@ -110,6 +110,8 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
         slo=spec.slo,
         instance_type=spec.instance_type,
         cost_per_hour=spec.cost_per_hour,
+        executor=spec.executor,
+        ray=spec.ray,
     )
 
 

@@ -81,6 +81,7 @@ OUR_COLS: tuple[str, ...] = (
     "latency_ms_p50_ci_low",
     "latency_ms_p50_ci_high",
     "method_version",
+    "node",  # the machine that measured the row (on Ray: host/node id)
 )
 #: Every fixed column of a row, in file order.
 RESULT_COLUMNS: tuple[str, ...] = DEFAULT_CSV_COLS + OTHER_REPORT_COLS + OUR_COLS

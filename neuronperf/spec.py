@@ -22,7 +22,14 @@ from types import MappingProxyType
 from typing import Any, Optional, Union
 
 from neuronperf import catalog
-from neuronperf.entries import BenchmarkSettings, Frozen, FrozenDict, TensorSpec, freeze
+from neuronperf.entries import (
+    BenchmarkSettings,
+    Frozen,
+    FrozenDict,
+    RaySettings,
+    TensorSpec,
+    freeze,
+)
 from neuronperf.errors import Problem, SpecError
 from neuronperf.spec_yaml import (
     KeyPath,
@@ -46,9 +53,9 @@ SWEEP_AXES = {
 }
 #: Names an exclude rule may use besides the model parameters.
 EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 #: Executors that a later release adds; named so the error can say "not yet" instead of "unknown".
-PLANNED_EXECUTORS = ("ray",)
+PLANNED_EXECUTORS: tuple[str, ...] = ()
 #: A larger sweep is almost always a mistake (a stray value in an axis), and its plan alone would
 #: take seconds and hundreds of MB; split real sweeps of this size into several specs.
 MAX_RUN_ENTRIES = 1_000_000
@@ -175,6 +182,8 @@ class Spec:
     slo: tuple[tuple[str, float], ...] = ()
     instance_type: Optional[str] = None
     cost_per_hour: Optional[float] = None
+    #: The ``ray`` section (used when ``executor`` is ray).
+    ray: RaySettings = RaySettings()
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
     key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -680,6 +689,7 @@ class _Checker:
             slo=tuple((str(k), float(v)) for k, v in ((data.get("objectives") or {}).get("slo") or {}).items()),
             instance_type=data.get("instance_type"),
             cost_per_hour=None if data.get("cost_per_hour") is None else float(data["cost_per_hour"]),
+            ray=_ray_settings(data.get("ray") or {}),
             value_pos=MappingProxyType(dict(self.loaded.value_pos)),
             key_pos=MappingProxyType(dict(self.loaded.key_pos)),
         )
@@ -714,6 +724,16 @@ def _input_template(tensor: Any) -> InputTemplate:
 
 def _dimension(value: Any) -> Union[int, str]:
     return value if isinstance(value, str) else int(value)
+
+
+def _ray_settings(section: dict) -> RaySettings:
+    defaults = RaySettings()
+    return RaySettings(
+        address=section.get("address"),
+        cpus_per_thread=int(section.get("cpus_per_thread", defaults.cpus_per_thread)),
+        max_retries=int(section.get("max_retries", defaults.max_retries)),
+        max_artifact_mb=float(section.get("max_artifact_mb", defaults.max_artifact_mb)),
+    )
 
 
 def _benchmark_settings(bench: dict) -> BenchmarkSettings:

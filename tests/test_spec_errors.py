@@ -56,11 +56,15 @@ EXPECTED = {
     'excludes_everything.yaml': [
         '12:3: exclude: the exclude rules drop all 2 entries; nothing is left to run',
     ],
-    'executor_ray.yaml': [
-        "9:11: executor: executor 'ray' is not available yet; use 'local' (the default)",
+    'executor_unknown.yaml': [
+        "9:11: executor: unknown executor 'rya' (choose: local, ray); did you mean 'ray'?",
     ],
     'int_out_of_range.yaml': [
         '8:51: models[0].inputs[0].high: 300 is outside what int8 holds (-128 to 127; high is exclusive)',
+    ],
+    'ray_section.yaml': [
+        '10:24: ray.cpus_per_thread: 0 is not a positive integer',
+        "10:27: ray.adress: unknown key 'adress'; did you mean 'address'?",
     ],
     'low_not_below_high.yaml': [
         '8:54: models[0].inputs[0].high: high (1) must be greater than low (5)',

@@ -210,15 +210,15 @@ def test_executor_registry():
     with get_executor() as executor:
         assert isinstance(executor, LocalExecutor) and isinstance(executor, Executor)
         assert executor.start_method in ("forkserver", "spawn")
-    with pytest.raises(UsageError, match="unknown executor 'nope'; choose one of: local"):
+    with pytest.raises(UsageError, match="unknown executor 'nope'; choose one of: local, ray"):
         get_executor("nope")
     with pytest.raises(UsageError, match="executor 'local'"):
         get_executor("local", workers=3)
 
 
 def test_an_unknown_executor_is_a_clear_error():
-    with pytest.raises(UsageError, match="unknown executor 'ray'; choose one of: local"):
-        get_executor("ray")
+    with pytest.raises(UsageError, match="unknown executor 'dask'; choose one of: local, ray"):
+        get_executor("dask")
 
 
 @pytest.mark.parametrize(

@@ -97,9 +97,34 @@ def _flag_list(entry_id: str, raw: Any) -> list[str]:
 
 def neuron_core_range(copy_idx: int, pipeline_size: int) -> str:
     """NEURON_RT_VISIBLE_CORES for model copy ``copy_idx``: ``pipeline_size`` cores of its own,
-    copies side by side from core 0 ("0", "1", ... or "0-3", "4-7", ...)."""
+    copies side by side from core 0 ("0", "1", ... or "0-3", "4-7", ...); or, when this process
+    was granted cores (NEURON_RT_VISIBLE_CORES, which Ray sets for a task), from those."""
     first = copy_idx * pipeline_size
-    return str(first) if pipeline_size == 1 else f"{first}-{first + pipeline_size - 1}"
+    granted = granted_neuron_cores()
+    if granted is None:
+        return str(first) if pipeline_size == 1 else f"{first}-{first + pipeline_size - 1}"
+    cores = granted[first:first + pipeline_size]
+    if len(cores) < pipeline_size:
+        raise BackendUnavailable(
+            f"copy {copy_idx} needs {pipeline_size} NeuronCores of its own, but NEURON_RT_VISIBLE_CORES grants "
+            f"this process only {len(granted)} ({_ranges(granted)})"
+        )
+    return ",".join(str(c) for c in cores)
+
+
+def granted_neuron_cores() -> Optional[list[int]]:
+    """The cores NEURON_RT_VISIBLE_CORES lists ("4,5" or "4-7"), or None when it is unset."""
+    value = os.environ.get("NEURON_RT_VISIBLE_CORES", "").strip()
+    if not value:
+        return None
+    cores: list[int] = []
+    try:
+        for part in value.split(","):
+            low, _, high = part.strip().partition("-")
+            cores.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise BackendUnavailable(f"NEURON_RT_VISIBLE_CORES={value!r} is not a list of cores such as 0,1 or 0-3") from None
+    return cores
 
 
 # ---- neuron-ls: counting NeuronCores and finding busy ones ---------------------------------------
@@ -224,12 +249,14 @@ class _NeuronBackend(Backend):
         if cores_needed > total:
             raise BackendUnavailable(f"this entry needs {cores_needed} NeuronCores; this machine has {total}")
         owners = _core_owners(devices)
-        busy = [core for core in range(cores_needed) if core in owners]
+        granted = granted_neuron_cores()  # the cores that visible_devices_env hands out
+        wanted = granted[:cores_needed] if granted is not None else list(range(cores_needed))
+        busy = [core for core in wanted if core in owners]
         if busy:
             holders = sorted({who for core in busy for who in owners[core]})
             which = f"NeuronCores {_ranges(busy)} are" if len(busy) > 1 else f"NeuronCore {busy[0]} is"
             raise BackendUnavailable(
-                f"{which} in use (this entry needs cores {_ranges(list(range(cores_needed)))}) by "
+                f"{which} in use (this entry needs cores {_ranges(wanted)}) by "
                 f"{'; '.join(holders)}; stop those processes or lower n_models/pipeline_sizes"
             )
 

@@ -25,6 +25,12 @@ def register(subparsers: Any) -> None:
         "entries are reused, failed ones are retried (unless --keep-failed).",
     )
     _add_sweep_arguments(run)
+    run.add_argument("--executor", choices=("local", "ray"), default=None,
+                     help="where entries run: local (this machine, one at a time) or ray (the nodes "
+                     "of a Ray cluster, several at once); default: the spec's executor")
+    run.add_argument("--address", metavar="ADDR", default=None,
+                     help="the Ray cluster to use (host:port, ray://host:port or auto); default: the "
+                     "spec's ray.address, else a local Ray instance started for the run")
     from neuronperf.cli.answer_commands import add_answer_arguments
 
     add_answer_arguments(run)
@@ -60,6 +66,7 @@ def _options(args: argparse.Namespace, compile_only: bool) -> driver.SweepOption
         fresh=args.fresh, retry_failed=not args.keep_failed,
         allow_env_mismatch=args.allow_env_mismatch, compile_only=compile_only,
         cost_per_hour=getattr(args, "cost_per_hour", None), price_file=getattr(args, "prices", None),
+        executor=getattr(args, "executor", None), address=getattr(args, "address", None),
     )
 
 

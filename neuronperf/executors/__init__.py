@@ -1,4 +1,5 @@
-"""Executor registry: ``get_executor("local")`` runs entries on this machine.
+"""Executor registry: ``get_executor("local")`` runs entries on this machine,
+``get_executor("ray", address=...)`` on the nodes of a Ray cluster.
 
 Executors are found by name in ``EXECUTORS`` and imported on first use, so that a remote
 executor's framework (Ray) is imported only when it is asked for.
@@ -15,7 +16,7 @@ from neuronperf.executors.base import Executor
 #: name -> "module:Class"
 EXECUTORS = {
     "local": "neuronperf.executors.local:LocalExecutor",
-    # "ray" joins here when the Ray executor lands (a spec naming it is refused until then).
+    "ray": "neuronperf.executors.ray:RayExecutor",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Optional
 
 from neuronperf import supervisor
@@ -11,7 +12,8 @@ from neuronperf.task import BenchmarkTask
 
 
 class LocalExecutor(Executor):
-    """Measures each entry here, in worker processes started from a shared forkserver (or spawn)."""
+    """Measures each entry here, one at a time, in worker processes started from a shared
+    forkserver (or spawn)."""
 
     name = "local"
 
@@ -19,6 +21,28 @@ class LocalExecutor(Executor):
         # Resolve the context now, so that a bad start method fails before the first entry.
         self.start_method = start_method or supervisor.default_start_method()
         supervisor.worker_context(self.start_method)
+        self._device_counts: dict[str, Optional[int]] = {}
 
     def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
         return supervisor.measure(task, samples_dir, start_method=self.start_method)
+
+    def node_name(self) -> Optional[str]:
+        return socket.gethostname()
+
+    def cannot_host(self, task: BenchmarkTask) -> Optional[str]:
+        """More NeuronCores or GPUs than this machine has (as the task's backend counts them);
+        where they cannot be counted here, nothing is ruled out: the entry's pre-flight says."""
+        from neuronperf.core import infeasible
+        from neuronperf.errors import BackendUnavailable
+        from neuronperf.task import load_backend
+
+        if task.device_backend is None or task.device_type == "cpu":
+            return None
+        if task.device_type not in self._device_counts:
+            try:
+                self._device_counts[task.device_type] = int(
+                    load_backend(task.device_backend).device_count(task.device_type))
+            except BackendUnavailable:
+                self._device_counts[task.device_type] = None
+        count = self._device_counts[task.device_type]
+        return None if count is None else infeasible(task, lambda device_type: count)
