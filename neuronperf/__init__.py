@@ -15,6 +15,12 @@ except ImportError:  # a source tree that was never built or installed: no versi
 from typing import Any, Callable, Optional  # noqa: E402
 
 from neuronperf import cpu, model_index, tensorflow, torch  # noqa: E402
+from neuronperf.metrics import (  # noqa: E402
+    BaseEvalMetric,
+    list_metrics,
+    register_metric,
+    register_metric_from_existing,
+)
 from neuronperf.reporting import get_reports, print_reports, write_csv, write_json  # noqa: E402
 from neuronperf.timer import Timer, set_verbosity, timestamp_convert  # noqa: E402
 
@@ -49,6 +55,7 @@ def benchmark(load_fn: Callable[..., Any], model_filename: str, inputs: Any, **k
 
 
 __all__ = [
+    "BaseEvalMetric", "list_metrics", "register_metric", "register_metric_from_existing",
     "Timer", "benchmark", "compile", "cpu", "get_reports", "model_index", "print_reports",
     "set_verbosity", "tensorflow", "timestamp_convert", "torch", "write_csv", "write_json",
 ]

@@ -404,17 +404,29 @@ def benchmark_targets(
     timeout: Optional[float] = None,
     peak_window_s: float = 1.0,
     repeat: int = 1,
+    evaluation: Any = None,
 ) -> list[dict]:
     """Measure every target x n_models x workers_per_model; return report dicts (or raw results).
 
-    Every configuration gets a report, failed ones too (``status`` and ``error`` say why)."""
+    Every configuration gets a report, failed ones too (``status`` and ``error`` say why).
+    ``evaluation`` (an ``evaluate.EvalRequest``) evaluates each target once and joins its
+    figures onto its reports; with ``duration=0`` nothing is timed."""
     from neuronperf.core import Job, run_entries
     from neuronperf.executors import get_executor
     from neuronperf.reporting import raw_result
     from neuronperf.results import RowConfig
     from neuronperf.task import BenchmarkTask
 
-    duration = DEFAULT_DURATION if duration is None else _positive_number(duration, "duration")
+    duration = DEFAULT_DURATION if duration is None else _positive_number(duration, "duration", allow_zero=evaluation is not None)
+    # -- accuracy beside speed (issue 14): evaluate each target once, in a worker of its own --
+    evaluated: list = []
+    if evaluation is not None:
+        from neuronperf.evaluate import evaluate_targets, evaluation_row
+
+        evaluated = evaluate_targets(targets, evaluation, device_type, preprocess_fn=preprocess_fn,
+                                     postprocess_fn=postprocess_fn)
+        if duration == 0:
+            return [evaluation_row(t, device_type, evaluation, r) for t, r in zip(targets, evaluated)]
     if cost_per_hour is not None:
         cost_per_hour = _positive_number(cost_per_hour, "cost_per_hour", allow_zero=True)
     if max_infers is not None:
@@ -429,7 +441,8 @@ def benchmark_targets(
     )
     # Expand every configuration first: a bad n_models fails before anything is measured.
     jobs = []
-    for target in targets:
+    columns_of_job: list[dict] = []  # the evaluation columns of each job's target
+    for i, target in enumerate(targets):
         for n, w in config_grid(n_models, workers_per_model, device_count, target.pipeline_size):
             entry_id = f"{target.model_name}-bs{target.batch_size}-p{target.pipeline_size}-m{n}-w{w}"
             task = BenchmarkTask(
@@ -447,11 +460,12 @@ def benchmark_targets(
             )
             jobs.append(Job(config=config, task=task, model_name=target.model_name, model_filename=target.filename,
                             preflight=target.preflight, cost_per_hour=cost_per_hour, instance_type=instance_type))
+            columns_of_job.append(evaluated[i].columns(evaluation.metrics) if evaluated else {})
     sink = _LoggingSink()
     with get_executor("local") as executor:
         run_entries(jobs, executor, sink)
     if not return_timers:
-        return [r.row for r in sink.results]
+        return [{**r.row, **columns_of_job[jobs.index(r.job)]} for r in sink.results]
     # A raw result keeps the raw samples of the (first) measurement, as NeuronPerf's timers did.
     return [
         raw_result(r.job.config, r.measurements[0] if r.measurements else Measurement(status="error", error=r.row.get("error")),
@@ -639,7 +653,7 @@ _IGNORED = {
 _OPTIONS = (
     "duration", "n_models", "workers_per_model", "env_setup_fn", "setup_fn", "preprocess_fn",
     "postprocess_fn", "return_timers", "cost_per_hour", "instance_type", "max_infers",
-    "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat",
+    "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat", "evaluation",
 )
 
 
@@ -732,8 +746,17 @@ class FrameworkAPI:
         """Benchmark a model file or every artifact of a model index; return one report per config.
 
         Extra keywords: ``compiler``, ``instance_type``, ``max_infers``, ``warmup_calls``,
-        ``warmup_s``, ``timeout``, ``peak_window_s``, ``repeat``.
+        ``warmup_s``, ``timeout``, ``peak_window_s``, ``repeat``; ``eval_metrics`` (then
+        ``inputs`` is a dataset of ``(*inputs, target)`` items, each report gains one column per
+        metric, and ``duration=0`` means one untimed pass) and ``eval_target_col``.
         """
+        eval_metrics = kwargs.pop("eval_metrics", None)
+        eval_target_col = kwargs.pop("eval_target_col", -1)
+        if eval_metrics is not None:
+            from neuronperf.evaluate import EvalRequest
+
+            kwargs["evaluation"] = EvalRequest.make(inputs, eval_metrics, eval_target_col)
+            inputs = kwargs["evaluation"].example()
         return benchmark_artifacts(
             self.framework, model_filename_or_index, inputs, batch_sizes=batch_sizes,
             pipeline_sizes=pipeline_sizes, device_type=device_type, model_name=model_name,
@@ -743,6 +766,21 @@ class FrameworkAPI:
             multiprocess=multiprocess, multiinterpreter=multiinterpreter,
             stats_interval=stats_interval, verbosity=verbosity, **kwargs,
         )
+
+    def evaluate(
+        self,
+        model_index_or_path: Any,
+        dataset: Any,
+        metrics: Any = "accuracy",
+        eval_target_col: int = -1,
+        **kwargs: Any,
+    ) -> list:
+        """One untimed pass of each artifact over ``dataset`` (an iterable of ``(*inputs, target)``),
+        in a worker process; return one report per artifact with a column per metric."""
+        kwargs.setdefault("n_models", 1)
+        kwargs.setdefault("workers_per_model", 1)
+        return self.benchmark(model_index_or_path, dataset, duration=0, eval_metrics=metrics,
+                              eval_target_col=eval_target_col, **kwargs)
 
 
 __all__ = [

@@ -164,6 +164,8 @@ class SweepState:
             self.compile_keys[entry] = compile_stage.compile_key(entry, version_cache[entry.compiler])
         self.versions = version_cache
         self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
+        #: The ``evaluate`` columns of each compile entry, joined onto each of its rows.
+        self.evaluations: dict[CompileEntry, dict] = {}
 
     def _compiler_version(self, compiler: str) -> str:
         """The compiler's version; where its SDK is not installed (results copied off the
@@ -468,6 +470,7 @@ def _run_with(
         if options.compile_only:
             return summary
         if to_run:
+            state.evaluations = _evaluate_all(spec, pending, compiled, state)
             _measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish, executor, node_measured)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -499,6 +502,31 @@ def _factory_libraries(entry: CompileEntry) -> list[str]:
     from neuronperf.factory import factory_libraries
 
     return list(factory_libraries(entry.model))
+
+
+def _evaluate_all(spec: Any, pending: set, compiled: dict, state: SweepState) -> dict[CompileEntry, dict]:
+    """Evaluate each compiled artifact whose model has ``evaluate``, once, in a worker process
+    (accuracy does not depend on the copies or threads); return its row columns."""
+    from neuronperf.evaluate import DatasetRef, devices_env, evaluation_task, run_evaluation
+    from neuronperf.task import BackendLoader
+
+    models = {m.name: m for m in spec.models}
+    out: dict[CompileEntry, dict] = {}
+    for entry in state.plan.compile_entries:
+        model = models.get(entry.model.name)
+        result = compiled.get(entry)
+        if entry not in pending or model is None or model.evaluate is None or result is None or not result.ok:
+            continue
+        ev = model.evaluate
+        artifact = str(state.output_dir / result.artifact) if result.artifact else None
+        task = evaluation_task(
+            entry.id, BackendLoader(backend=state.backend.name, entry=entry, artifact_path=artifact),
+            DatasetRef(ev.dataset, model.base_dir), ev.metrics, eval_target_col=ev.target_col,
+            device_type=entry.device_type, device_backend=state.backend.name,
+            device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size),
+        )
+        out[entry] = run_evaluation(task).columns(ev.metrics)
+    return out
 
 
 def _library_versions(plan: Plan) -> dict[str, Optional[str]]:
@@ -570,6 +598,7 @@ class _JournalSink(Sink):
             row = results.row_for_unrun(job.config, status="error", error=refused, model_name=job.model_name,
                                         model_filename=job.model_filename, extra={"node": result.node})
             result = dataclasses.replace(result, row=row)
+        result.row.update(self.state.evaluations.get(entry.compile, {}))
         identity = self.state.identities[entry]
         samples_file = None
         if result.samples_dir is not None:

@@ -126,6 +126,18 @@ class ModelSpec:
     factory_pos: Position = field(default=(1, 1), compare=False)
     #: This model's position in ``models`` (its key path is ``models[index]``).
     index: int = field(default=0, compare=False)
+    #: Its ``evaluate`` key: a dataset and metrics evaluated once per compile entry.
+    evaluate: Optional[EvaluateSpec] = None
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """A model's ``evaluate`` key: ``dataset`` ("file.py:callable", called in a worker, returns
+    ``(*inputs, target)`` items), the registered ``metrics`` and the target's column."""
+
+    dataset: str
+    metrics: tuple[str, ...]
+    target_col: int = -1
 
 
 @dataclass(frozen=True)
@@ -466,6 +478,8 @@ class _Checker:
                 else:
                     first_name[name] = self.line_of((*base, "name"))
             self.factory_file_check((*base, "factory"), model.get("factory"))
+            if isinstance(model.get("evaluate"), dict):
+                self.evaluate_check((*base, "evaluate"), model["evaluate"])
             raw_params: dict = model["params"] if isinstance(model.get("params"), dict) else {}
             params.update(self.params_check(base, raw_params))
             declared = set(raw_params)
@@ -562,7 +576,26 @@ class _Checker:
                 item_path = (*path, k) if isinstance(raw, list) else path
                 self.problem(item_path, f"{_show(v)} is not a positive integer, but '${pname}' is a dimension in {where}")
 
-    def factory_file_check(self, path: KeyPath, factory: Any) -> None:
+    def evaluate_check(self, path: KeyPath, evaluate: dict) -> None:
+        """The dataset file must exist and every metric must be registered (built-in or by
+        ``neuronperf.torch``; importing user code to find more would run it)."""
+        from neuronperf.metrics import list_metrics
+
+        self.factory_file_check((*path, "dataset"), evaluate.get("dataset"), what="dataset")
+        metrics = evaluate.get("metrics")
+        listed = [metrics] if isinstance(metrics, str) else metrics if isinstance(metrics, list) else []
+        seen: set = set()
+        for k, name in enumerate(listed):
+            where = (*path, "metrics", k) if isinstance(metrics, list) else (*path, "metrics")
+            if not isinstance(name, str):
+                continue
+            if name not in list_metrics():
+                self.problem(where, f"unknown metric '{name}'{_hint(name, list_metrics(), listed=True)} (registered: {', '.join(list_metrics())})")
+            elif name in seen:
+                self.problem(where, f"metric '{name}' is listed twice")
+            seen.add(name)
+
+    def factory_file_check(self, path: KeyPath, factory: Any, what: str = "factory") -> None:
         """A ``file.py:callable`` factory's file must exist (relative to the spec's folder).
         Only its existence is checked: importing it would run user code, which validate never does."""
         if not isinstance(factory, str):
@@ -572,8 +605,8 @@ class _Checker:
             return
         file = module if os.path.isabs(module) else os.path.join(self.base_dir, module)
         if not os.path.isfile(file):
-            what = "is a folder" if os.path.isdir(file) else "does not exist"
-            self.problem(path, f"factory file {module!r} {what} (looked for {os.path.abspath(file)})")
+            state = "is a folder" if os.path.isdir(file) else "does not exist"
+            self.problem(path, f"{what} file {module!r} {state} (looked for {os.path.abspath(file)})")
 
     def sweep_pass(self, sweep: dict, target: _Target) -> dict[str, list[Any]]:
         """Check each axis for duplicates and pipeline support; return the axes' values."""
@@ -707,7 +740,16 @@ class _Checker:
             base_dir=self.base_dir,
             factory_pos=self.loaded.value_pos.get(("models", i, "factory"), (1, 1)),
             index=i,
+            evaluate=_evaluate_spec(model.get("evaluate")),
         )
+
+
+def _evaluate_spec(evaluate: Any) -> Optional[EvaluateSpec]:
+    if not isinstance(evaluate, dict):
+        return None
+    metrics = evaluate["metrics"]
+    return EvaluateSpec(dataset=evaluate["dataset"], metrics=tuple([metrics] if isinstance(metrics, str) else metrics),
+                        target_col=int(evaluate.get("target_col", -1)))
 
 
 def _input_template(tensor: Any) -> InputTemplate:

@@ -7,7 +7,13 @@
 from __future__ import annotations
 
 from neuronperf.api import FrameworkAPI
+from neuronperf.metrics import TopK as _TopK
+from neuronperf.metrics import register_metric as _register_metric
 
 _API = FrameworkAPI("torch")
 compile = _API.compile  # noqa: A001 - NeuronPerf's public name
 benchmark = _API.benchmark
+evaluate = _API.evaluate
+
+# Top-k accuracy needs scores per class, which torch classifiers return (numpy does the work).
+_register_metric("topk", _TopK)
