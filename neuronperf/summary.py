@@ -10,24 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from neuronperf.prices import Pricing
+from neuronperf.reporting import DEFAULT_PRINT_COLS, MISSING
 from neuronperf.slo import Choice, LatencyBound, answers, number
 
 Row = Mapping[str, Any]
 
 #: The table's columns: the entry and its status, then NeuronPerf's print columns.
-TABLE_COLUMNS: tuple[str, ...] = (
-    "id",
-    "status",
-    "throughput_avg",
-    "latency_ms_p50",
-    "latency_ms_p99",
-    "n_models",
-    "pipeline_size",
-    "workers_per_model",
-    "batch_size",
-    "model_filename",
-)
-MISSING = "N/A"
+TABLE_COLUMNS: tuple[str, ...] = ("id", "status", *DEFAULT_PRINT_COLS)
 
 
 def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -> str:
