@@ -84,7 +84,7 @@ if __name__ == "__main__":
     config = BenchmarkConfig(
         name="bert",
         launcher=InlineConfig(),
-        scenario=InferenceConfig(latency=True, memory=False, duration=float(sys.argv[2]), warmup_runs=5,
+        scenario=InferenceConfig(latency=True, memory=False, duration=int(float(sys.argv[2])), warmup_runs=5,
                                  input_shapes={"batch_size": 1, "sequence_length": 128}),
         backend=PyTorchConfig(model=sys.argv[1], device="cpu", task="feature-extraction"),
     )
