@@ -124,15 +124,25 @@ def run_identity(entry: RunEntry, compile_key: str) -> str:
     return stable_hash({"run": entry.key, "compile": compile_key, "method": METHOD_VERSION})
 
 
+#: How long importing the factories' modules may take, checked before a sweep starts.
+FACTORY_CHECK_TIMEOUT_S = 600.0
+
+
 def check_factories(spec: Any, entries: Sequence[CompileEntry]) -> None:
-    """Resolve the factory of every model these entries build, in a fresh interpreter (the
-    driver imports no user code or framework itself); report failures at their spec position."""
-    from neuronperf.factory import check_factories_isolated
+    """Resolve the factory of every model these entries build, in a worker process (the driver
+    imports no user code or framework itself); report failures at their spec position."""
+    from neuronperf.factory import resolve_errors
+    from neuronperf.supervisor import WorkerCallFailed, run_in_worker
 
     refs = list({e.model.name: e.model for e in entries}.values())
     if not refs:
         return
-    failures = check_factories_isolated(refs)
+    try:
+        # In a fork of the workers' server: its libraries are loaded already, so this costs
+        # little beyond running the factories' own modules.
+        failures = run_in_worker(resolve_errors, (refs,), timeout=FACTORY_CHECK_TIMEOUT_S)
+    except WorkerCallFailed as e:
+        failures = {r.name: f"factory {r.factory!r}: importing it failed: {e}" for r in refs}
     problems = []
     for index, model in enumerate(spec.models):
         if model.name in failures:

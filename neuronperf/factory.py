@@ -178,40 +178,16 @@ def _is_local(name: str, folder: str) -> bool:
     return os.path.exists(os.path.join(folder, f"{name}.py")) or os.path.isdir(os.path.join(folder, name))
 
 
-def check_factories_isolated(refs: Any, timeout: float = 600.0) -> dict[str, str]:
-    """Resolve every factory in a fresh interpreter; return the error of each that fails, by
-    model name. The sweep driver checks factories this way so that it never imports user code
-    or a framework itself (a rerun stays light, and the import runs beside the workers' start)."""
-    import json
-    import subprocess
-
-    payload = json.dumps([{"name": r.name, "factory": r.factory, "base_dir": r.base_dir} for r in refs])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "neuronperf.factory"], input=payload, capture_output=True, text=True,
-            timeout=timeout, env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {r.name: f"factory {r.factory!r}: importing it took longer than {timeout:g} s" for r in refs}
-    try:
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {r.name: f"factory {r.factory!r}: importing it ended the interpreter ({tail})" for r in refs}
-
-
-def _check_main() -> None:
-    """``python -m neuronperf.factory``: JSON refs on stdin -> JSON {name: error} on stdout."""
-    import json
-
+def resolve_errors(refs: Any) -> dict[str, str]:
+    """The error of each factory that cannot be resolved, by model name (run in a worker
+    process by the sweep driver, which never imports user code itself)."""
     failures = {}
-    for item in json.loads(sys.stdin.read()):
+    for ref in refs:
         try:
-            resolve_factory(ModelRef(name=item["name"], factory=item["factory"], base_dir=item["base_dir"]))
+            resolve_factory(ref)
         except ModelLoadError as e:
-            failures[item["name"]] = str(e)
-    sys.stdout.write("\n" + json.dumps(failures) + "\n")
+            failures[ref.name] = str(e)
+    return failures
 
 
 def build_model(ref: ModelRef) -> Any:
@@ -304,7 +280,3 @@ def in_memory_model(token: str) -> Any:
         raise ModelLoadError(
             f"in-memory model {token!r} exists only in the process that registered it"
         ) from None
-
-
-if __name__ == "__main__":
-    _check_main()

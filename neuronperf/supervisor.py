@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import psutil
 
@@ -101,6 +101,78 @@ def start_workers_early(preload: Sequence[str] = (), start_method: Optional[str]
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+
+def stop_forkserver() -> None:
+    """End the workers' forkserver now, when nothing will be measured any more. It holds no work,
+    only the preloaded libraries: a SIGKILL ends it at once, where at interpreter exit it would
+    tear those libraries down while still holding the terminal's or a pipe's output open (a
+    reader of ``neuronperf run | tee`` would wait for it). A later measurement starts a new one."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if server is None or not pid:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+    # What ensure_running() checks: the next call then starts a fresh server.
+    address = getattr(server, "_forkserver_address", None)
+    if isinstance(address, str) and not address.startswith("\0"):
+        with contextlib.suppress(OSError):
+            os.unlink(address)  # a socket file (macOS); Linux uses the abstract namespace
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+    for name in ("_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd"):
+        if hasattr(server, name):
+            setattr(server, name, None)
+
+
+class WorkerCallFailed(Exception):
+    """``run_in_worker``'s call raised, died or ran out of time; the message says which."""
+
+
+def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+    """``fn(*args)`` in a process from the workers' context (a fork of the forkserver, which has
+    the sweep's libraries loaded already), its result sent back; for work the driver must not do
+    in its own process (importing user code). ``fn``, ``args`` and the result must pickle."""
+    ctx = worker_context()
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args), daemon=False)
+    process.start()
+    child_conn.close()
+    handle = None
+    with contextlib.suppress(psutil.Error):
+        handle = psutil.Process(process.pid)
+    try:
+        ready = wait([parent_conn, process.sentinel], timeout=timeout)
+        if not ready:
+            raise WorkerCallFailed(f"it took longer than {timeout:g} s")
+        try:
+            kind, value = parent_conn.recv()
+        except (EOFError, OSError):
+            process.join(timeout=2.0)
+            raise WorkerCallFailed(f"the process died: {procutil.describe_exit(process.exitcode)}") from None
+        if kind == "error":
+            raise WorkerCallFailed(str(value))
+        return value
+    finally:
+        procutil.kill_tree(handle if handle is not None else process.pid)
+        process.join(timeout=5.0)
+        parent_conn.close()
+
+
+def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        result = ("ok", fn(*args))
+    except BaseException as e:  # whatever it is, the caller reports it in one line
+        result = ("error", f"{type(e).__name__}: {e}")
+    conn.send(result)
+    conn.close()
 
 
 @dataclass
@@ -408,4 +480,7 @@ def _sigterm_stops_workers() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-__all__ = ["default_start_method", "measure", "start_workers_early", "worker_context"]
+__all__ = [
+    "WorkerCallFailed", "default_start_method", "measure", "run_in_worker", "start_workers_early",
+    "stop_forkserver", "worker_context",
+]

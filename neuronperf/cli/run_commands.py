@@ -90,6 +90,8 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         printer.close()
+        if "neuronperf.supervisor" in sys.modules:  # workers were started: their server is idle now
+            sys.modules["neuronperf.supervisor"].stop_forkserver()
     if summary.write_error:
         # One line naming the file, then what finished: the journal kept it for the rerun.
         print(f"neuronperf: error: {summary.write_error}; the sweep stopped, finished entries are "
