@@ -78,7 +78,7 @@ def run_driver(*argv: str) -> dict:
 def test_the_driver_imports_no_framework_and_one_preloaded_forkserver_serves_every_entry(tmp_path):
     spec = write_sweep(tmp_path)
     first = run_driver("run", str(spec))
-    assert first == {"code": 0, "heavy": []}  # the factory was checked in another interpreter
+    assert first == {"code": 0, "heavy": []}  # the factory was checked in a worker process
     loads = [json.loads(line) for line in (tmp_path / "loads.jsonl").read_text().splitlines()]
     assert len(loads) == 3, loads  # one worker per entry; the factory check never calls the factory
     assert len({w["pid"] for w in loads}) == 3  # a fresh process for every entry...
