@@ -124,7 +124,10 @@ def timed(cmd: list[str], **kw: object) -> tuple[float, str]:
 def neuronperf_run(spec_path: Path, checkout: str = "") -> tuple[float, list[dict]]:
     """``neuronperf run --fresh`` of ``spec_path``, from this checkout or another one."""
     env = dict(os.environ, PYTHONPATH=checkout) if checkout else None
-    wall, _ = timed([sys.executable, "-m", "neuronperf", "run", str(spec_path), "--fresh", "--quiet"], env=env)
+    # Run from the spec's folder: `python -m` puts the working directory first on sys.path, and a
+    # checkout there would shadow the one asked for.
+    wall, _ = timed([sys.executable, "-m", "neuronperf", "run", str(spec_path), "--fresh", "--quiet"], env=env,
+                    cwd=str(spec_path.parent))
     rows = json.loads((spec_path.parent / spec_path.stem / "results.json").read_text())
     return wall, rows
 
