@@ -8,12 +8,11 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_resume_kill import Sweep as ResumeSweep
 from test_sweep_run import read_csv, write_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -53,27 +52,11 @@ def spec(folder: Path, batch_sizes: str, duration: float) -> Path:
         """)
 
 
-class Sweep:
+class Sweep(ResumeSweep):
     """A real `neuronperf run --address` in its own session, read line by line."""
 
     def __init__(self, spec_path: Path, address: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "neuronperf", "run", str(spec_path), "--address", address],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: list[str] = []
-
-    def wait_for(self, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError(f"sweep ended before {text!r}:\n" + "".join(self.lines))
-            self.lines.append(line)
-            if text in line:
-                return
-        raise AssertionError(f"no {text!r} within {timeout} s:\n" + "".join(self.lines))
+        super().__init__(spec_path, "--address", address)
 
     def finish(self) -> tuple[int, str]:
         out, _ = self.process.communicate(timeout=180)

@@ -43,9 +43,9 @@ def slow_spec(folder: Path) -> Path:
 class Sweep:
     """A real `neuronperf run` in its own session, read line by line."""
 
-    def __init__(self, spec: Path):
+    def __init__(self, spec: Path, *options: str):
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "neuronperf", "run", str(spec)],
+            [sys.executable, "-u", "-m", "neuronperf", "run", str(spec), *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
