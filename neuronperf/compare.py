@@ -29,8 +29,7 @@ import numpy as np
 
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
-from neuronperf.results import RESULT_COLUMNS
-from neuronperf.slo import KNOWN_EXTRA_COLUMNS, number
+from neuronperf.slo import figure_columns, number
 from neuronperf.stats import compute_stats, slice_throughputs
 
 Row = Mapping[str, Any]
@@ -135,7 +134,7 @@ def _samples_files(output_dir: str) -> dict[str, str]:
 
 
 def _values_key(row: Row) -> tuple[Any, ...]:
-    fixed = set(RESULT_COLUMNS) | set(KNOWN_EXTRA_COLUMNS)
+    fixed = figure_columns()
     params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and v is not None))
     return tuple(str(row.get(a)) for a in _MATCH_AXES) + params
 

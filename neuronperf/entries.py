@@ -132,6 +132,9 @@ class CompileEntry:
     input_idx: int = field(default=0, compare=False)
     #: Hard limit in seconds for this compile.
     timeout: float = field(default=1800.0, compare=False)
+    #: What one timed call is: "forward", or "generate" (one request of ``new_tokens`` tokens).
+    task: str = "forward"
+    new_tokens: Optional[int] = None
 
     @property
     def id(self) -> str:
@@ -152,6 +155,8 @@ class CompileEntry:
             "device_type": self.device_type,
             "compiler": self.compiler,
             "compiler_args": thaw(self.compiler_args),
+            # Only for generation, so that forward entries keep the keys they always had.
+            **({"task": self.task, "new_tokens": self.new_tokens} if self.task != "forward" else {}),
         }
 
     @property
@@ -247,6 +252,9 @@ class WorkerSamples:
     infer_ns_total: int = 0  # sum of the model-call part only
     preprocess_ns_total: int = 0
     postprocess_ns_total: int = 0
+    #: A generation task's token stamps: when each token of each request existed, ``new_tokens``
+    #: per request, in request order (None for a forward task).
+    token_ns: Any = None
 
 
 @dataclass(frozen=True)

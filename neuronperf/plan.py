@@ -94,6 +94,8 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                         compiler_args=spec.compile.compiler_args,
                         input_idx=input_idx.setdefault((model.index, params, batch_size), len(input_idx)),
                         timeout=spec.compile.timeout,
+                        task=model.task,
+                        new_tokens=_new_tokens(model.new_tokens, values),
                     )
                     _claim_id(spec, entry.id, model.index, id_owner)
                     compile_entries.append(entry)
@@ -113,6 +115,13 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
         executor=spec.executor,
         ray=spec.ray,
     )
+
+
+def _new_tokens(value: Any, params: Mapping[str, Any]) -> Optional[int]:
+    """A generate model's ``new_tokens`` for one combination of its parameters."""
+    if value is None:
+        return None
+    return int(substitute(value, params))
 
 
 def _copies_per_pipeline(spec: Spec, device_count: Optional[Callable[[], int]]) -> dict[int, list[int]]:

@@ -195,16 +195,19 @@ def copy_samples_path(samples_dir: str, copy_idx: int) -> str:
     return os.path.join(samples_dir, f"copy-{copy_idx}.npz")
 
 
-def write_copy_samples(path: str, starts: list[Any], latencies: list[Any]) -> None:
+def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], tokens: Optional[list[Any]] = None) -> None:
     """Write one copy's raw timings (one int64 array of start times and one of latencies per
-    thread) to ``path``, uncompressed (writing and reading stay fast for millions of calls),
-    atomically: a reader never sees half a file."""
+    thread; for a generation task also each thread's token stamps, ``new_tokens`` per request in
+    request order) to ``path``, uncompressed (writing and reading stay fast for millions of
+    calls), atomically: a reader never sees half a file."""
     import numpy as np
 
     arrays: dict[str, Any] = {"format": np.array(COPY_SAMPLES_FORMAT)}
     for t, (s, lat) in enumerate(zip(starts, latencies)):
         arrays[f"start_ns_{t}"] = s
         arrays[f"latency_ns_{t}"] = lat
+    for t, stamps in enumerate(tokens or ()):
+        arrays[f"token_ns_{t}"] = stamps
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
@@ -226,5 +229,18 @@ def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:
                     raise ProtocolError(f"{path}: thread {t} has {start.size} start times but {latency.size} latencies")
                 out.append((start.astype(np.int64, copy=False), latency.astype(np.int64, copy=False)))
             return out
+    except (OSError, KeyError, ValueError) as e:
+        raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None
+
+
+def read_copy_tokens(path: str, n_threads: int) -> list[Optional[Any]]:
+    """Each thread's int64 token stamps from a copy's samples file (None for a forward task's
+    file, which holds none)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return [data[f"token_ns_{t}"].astype(np.int64, copy=False) if f"token_ns_{t}" in data.files else None
+                    for t in range(n_threads)]
     except (OSError, KeyError, ValueError) as e:
         raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None

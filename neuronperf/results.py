@@ -22,7 +22,15 @@ from typing import Any, Optional, Union
 from neuronperf.atomic import atomic_write_json, atomic_write_text, json_ready
 from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
 from neuronperf.errors import JournalError, UsageError
-from neuronperf.stats import METHOD_VERSION, EntryStats, combine_repeats, compute_stats
+from neuronperf.stats import (
+    GENERATION_COLUMNS,
+    METHOD_VERSION,
+    EntryStats,
+    combine_generation,
+    combine_repeats,
+    compute_stats,
+    generation_stats,
+)
 
 #: Version of the results.csv / results.json columns, recorded in run.json.
 RESULTS_FORMAT = 1
@@ -105,6 +113,8 @@ class RowConfig:
     input_shapes: tuple[tuple[int, ...], ...] = ()
     #: Swept model parameters, e.g. (("seq_len", 128),); each becomes a column.
     params: tuple[tuple[str, Any], ...] = ()
+    #: A generation entry's tokens per request: its row gains ``stats.GENERATION_COLUMNS``.
+    new_tokens: Optional[int] = None
 
     @classmethod
     def from_run_entry(cls, entry: RunEntry) -> RowConfig:
@@ -122,6 +132,7 @@ class RowConfig:
             model_name=compile_entry.model.name,
             input_shapes=tuple(tuple(t.shape) for t in compile_entry.inputs),
             params=tuple(compile_entry.params),
+            new_tokens=compile_entry.new_tokens if compile_entry.task == "generate" else None,
         )
 
     def to_dict(self) -> dict:
@@ -186,6 +197,13 @@ def report_row(
                           cost_per_hour=cost_per_hour)
             for m in repeats
         ])
+    if row_config.new_tokens is not None:
+        generation = (
+            combine_generation([generation_stats(m, batch_size=row_config.batch_size, new_tokens=row_config.new_tokens)
+                                for m in repeats])
+            if failed is None else {**dict.fromkeys(GENERATION_COLUMNS), "new_tokens": row_config.new_tokens}
+        )
+        extra = {**generation, **(extra or {})}
     return _row(
         row_config,
         stats,
@@ -211,8 +229,11 @@ def row_for_unrun(
     """The row of an entry that was never measured (its compile failed, it was skipped...)."""
     if status not in STATUSES or status == "ok":
         raise UsageError(f"an unrun entry's status must be error, timeout or skipped, got {status!r}")
+    row_config = _as_row_config(config)
+    if row_config.new_tokens is not None:
+        extra = {**dict.fromkeys(GENERATION_COLUMNS), "new_tokens": row_config.new_tokens, **(extra or {})}
     return _row(
-        _as_row_config(config),
+        row_config,
         EntryStats(),
         status=status,
         error=error,

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from neuronperf.errors import UsageError
 from neuronperf.results import RESULT_COLUMNS
+from neuronperf.stats import GENERATION_COLUMNS
 
 #: The percentiles every row reports (``latency_ms_p<N>``).
 REPORTED_PERCENTILES = (0, 50, 90, 95, 99, 100)
@@ -30,6 +31,9 @@ KNOWN_EXTRA_COLUMNS = (
     "throughput_ci_high",
     "latency_ms_p50_ci_low",
     "latency_ms_p50_ci_high",
+    # A generation row's figures (new_tokens is not one: it is an axis, like a parameter).
+    *(c for c in GENERATION_COLUMNS if c != "new_tokens"),
+    "eval_error",
 )
 _BOUND = re.compile(r"^\s*p(?P<q>\d+)\s*<=\s*(?P<limit>\S.*?)\s*$", re.IGNORECASE)
 _LIMIT = re.compile(r"^(?P<number>\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*(?P<unit>ms|s)$", re.IGNORECASE)
@@ -104,9 +108,17 @@ def number(value: Any) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
+def figure_columns() -> set[str]:
+    """Every column that is a figure or a fixed column of a row, not a swept parameter: the
+    fixed columns, the known extra ones and the registered accuracy metrics (``evaluate``)."""
+    from neuronperf.metrics import list_metrics
+
+    return set(RESULT_COLUMNS) | set(KNOWN_EXTRA_COLUMNS) | set(list_metrics()) | {"topk"}
+
+
 def param_columns(rows: Sequence[Row]) -> list[str]:
     """The swept parameter columns: every column that is neither fixed nor known extra."""
-    fixed = set(RESULT_COLUMNS) | set(KNOWN_EXTRA_COLUMNS)
+    fixed = figure_columns()
     seen: dict[str, None] = {}
     for row in rows:
         for name in row:

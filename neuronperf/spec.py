@@ -54,6 +54,16 @@ SWEEP_AXES = {
 #: Names an exclude rule may use besides the model parameters.
 EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
 EXECUTORS = ("local", "ray")
+TASKS = ("forward", "generate")
+#: (framework, device_type, compiler) that can run ``task: generate``: a causal LM's own
+#: generate loop needs the model itself (eager), or a compiler built for generation (optimum-neuron).
+GENERATE_CAPABLE = {
+    ("torch", "cpu", "eager"),
+    ("torch", "cuda", "eager"),
+    ("torch", "neuron", "optimum"),
+}
+#: Compilers that build nothing but generation models.
+GENERATE_ONLY_COMPILERS = {("torch", "neuron", "optimum")}
 #: Executors that a later release adds; named so the error can say "not yet" instead of "unknown".
 PLANNED_EXECUTORS: tuple[str, ...] = ()
 #: A larger sweep is almost always a mistake (a stray value in an axis), and its plan alone would
@@ -128,6 +138,11 @@ class ModelSpec:
     index: int = field(default=0, compare=False)
     #: Its ``evaluate`` key: a dataset and metrics evaluated once per compile entry.
     evaluate: Optional[EvaluateSpec] = None
+    #: What one timed call is: "forward" (one forward pass) or "generate" (one generation request).
+    task: str = "forward"
+    #: ``generate.new_tokens`` of a generate model: an integer, or a ``"$param"`` reference that
+    #: the planner substitutes.
+    new_tokens: Union[int, str, None] = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +356,8 @@ class _Checker:
         benchmark = data.get("benchmark")
         if isinstance(benchmark, dict):
             self.benchmark_pass(benchmark)
+        if isinstance(models, list):
+            self.task_pass(models, target)
         self.size_pass(params_by_model, axes)
         if self.problems:
             return None
@@ -493,9 +510,16 @@ class _Checker:
                 for ref_path, ref in _references(kwargs, (*base, "kwargs")):
                     self.reference_check(ref_path, ref, declared)
                     used.setdefault(ref, [])
+            generate = model.get("generate")
+            new_tokens = generate.get("new_tokens") if isinstance(generate, dict) else None
+            token_ref = _REFERENCE.match(new_tokens) if isinstance(new_tokens, str) else None
+            if token_ref:
+                tokens_path: KeyPath = (*base, "generate", "new_tokens")
+                self.reference_check(tokens_path, token_ref.group(1), declared)
+                used.setdefault(token_ref.group(1), []).append(tokens_path)
             for pname in list(params):
                 if pname not in used:
-                    self.problem((*base, "params", pname), f"parameter '{pname}' is not used; refer to it as '${pname}' in an input shape or in kwargs", at_key=True)
+                    self.problem((*base, "params", pname), f"parameter '{pname}' is not used; refer to it as '${pname}' in an input shape, in kwargs or in generate.new_tokens", at_key=True)
                 for dim_path in used.get(pname, [])[:1]:
                     self.dimension_values_check(base, pname, raw_params[pname], dim_path)
         return all_params
@@ -574,7 +598,46 @@ class _Checker:
             if _is_scalar(v) and not (_is_integral(v) and v >= 1):
                 where = format_path(dim_path[len(base):])
                 item_path = (*path, k) if isinstance(raw, list) else path
-                self.problem(item_path, f"{_show(v)} is not a positive integer, but '${pname}' is a dimension in {where}")
+                role = f"is {where}" if dim_path[len(base):][:1] == ("generate",) else f"is a dimension in {where}"
+                self.problem(item_path, f"{_show(v)} is not a positive integer, but '${pname}' {role}")
+
+    def task_pass(self, models: list, target: _Target) -> None:
+        """``task: generate`` needs a ``generate`` key, one integer input (the prompt's token
+        ids), no ``evaluate``, and a target that can generate; ``generate`` means nothing to a
+        forward model, and a generation-only compiler runs no forward model."""
+        fw, dev, comp = target.framework, target.device_type, target.compiler
+        known_target = target.builtin and dev is not None and comp is not None
+        for i, model in enumerate(models):
+            if not isinstance(model, dict) or model.get("task", "forward") not in TASKS:
+                continue
+            base: KeyPath = ("models", i)
+            if model.get("task", "forward") == "forward":
+                if "generate" in model:
+                    self.problem((*base, "generate"), "generate applies to 'task: generate' models only; add task: generate or remove it", at_key=True)
+                if known_target and (fw, dev, comp) in GENERATE_ONLY_COMPILERS:
+                    self.problem(base, f"compiler {comp} builds generation models only; give this model task: generate")
+                continue
+            if "generate" not in model:
+                self.problem((*base, "task"), "task: generate needs a generate key: generate: {new_tokens: N}")
+            if known_target and (fw, dev, comp) not in GENERATE_CAPABLE:
+                capable = ", ".join("/".join(t) for t in sorted(GENERATE_CAPABLE))
+                self.problem((*base, "task"), f"task: generate does not run on {fw}/{dev}/{comp} (framework/device_type/compiler); it runs on: {capable}")
+            if "evaluate" in model:
+                self.problem((*base, "evaluate"), "evaluate measures the accuracy of forward models; a 'task: generate' model takes none", at_key=True)
+            inputs = model.get("inputs")
+            if isinstance(inputs, list) and len(inputs) != 1:
+                self.problem((*base, "inputs"), f"a 'task: generate' model takes one input, the prompt's token ids ({{shape: [$prompt_len], dtype: int64, low: 0, high: VOCAB}}); got {len(inputs)}")
+            elif isinstance(inputs, list) and inputs:
+                tensor = inputs[0]
+                dtype = tensor.get("dtype", "float32") if isinstance(tensor, dict) else "float32"
+                shape = tensor.get("shape") if isinstance(tensor, dict) else tensor
+                if isinstance(dtype, str) and dtype not in ("int64", "int32"):
+                    self.problem((*base, "inputs", 0, "dtype") if isinstance(tensor, dict) and "dtype" in tensor else (*base, "inputs", 0),
+                                 f"the prompt's token ids are integers: give the input dtype: int64 (got {dtype})")
+                if isinstance(shape, list) and len(shape) != 1:
+                    self.problem((*base, "inputs", 0), f"the prompt's token ids have one dimension without the batch, [$prompt_len]; got {len(shape)}")
+                if isinstance(tensor, dict) and tensor.get("high") is None and isinstance(dtype, str) and dtype in ("int64", "int32"):
+                    self.problem((*base, "inputs", 0), "give the prompt's token ids a range, low: 0 and high: the vocabulary size, so that every id is a real token")
 
     def evaluate_check(self, path: KeyPath, evaluate: dict) -> None:
         """The dataset file must exist and every metric must be registered (built-in or by
@@ -741,6 +804,8 @@ class _Checker:
             factory_pos=self.loaded.value_pos.get(("models", i, "factory"), (1, 1)),
             index=i,
             evaluate=_evaluate_spec(model.get("evaluate")),
+            task=model.get("task", "forward"),
+            new_tokens=(model.get("generate") or {}).get("new_tokens"),
         )
 
 
@@ -925,6 +990,8 @@ def _type_phrase(types: list[str]) -> str:
 
 __all__ = [
     "EXCLUDE_AXES",
+    "GENERATE_CAPABLE",
+    "TASKS",
     "MAX_RUN_ENTRIES",
     "SWEEP_AXES",
     "CompileSettings",

@@ -27,6 +27,17 @@ call ended).
   calls per slice: what a steady model's slices vary by) would move a slice by less than half
   the threshold; otherwise the row says "too few calls per slice to judge stability".
 - Latency percentiles and mean over every timed call of every thread, numpy's ``linear`` method.
+- Generation (``task: generate``; each call is one request of ``batch_size`` prompts, each
+  prompt one request in the figures, and generates exactly ``new_tokens`` = N tokens). For a
+  request starting at ``s`` whose tokens existed at ``t_1 .. t_N`` (stamped by the model as each
+  decoding step's tokens reached the host): ``ttft = t_1 - s`` (time to first token, prefill
+  included), ``tpot = (t_N - t_1) / (N - 1)`` (time per output token after the first; unknown for
+  N = 1), ``e2e = t_N - s``, so ``ttft + tpot x (N - 1) = e2e`` exactly; the inter-token
+  latencies are every gap ``t_k - t_(k-1)``. ``ttft_ms_p*``, ``tpot_ms_p*``, ``e2e_ms_p*`` are
+  percentiles over requests, ``itl_ms_p*`` over gaps (``linear``, as above). ``requests_per_s`` is
+  ``throughput_avg`` (prompts per second, every worker together) and ``output_tokens_per_s =
+  requests_per_s x N``: for one measuring thread, exactly the tokens it generated divided by its
+  window, from its first request's start to its last request's return.
 - Repeats (``benchmark.repeat: N``): every figure of the row is the median of the N repeats'
   figures; ``throughput_ci_low/high`` and ``latency_ms_p50_ci_low/high`` are the 95% Student-t
   confidence interval of the mean of the repeats.
@@ -286,6 +297,96 @@ def compute_stats(
         **percentiles,
         **copy_figures,
     )
+
+
+#: The columns a generation entry's row adds, in order (``generation_stats``).
+GENERATION_COLUMNS = (
+    "new_tokens",
+    "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99",
+    "tpot_ms_p50", "tpot_ms_p90", "tpot_ms_p99",
+    "itl_ms_p50", "itl_ms_p90", "itl_ms_p99",
+    "e2e_ms_p50", "e2e_ms_p99",
+    "output_tokens_per_s", "requests_per_s",
+)
+
+
+@dataclass(frozen=True)
+class RequestTimes:
+    """Per-request figures of a generation measurement, in ns, pooled over every thread."""
+
+    ttft_ns: np.ndarray
+    tpot_ns: np.ndarray  # float: (t_N - t_1) / (N - 1); empty for N = 1
+    e2e_ns: np.ndarray
+    itl_ns: np.ndarray  # every gap between two consecutive tokens of a request
+
+
+def request_times(measurement: Measurement, new_tokens: int) -> RequestTimes:
+    """TTFT, TPOT, end-to-end and inter-token times of every measured request (module docstring)."""
+    if new_tokens < 1:
+        raise UsageError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    ttft, tpot, e2e, itl = [], [], [], []
+    for w in measurement.workers:
+        start = np.asarray(w.start_ns, dtype=np.int64)
+        if w.token_ns is None:
+            if start.size:
+                raise UsageError(f"copy {w.copy_idx} thread {w.thread_idx}: a generation measurement without token times")
+            continue
+        stamps = np.asarray(w.token_ns, dtype=np.int64)
+        if stamps.size != start.size * new_tokens:
+            raise UsageError(
+                f"copy {w.copy_idx} thread {w.thread_idx}: {stamps.size} token times for {start.size} "
+                f"requests of {new_tokens} tokens"
+            )
+        tokens = stamps.reshape(start.size, new_tokens)
+        ttft.append(tokens[:, 0] - start)
+        e2e.append(tokens[:, -1] - start)
+        if new_tokens > 1:
+            tpot.append((tokens[:, -1] - tokens[:, 0]) / (new_tokens - 1))
+            itl.append(np.diff(tokens, axis=1).ravel())
+
+    def joined(parts: list, dtype: Any) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return RequestTimes(joined(ttft, np.int64), joined(tpot, np.float64), joined(e2e, np.int64), joined(itl, np.int64))
+
+
+def generation_stats(measurement: Measurement, *, batch_size: int, new_tokens: int) -> dict[str, Any]:
+    """The ``GENERATION_COLUMNS`` of one repeat (None where unknown: a failed measurement, or
+    TPOT and inter-token latency for one token per request)."""
+    out: dict[str, Any] = dict.fromkeys(GENERATION_COLUMNS)
+    out["new_tokens"] = new_tokens
+    if measurement.status != "ok":
+        return out
+    times = request_times(measurement, new_tokens)
+    if not times.e2e_ns.size:
+        return out
+
+    def ms(values: np.ndarray, q: float) -> Optional[float]:
+        return percentile(values.astype(np.float64) / _NS_PER_MS, q) if values.size else None
+
+    for q in (50, 90, 99):
+        out[f"ttft_ms_p{q}"] = ms(times.ttft_ns, q)
+        out[f"tpot_ms_p{q}"] = ms(times.tpot_ns, q)
+        out[f"itl_ms_p{q}"] = ms(times.itl_ns, q)
+    out["e2e_ms_p50"] = ms(times.e2e_ns, 50)
+    out["e2e_ms_p99"] = ms(times.e2e_ns, 99)
+    threads = [t for t in _threads(measurement) if t.calls]
+    requests_per_s = batch_size * sum(thread_rate(t.start, t.end) for t in threads)
+    out["requests_per_s"] = requests_per_s
+    out["output_tokens_per_s"] = requests_per_s * new_tokens
+    return out
+
+
+def combine_generation(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several repeats' generation columns: the median of each, as for every other figure."""
+    if len(per_repeat) == 1:
+        return dict(per_repeat[0])
+    out: dict[str, Any] = {}
+    for name in GENERATION_COLUMNS:
+        numbers = [r[name] for r in per_repeat if r.get(name) is not None]
+        out[name] = float(statistics.median(numbers)) if numbers else None
+    out["new_tokens"] = per_repeat[0]["new_tokens"]
+    return out
 
 
 def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:

@@ -125,6 +125,10 @@ class BenchmarkTask:
     settings: BenchmarkSettings = BenchmarkSettings()
     device_type: str = "cpu"
     device_backend: Optional[str] = None
+    #: A generation task: each timed call is one request that generates exactly this many
+    #: tokens, and the model is called ``model(*inputs, on_token=clock)`` (see
+    #: ``neuronperf.backends.generation``); None: a forward pass per call.
+    new_tokens: Optional[int] = None
     inputs: Any = field(default=None, compare=False)
     env_setup_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     setup_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
@@ -150,6 +154,7 @@ def task_for_entry(run_entry: RunEntry, backend_name: str, artifact_path: Option
         settings=run_entry.benchmark,
         device_type=compile_entry.device_type,
         device_backend=backend_name,
+        new_tokens=compile_entry.new_tokens if compile_entry.task == "generate" else None,
     )
 
 
@@ -165,6 +170,7 @@ def worker_config(task: BenchmarkTask, copy_idx: int, device_env: dict[str, str]
         "workers_per_model": task.workers_per_model,
         "device_type": task.device_type,
         "duration": task.settings.duration,
+        "new_tokens": task.new_tokens,
         "visible_devices_env": dict(device_env),
     }
 
@@ -212,6 +218,11 @@ def check_task(task: BenchmarkTask) -> None:
             problems.append(f"warm-up must not be negative, got {s.warmup_calls!r} calls and {s.warmup_s!r} s")
         if isinstance(s.repeat, bool) or not isinstance(s.repeat, int) or s.repeat < 1:
             problems.append(f"repeat must be a positive integer, got {s.repeat!r}")
+    if task.new_tokens is not None:
+        if isinstance(task.new_tokens, bool) or not isinstance(task.new_tokens, int) or task.new_tokens < 1:
+            problems.append(f"new_tokens must be a positive integer, got {task.new_tokens!r}")
+        if task.preprocess_fn is not None or task.postprocess_fn is not None:
+            problems.append("a generation task takes no preprocess_fn or postprocess_fn (a request is timed token by token)")
     if not isinstance(task.loader, (BackendLoader, LoadFnLoader, FactoryLoader)):
         problems.append(f"loader must be a BackendLoader, LoadFnLoader or FactoryLoader, got {type(task.loader).__name__}")
     if problems:

@@ -117,11 +117,10 @@ class _Worker:
         thread_device: Callable[[], ThreadDevice] = (
             backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
-        caller = _Caller(model, task.preprocess_fn, task.postprocess_fn)
         shared = _Shared()
         threads = [
-            _MeasuringThread(t, caller, inputs[t], thread_device, task.settings.warmup_calls,
-                             task.settings.warmup_s, task.settings.duration, shared)
+            _MeasuringThread(t, _caller(model, task), inputs[t], thread_device, task.settings.warmup_calls,
+                             task.settings.warmup_s, task.settings.duration, shared, task.new_tokens)
             for t in range(n_threads)
         ]
 
@@ -150,7 +149,8 @@ class _Worker:
         shared.raise_first_error(self)
 
         self.phase = "writing samples"
-        protocol.write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads])
+        protocol.write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
+                                    [t.tokens for t in threads] if task.new_tokens is not None else None)
         protocol.send(self.conn, protocol.Samples(
             threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,
@@ -208,6 +208,13 @@ class _Shared:
             raise error
 
 
+def _caller(model: Callable[..., Any], task: BenchmarkTask) -> _Caller:
+    """Each thread's own caller (a generation caller holds the thread's warm-up clock)."""
+    if task.new_tokens is not None:
+        return _GenerateCaller(model, task.new_tokens)
+    return _Caller(model, task.preprocess_fn, task.postprocess_fn)
+
+
 class _Caller:
     """Calls the model the way it is timed: preprocess -> model -> device sync -> postprocess."""
 
@@ -227,12 +234,69 @@ class _Caller:
             post(out)
 
 
+class GenerationMismatch(RuntimeError):
+    """A generation request produced another number of tokens than ``new_tokens``."""
+
+
+class TokenClock:
+    """Records when each token of a generation request exists: the backend's adapter calls it
+    once per decoding step, as soon as that step's tokens are on the host (never for the prompt).
+
+    The stamps go into a preallocated int64 buffer, grown (doubled) only when full, after the
+    stamp was read, so a growth never delays the token it records."""
+
+    __slots__ = ("stamps", "n", "_perf")
+
+    def __init__(self, capacity: int):
+        self.stamps = _buffer(max(1, capacity))
+        self.n = 0
+        self._perf = time.perf_counter_ns
+
+    def __call__(self) -> None:
+        stamp = self._perf()
+        n = self.n
+        if n == len(self.stamps):
+            self.stamps.extend(_buffer(len(self.stamps)))
+        self.stamps[n] = stamp
+        self.n = n + 1
+
+
+def check_tokens(made: int, wanted: int) -> None:
+    """Raise ``GenerationMismatch`` unless a request made exactly ``wanted`` tokens."""
+    if made != wanted:
+        raise GenerationMismatch(
+            f"a request generated {made} tokens where generate.new_tokens asks for {wanted}: the "
+            "model's generate must make exactly new_tokens tokens per request (min_new_tokens = "
+            "max_new_tokens, no stop at an end-of-sequence token) and report each one"
+        )
+
+
+class _GenerateCaller(_Caller):
+    """Calls a generation model as ``model(*inputs, on_token=clock)``; an untimed request (warm-up,
+    keep-warm) runs exactly as a timed one, its tokens counted on a clock of its own."""
+
+    def __init__(self, model: Callable[..., Any], new_tokens: int):
+        super().__init__(model, None, None)
+        self.new_tokens = new_tokens
+        self.untimed_clock = TokenClock(new_tokens)
+
+    def once(self, args: tuple[Any, ...], sync: Optional[Callable[[], None]]) -> None:
+        clock = self.untimed_clock
+        clock.n = 0
+        self.model(*args, on_token=clock)
+        if sync is not None:
+            sync()
+        check_tokens(clock.n, self.new_tokens)
+
+
 class _MeasuringThread(threading.Thread):
     """One worker thread: warm-up, keep-warm until the window opens, then the measured calls."""
 
     def __init__(self, idx: int, caller: _Caller, args: tuple[Any, ...], device: Callable[[], ThreadDevice],
-                 warmup_calls: int, warmup_s: float, duration_s: float, shared: _Shared):
+                 warmup_calls: int, warmup_s: float, duration_s: float, shared: _Shared,
+                 new_tokens: Optional[int] = None):
         super().__init__(name=f"neuronperf-measure-{idx}", daemon=True)
+        self.new_tokens = new_tokens
         self.idx = idx
         self.caller = caller
         self.args = args
@@ -247,6 +311,7 @@ class _MeasuringThread(threading.Thread):
         self.fastest_ns = 0
         self.starts: Any = None
         self.latencies: Any = None
+        self.tokens: Any = None  # a generation thread's token stamps, new_tokens per request
         self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
 
     def run(self) -> None:
@@ -262,7 +327,10 @@ class _MeasuringThread(threading.Thread):
                 go = self.shared.go
                 if go is not None and not self.shared.stop_event.is_set():
                     phase = "measuring"
-                    self._measure(go, device.sync)
+                    if self.new_tokens is None:
+                        self._measure(go, device.sync)
+                    else:
+                        self._measure_generate(go, device.sync, self.new_tokens)
         except BaseException as e:  # re-raised in the worker's main thread
             self.shared.fail(e, phase)
         finally:
@@ -366,6 +434,45 @@ class _MeasuringThread(threading.Thread):
         if pre is None and post is None and sync is None:
             infer = int(self.latencies.sum())
         self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
+
+
+    def _measure_generate(self, go: protocol.Go, sync: Optional[Callable[[], None]], new_tokens: int) -> None:
+        """Time every request that starts in [go.start_ns, go.end_ns), at most the quota, and
+        when each of its tokens existed (the model calls the clock once per token)."""
+        import numpy as np
+
+        quota = go.quotas[self.idx]
+        limit = sys.maxsize if quota is None else quota
+        model, args = self.caller.model, self.args
+        perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
+        expected = (go.end_ns - go.start_ns) // max(1, self.fastest_ns) + 4
+        size = int(min(MAX_CHUNK, max(64, expected + expected // 4, 0 if quota is None else quota)))
+        clock = TokenClock(min(size * new_tokens, 1 << 20))
+        starts, lats = _buffer(size), _buffer(size)
+        chunks: list[tuple[array[int], array[int], int]] = []
+        i = n = 0
+        while n < limit and not stopped():
+            t0 = perf()
+            if t0 >= end_ns:
+                break
+            before = clock.n
+            model(*args, on_token=clock)
+            if sync is not None:
+                sync()
+            t1 = perf()
+            check_tokens(clock.n - before, new_tokens)
+            if i == size:
+                chunks.append((starts, lats, i))
+                starts, lats, i = _buffer(size), _buffer(size), 0
+            starts[i] = t0
+            lats[i] = t1 - t0
+            i += 1
+            n += 1
+        chunks.append((starts, lats, i))
+        self.starts = np.concatenate([np.frombuffer(s, dtype=np.int64)[:k] for s, _, k in chunks])
+        self.latencies = np.concatenate([np.frombuffer(lat, dtype=np.int64)[:k] for _, lat, k in chunks])
+        self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
+        self.infer_ns = int(self.latencies.sum())
 
 
 def _buffer(size: int) -> array[int]:

@@ -1,7 +1,7 @@
 """Small real models built from code with seeded random weights, for sweeps and tests.
 
-Nothing is downloaded: every architecture is written here (or, for ``bert``, taken from
-``transformers`` and built from its config). The same arguments and seed give the same weights
+Nothing is downloaded: every architecture is written here (or, for ``bert`` and ``gpt2``,
+taken from ``transformers`` and built from its config). The same arguments and seed give the same weights
 in every process, so a compiled artifact can be checked against the eager model. Each factory
 returns a model in eval mode. torch, transformers and tensorflow are imported inside the
 factories, so ``import neuronperf.zoo`` stays light.
@@ -16,7 +16,7 @@ from neuronperf.errors import ModelLoadError
 
 #: Libraries besides the framework that a factory's model is built by: their version changes
 #: the model, so it goes into the environment fingerprint of a sweep that uses the factory.
-BUILDS_ON: dict[str, tuple[str, ...]] = {"bert": ("transformers",)}
+BUILDS_ON: dict[str, tuple[str, ...]] = {"bert": ("transformers",), "gpt2": ("transformers",)}
 
 
 def mlp(in_features: int = 128, hidden: int = 256, out_features: int = 10, layers: int = 2, seed: int = 0) -> Any:
@@ -117,6 +117,36 @@ def bert(
         model = BertModel(bert_config)
     # transformers 5.x ignores torchscript=True; tracers need tuples, not ModelOutput dicts.
     model.config.return_dict = False
+    return model.eval()
+
+
+def gpt2(
+    vocab_size: int = 50257,
+    n_positions: int = 1024,
+    n_embd: int = 768,
+    n_layer: int = 12,
+    n_head: int = 12,
+    seed: int = 0,
+    **config: Any,
+) -> Any:
+    """A ``transformers`` GPT2LMHeadModel (a causal LM that can ``generate``) built from a
+    GPT2Config, GPT-2 small sizes by default, for ``task: generate`` sweeps. Extra keyword
+    arguments go to GPT2Config."""
+    torch = _import_torch("gpt2")
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError as e:
+        raise ModelLoadError(f"zoo.gpt2 needs transformers ({e}); install with: pip install transformers") from e
+    _check_positive("gpt2", vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
+    if n_embd % n_head:
+        raise ModelLoadError(f"zoo.gpt2: n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+    try:
+        gpt2_config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                                 n_head=n_head, **config)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"zoo.gpt2: invalid GPT2Config arguments: {e}") from e
+    with _seeded(torch, seed):
+        model = GPT2LMHeadModel(gpt2_config)
     return model.eval()
 
 

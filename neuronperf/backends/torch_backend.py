@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
+from neuronperf.backends.generation import CausalLMGenerate, generation_problem
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
 from neuronperf.factory import build_model, in_memory_example
@@ -85,7 +86,8 @@ def build_torch_module(entry: CompileEntry) -> Any:
     # transformers 5.x ignores config.torchscript; its models return a dict-like ModelOutput
     # unless return_dict is off, and tracers want plain tuples.
     config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "return_dict"):
+    # generate needs the ModelOutput of each step, and nothing is traced for a generate task.
+    if config is not None and hasattr(config, "return_dict") and entry.task != "generate":
         config.return_dict = False
     return model
 
@@ -262,6 +264,10 @@ class TorchBackend(Backend):
         # Build the model here even for eager/inductor: a broken factory then fails in the
         # compile stage, once, with a log, instead of in every benchmark worker.
         model = build_torch_module(entry)
+        if entry.task == "generate":
+            problem = generation_problem(model, entry)
+            if problem is not None:
+                raise CompileFailed(entry.id, problem)
         if entry.compiler in ("eager", "inductor"):
             return
         if artifact_path is None:
@@ -292,6 +298,10 @@ class TorchBackend(Backend):
         if options.get("num_threads"):
             torch.set_num_threads(int(options["num_threads"]))
         device = self._device(entry.device_type, device_id)
+        if entry.task == "generate":
+            if entry.compiler != "eager":
+                raise UsageError(f"{entry.id}: task: generate runs with the eager compiler on torch (the model's own generate)")
+            return CausalLMGenerate(build_torch_module(entry).to(device), int(entry.new_tokens or 1), self._input_device(device))
         if entry.compiler in ("eager", "inductor"):
             model = build_torch_module(entry).to(device)
             if entry.compiler == "inductor":
