@@ -621,7 +621,9 @@ class _Checker:
                 self.problem((*base, "task"), "task: generate needs a generate key: generate: {new_tokens: N}")
             if known_target and (fw, dev, comp) not in GENERATE_CAPABLE:
                 capable = ", ".join("/".join(t) for t in sorted(GENERATE_CAPABLE))
-                self.problem((*base, "task"), f"task: generate does not run on {fw}/{dev}/{comp} (framework/device_type/compiler); it runs on: {capable}")
+                here = [c for f, d, c in sorted(GENERATE_CAPABLE) if (f, d) == (fw, dev)]
+                fix = f"; use compiler: {here[0]}" if here else ""
+                self.problem((*base, "task"), f"task: generate does not run on {fw}/{dev}/{comp} (framework/device_type/compiler){fix}; it runs on: {capable}")
             if "evaluate" in model:
                 self.problem((*base, "evaluate"), "evaluate measures the accuracy of forward models; a 'task: generate' model takes none", at_key=True)
             inputs = model.get("inputs")

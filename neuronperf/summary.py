@@ -17,6 +17,11 @@ Row = Mapping[str, Any]
 
 #: The table's columns: the entry and its status, then NeuronPerf's print columns.
 TABLE_COLUMNS: tuple[str, ...] = ("id", "status", *DEFAULT_PRINT_COLS)
+#: The table of generation entries (``task: generate``): per-token latencies and token rates.
+GENERATION_TABLE_COLUMNS: tuple[str, ...] = (
+    "id", "status", "batch_size", "new_tokens", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99",
+    "e2e_ms_p99", "output_tokens_per_s", "requests_per_s",
+)
 
 
 def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -> str:
@@ -77,6 +82,9 @@ def _describe(row: Row, bounds: Sequence[LatencyBound]) -> str:
     shown = [b.column for b in bounds] or ["latency_ms_p99"]
     latencies = ", ".join(f"p{c.rsplit('p', 1)[1]} {_ms(row.get(c))}" for c in dict.fromkeys(shown))
     throughput = number(row.get("throughput_avg"))
+    tokens = number(row.get("output_tokens_per_s"))
+    if tokens is not None:
+        return f"{row.get('id')} at {throughput:.1f} requests/s, {tokens:.1f} output tokens/s ({latencies})"
     return f"{row.get('id')} at {throughput:.1f} inf/s ({latencies})"
 
 
@@ -94,5 +102,9 @@ def _cell(value: Any) -> str:
 
 
 def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> str:
-    """The whole summary: the entries table, a blank line, the best configurations."""
-    return entries_table(rows) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing))
+    """The whole summary: the entries table (generation entries in a table of their own), a
+    blank line, the best configurations."""
+    forward = [r for r in rows if "ttft_ms_p50" not in r]
+    generation = [r for r in rows if "ttft_ms_p50" in r]
+    tables = ([entries_table(forward)] if forward else []) + ([entries_table(generation, GENERATION_TABLE_COLUMNS)] if generation else [])
+    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing))

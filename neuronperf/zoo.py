@@ -140,6 +140,9 @@ def gpt2(
     _check_positive("gpt2", vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
     if n_embd % n_head:
         raise ModelLoadError(f"zoo.gpt2: n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+    # GPT-2's special tokens are id 50256; a smaller vocabulary takes its last id instead.
+    for special in ("bos_token_id", "eos_token_id"):
+        config.setdefault(special, min(50256, vocab_size - 1))
     try:
         gpt2_config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                                  n_head=n_head, **config)

@@ -23,7 +23,8 @@ def config_files() -> list[Path]:
 
 def test_the_expected_configs_exist():
     names = {p.name for p in config_files()}
-    assert {"quickstart.yaml", "bert-seqlen-cpu.yaml", "resnet50-cpu.yaml", "inf1-bert.yaml", "inf2-bert.yaml"} <= names
+    assert {"quickstart.yaml", "bert-seqlen-cpu.yaml", "resnet50-cpu.yaml", "inf1-bert.yaml", "inf2-bert.yaml",
+            "gpt2-generate-cpu.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)
@@ -75,6 +76,16 @@ def test_bert_seqlen_sweeps_three_lengths():
         assert ids.shape == mask.shape == (dict(c.params)["seq_len"],)
         assert (ids.dtype, ids.low, ids.high) == ("int64", 0, 30522)
         assert (mask.dtype, mask.low, mask.high) == ("int64", 1, 2)
+
+
+def test_gpt2_generate_sweeps_prompt_length_new_tokens_and_batch():
+    p = plan(load_spec(CONFIGS / "gpt2-generate-cpu.yaml"))
+    combos = {(dict(c.params)["prompt_len"], c.new_tokens, c.batch_size) for c in p.compile_entries}
+    assert combos == {(pl, nt, bs) for pl in (32, 128) for nt in (16, 64) for bs in (1, 4)}
+    for c in p.compile_entries:
+        assert (c.task, c.compiler, c.device_type) == ("generate", "eager", "cpu")
+        (ids,) = c.inputs
+        assert (ids.shape, ids.dtype, ids.low, ids.high) == ((dict(c.params)["prompt_len"],), "int64", 0, 50257)
 
 
 @pytest.mark.parametrize(("name", "compiler"), [("inf1-bert.yaml", "neuron"), ("inf2-bert.yaml", "neuronx")])

@@ -301,7 +301,12 @@ class TorchBackend(Backend):
         if entry.task == "generate":
             if entry.compiler != "eager":
                 raise UsageError(f"{entry.id}: task: generate runs with the eager compiler on torch (the model's own generate)")
-            return CausalLMGenerate(build_torch_module(entry).to(device), int(entry.new_tokens or 1), self._input_device(device))
+            model = build_torch_module(entry)
+            # Eager builds nothing ahead of time, so the worker is the first to see the model.
+            problem = generation_problem(model, entry)
+            if problem is not None:
+                raise ModelLoadError(f"{entry.id}: {problem}")
+            return CausalLMGenerate(model.to(device), int(entry.new_tokens or 1), self._input_device(device))
         if entry.compiler in ("eager", "inductor"):
             model = build_torch_module(entry).to(device)
             if entry.compiler == "inductor":

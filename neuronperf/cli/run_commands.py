@@ -207,9 +207,16 @@ class ProgressPrinter(driver.Observer):
         if self.sweep is not None:
             self.sweep.finished(entry, row, self.clock())
         if row.get("status") == "ok" and row.get("throughput_avg") is not None:
+            if row.get("ttft_ms_p50") is not None:
+                tpot = row.get("tpot_ms_p50")
+                figures = (f"{row['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {row['ttft_ms_p50']:.3f} ms, "
+                           + (f"TPOT p50 {tpot:.3f} ms, " if tpot is not None else "")
+                           + f"e2e p99 {row['e2e_ms_p99']:.3f} ms")
+            else:
+                figures = (f"{row['throughput_avg']:.1f} inf/s, "
+                           f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms")
             self._say(
-                f"  {entry.id}: {row['throughput_avg']:.1f} inf/s, "
-                f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms"
+                f"  {entry.id}: {figures}"
                 # One line on the console; the whole text, with its remedies, is in the row.
                 + (f"  (warning: {short_warning(row['warning'])}; see results.csv)" if row.get("warning") else "")
             )
