@@ -157,6 +157,7 @@ def choose_backend(framework: str, device_type: str, compiler: Optional[str] = N
     whose SDK is installed: on Neuron, torch-neuronx, else torch-neuron (NeuronPerf users on
     Inferentia 1 call ``neuronperf.torch.compile`` with torch-neuron installed)."""
     from neuronperf.backends import find_backend, get_backend, registered_backends
+    from neuronperf.spec import GENERATE_ONLY_COMPILERS
 
     if compiler is not None:
         backend = find_backend(framework, device_type, compiler)
@@ -170,6 +171,8 @@ def choose_backend(framework: str, device_type: str, compiler: Optional[str] = N
             continue
         if backend.framework != framework or device_type not in backend.device_types:
             continue
+        if all((framework, device_type, c) in GENERATE_ONLY_COMPILERS for c in backend.compilers):
+            continue  # optimum-neuron builds generation models only; this API compiles forward models
         try:
             backend.check_available(device_type)
         except BackendUnavailable as e:

@@ -16,8 +16,9 @@ COMPILERS: dict[str, dict[str, tuple[str, ...]]] = {
     "torch": {
         "cpu": ("torchscript", "eager", "export", "inductor"),
         "cuda": ("torchscript", "eager", "export", "inductor"),
-        # Inferentia 2 / Trainium (torch-neuronx) is the current hardware, so it is the default.
-        "neuron": ("neuronx", "neuron"),
+        # Inferentia 2 / Trainium (torch-neuronx) is the current hardware, so it is the default;
+        # optimum (optimum-neuron) builds generation models only (task: generate).
+        "neuron": ("neuronx", "neuron", "optimum"),
     },
     "onnxruntime": {
         "cpu": ("onnx",),
@@ -34,6 +35,9 @@ COMPILERS: dict[str, dict[str, tuple[str, ...]]] = {
 PIPELINE_CAPABLE = {
     ("torch", "neuron", "neuron"),
     ("torch", "neuron", "neuronx"),
+    # optimum-neuron: pipeline_size is the number of NeuronCores the model is split over
+    # (tensor parallel, the SDK's num_cores).
+    ("torch", "neuron", "optimum"),
     ("tensorflow", "neuron", "neuron"),
 }
 
@@ -59,6 +63,7 @@ BUILTIN_BACKENDS = {
     # default_compiler, whose default on neuron is neuronx (current hardware).
     "torch-neuronx": "neuronperf.backends.neuron:TorchNeuronxBackend",
     "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
+    "optimum-neuron": "neuronperf.backends.neuron:OptimumNeuronBackend",
     "tensorflow-neuron": "neuronperf.backends.neuron:TensorFlowNeuronBackend",
 }
 

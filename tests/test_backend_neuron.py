@@ -209,7 +209,7 @@ def test_torch_on_neuron_defaults_to_neuronx():
 )
 def test_each_copy_gets_its_own_cores(copy_idx, pipeline_size, cores):
     assert neuron_core_range(copy_idx, pipeline_size) == cores
-    for name in ("torch-neuron", "torch-neuronx", "tensorflow-neuron"):
+    for name in ("torch-neuron", "torch-neuronx", "tensorflow-neuron", "optimum-neuron"):
         env = get_backend(name).visible_devices_env("neuron", copy_idx, pipeline_size)
         assert env == {"NEURON_RT_VISIBLE_CORES": cores}
 

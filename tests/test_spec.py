@@ -15,6 +15,7 @@ from neuronperf import catalog
 from neuronperf.entries import BenchmarkSettings, FrozenDict, freeze
 from neuronperf.errors import Problem, SpecError
 from neuronperf.spec import (
+    GENERATE_ONLY_COMPILERS,
     SCHEMA_FILE,
     InputTemplate,
     default_compile_jobs,
@@ -169,9 +170,25 @@ def test_every_problem_sorted_in_file_order():
     ]
 
 
+GENERATE_MINIMAL = """\
+version: 1
+framework: torch
+device_type: cpu
+models:
+  - name: gpt2
+    factory: "neuronperf.zoo:gpt2"
+    task: generate
+    generate: {new_tokens: 4}
+    inputs:
+      - {shape: [8], dtype: int64, low: 0, high: 100}
+"""
+
+
 def test_pipeline_sizes_allowed_where_the_catalog_says():
     for framework, device, compiler in sorted(catalog.PIPELINE_CAPABLE):
-        text = MINIMAL.replace("torch", framework, 1).replace("cpu", device)
+        # A generation-only compiler (optimum) takes generation models only.
+        base = GENERATE_MINIMAL if (framework, device, compiler) in GENERATE_ONLY_COMPILERS else MINIMAL
+        text = base.replace("torch", framework, 1).replace("cpu", device)
         spec = parse_spec(text + f"compiler: {compiler}\nsweep: {{pipeline_sizes: [1, 4]}}\n")
         assert spec.sweep.pipeline_sizes == (1, 4)
 

@@ -95,7 +95,7 @@ EXPECTED = {
         "8:22: models[0].params.seq_len[1]: 'large' is not a positive integer, but '$seq_len' is a dimension in inputs[0].shape[0]",
     ],
     'pipeline_not_capable.yaml': [
-        '10:23: sweep.pipeline_sizes[1]: pipeline_size 4 needs a pipelining compiler; torch on cpu with torchscript runs whole models only (pipelining: tensorflow/neuron/neuron, torch/neuron/neuron, torch/neuron/neuronx)',
+        '10:23: sweep.pipeline_sizes[1]: pipeline_size 4 needs a pipelining compiler; torch on cpu with torchscript runs whole models only (pipelining: tensorflow/neuron/neuron, torch/neuron/neuron, torch/neuron/neuronx, torch/neuron/optimum)',
     ],
     'python_tag.yaml': [
         "9:12: benchmark: the tag '!!python/object/apply:os.system' is not allowed: specs are loaded safely, tags are never executed",

@@ -9,18 +9,28 @@ records when each token existed (``neuronperf.worker.TokenClock``); ``neuronperf
 those stamps into TTFT, TPOT and inter-token latency.
 
 ``CausalLMGenerate`` adapts anything whose ``generate`` takes ``transformers``' arguments
-(``max_new_tokens``, ``min_new_tokens``, ``streamer``): transformers' own models on CPU and CUDA,
-and optimum-neuron's ``NeuronModelForCausalLM``. Generation is forced to exactly ``new_tokens``
-(``min_new_tokens = max_new_tokens``: an end-of-sequence token cannot end a request early) and
-greedy, so every request does the same work. A streamer's ``put`` is where transformers hands
-over each step's tokens, already copied to the host (``.cpu()``, which waits for a GPU), so its
-time is when the token existed; its first ``put`` is the prompt and is not a token.
+(``max_new_tokens``, ``min_new_tokens``, and ``streamer`` or ``stopping_criteria``):
+transformers' own models on CPU and CUDA, and optimum-neuron's ``NeuronModelForCausalLM``.
+Generation is forced to exactly ``new_tokens`` (``min_new_tokens = max_new_tokens``: an
+end-of-sequence token cannot end a request early) and greedy, so every request does the same
+work.
 
-torch is imported only inside functions.
+Each step is reported through one of two hooks of ``generate``:
+
+- ``streamer`` (transformers' models): a streamer's ``put`` is where transformers hands over each
+  step's tokens, already copied to the host (``.cpu()``, which waits for a GPU), so its time is
+  when the token existed; its first ``put`` is the prompt and is not a token.
+- ``stopping_criteria`` (optimum-neuron, whose streamlined ``generate`` documents
+  ``stopping_criteria`` but not ``streamer``, and drops a streamer it is given): the criteria are
+  asked once per step, just after that step's token was appended to the sequence, never for the
+  prompt. A Neuron model's outputs are host tensors, so that is when the token exists on the host.
+
+torch and transformers are imported only inside functions.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 from neuronperf.entries import CompileEntry
@@ -49,14 +59,51 @@ class StepStreamer:
         """Nothing to flush: the stamps are taken in ``put``."""
 
 
+def step_stopping_criteria(on_token: Callable[[], None]) -> Any:
+    """A ``transformers.StoppingCriteriaList`` whose one criterion calls ``on_token`` each time
+    ``generate`` asks it (once per decoding step) and never stops the generation."""
+    from transformers import StoppingCriteriaList
+
+    return StoppingCriteriaList([_step_criterion_class()(on_token)])
+
+
+@functools.cache
+def _step_criterion_class() -> type:
+    # Made once per process: transformers is imported only here, and a class statement on every
+    # request would add its cost to the timed call.
+    import torch
+    from transformers import StoppingCriteria
+
+    class StepCriterion(StoppingCriteria):  # type: ignore[misc]
+        """Calls ``on_token``; answers "not done" for every sequence of the batch."""
+
+        def __init__(self, on_token: Callable[[], None]):
+            self.on_token = on_token
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            self.on_token()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StepCriterion
+
+
+#: How ``CausalLMGenerate`` hears of each decoding step (see the module docstring).
+TOKEN_HOOKS = ("streamer", "stopping_criteria")
+
+
 class CausalLMGenerate:
     """``model(input_ids, on_token=None)`` for a causal LM with a transformers-style ``generate``:
-    exactly ``new_tokens`` greedy tokens per prompt, the KV cache on (``use_cache``)."""
+    exactly ``new_tokens`` greedy tokens per prompt, the KV cache on (``use_cache``). Each step
+    reaches ``on_token`` through ``generate``'s ``streamer`` or its ``stopping_criteria``
+    (``token_hook``)."""
 
-    def __init__(self, model: Any, new_tokens: int, device: Any = None):
+    def __init__(self, model: Any, new_tokens: int, device: Any = None, token_hook: str = "streamer"):
+        if token_hook not in TOKEN_HOOKS:
+            raise ValueError(f"token_hook must be one of {', '.join(TOKEN_HOOKS)}, not {token_hook!r}")
         self.model = model
         self.new_tokens = new_tokens
         self.device = device
+        self.token_hook = token_hook
         config = getattr(model, "config", None)
         pad = getattr(config, "pad_token_id", None)
         eos = getattr(config, "eos_token_id", None)
@@ -78,8 +125,12 @@ class CausalLMGenerate:
         import torch
 
         mask = torch.ones_like(input_ids)
-        streamer = StepStreamer(on_token) if on_token is not None else None
-        return self.model.generate(input_ids, attention_mask=mask, streamer=streamer, **self.options)
+        if self.token_hook == "stopping_criteria":
+            # Without a clock (a plain call), generate runs with its own criteria alone.
+            hook = {"stopping_criteria": step_stopping_criteria(on_token)} if on_token is not None else {}
+        else:
+            hook = {"streamer": StepStreamer(on_token) if on_token is not None else None}
+        return self.model.generate(input_ids, attention_mask=mask, **hook, **self.options)
 
 
 def context_length(model: Any) -> Optional[int]:
@@ -121,4 +172,7 @@ def prompt_length(entry: CompileEntry) -> int:
     return int(shape[-1]) if shape else 1
 
 
-__all__ = ["CausalLMGenerate", "StepStreamer", "context_length", "generation_problem", "prompt_length"]
+__all__ = [
+    "TOKEN_HOOKS", "CausalLMGenerate", "StepStreamer", "context_length", "generation_problem", "prompt_length",
+    "step_stopping_criteria",
+]

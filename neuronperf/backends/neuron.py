@@ -1,5 +1,6 @@
-"""AWS Neuron backends: torch-neuron (Inferentia 1), torch-neuronx (Inferentia 2 / Trainium) and
-tensorflow-neuron (TF2, Inferentia 1).
+"""AWS Neuron backends: torch-neuron (Inferentia 1), torch-neuronx (Inferentia 2 / Trainium),
+tensorflow-neuron (TF2, Inferentia 1), and optimum-neuron (Inferentia 2 / Trainium, generation
+models only; see ``OptimumNeuronBackend`` for its own compiler arguments).
 
 Written against the SDKs' documented calls; the SDKs are imported only inside methods, and a
 missing one raises ``BackendUnavailable`` with its install command. neuronperf's own tests check
@@ -24,12 +25,19 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
+from neuronperf.backends.generation import (
+    CausalLMGenerate,
+    context_length,
+    generation_problem,
+    prompt_length,
+)
 from neuronperf.backends.tensorflow_backend import (
     call_model,
     import_tensorflow,
@@ -39,6 +47,7 @@ from neuronperf.backends.tensorflow_backend import (
 from neuronperf.backends.torch_backend import (
     InferenceCallable,
     build_torch_module,
+    compiler_options,
     import_torch,
     quiet_torchscript_deprecation,
     tensors_to_numpy,
@@ -83,6 +92,39 @@ def neuron_compiler_args(entry: CompileEntry) -> tuple[list[str], dict[str, Any]
     if entry.pipeline_size > 1:
         args += [PIPELINE_FLAG, str(entry.pipeline_size)]
     return args, trace_kwargs
+
+
+#: compiler_args keys of compiler optimum (a mapping; see ``OptimumNeuronBackend``).
+OPTIMUM_COMPILER_ARG_KEYS = ("auto_cast_type", "sequence_length", "export_kwargs")
+#: Keywords of the export call that neuronperf sets itself, and where each one comes from.
+_OPTIMUM_OWN_KEYWORDS = {
+    "export": "neuronperf always exports",
+    "batch_size": "set it with sweep.batch_sizes",
+    "sequence_length": "set it with compiler_args.sequence_length",
+    "num_cores": "set it with sweep.pipeline_sizes",
+    "auto_cast_type": "set it with compiler_args.auto_cast_type",
+}
+
+
+def optimum_compiler_args(entry: CompileEntry) -> dict[str, Any]:
+    """``entry.compiler_args`` for compiler optimum, checked: a mapping with keys from
+    ``OPTIMUM_COMPILER_ARG_KEYS`` and values of the right types (``UsageError`` otherwise)."""
+    options = compiler_options(entry, OPTIMUM_COMPILER_ARG_KEYS)
+    cast = options.get("auto_cast_type")
+    if cast is not None and not (isinstance(cast, str) and cast):
+        raise UsageError(f"{entry.id}: compiler_args.auto_cast_type must be a name such as bf16, fp16 or f32, got {cast!r}")
+    length = options.get("sequence_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise UsageError(f"{entry.id}: compiler_args.sequence_length must be a positive integer (tokens), got {length!r}")
+    extra = options.get("export_kwargs")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise UsageError(f"{entry.id}: compiler_args.export_kwargs must be a mapping, got {extra!r}")
+        owned = sorted(set(extra) & set(_OPTIMUM_OWN_KEYWORDS))
+        if owned:
+            reasons = "; ".join(f"{key}: {_OPTIMUM_OWN_KEYWORDS[key]}" for key in owned)
+            raise UsageError(f"{entry.id}: compiler_args.export_kwargs must not contain what neuronperf sets ({reasons})")
+    return options
 
 
 def _flag_list(entry_id: str, raw: Any) -> list[str]:
@@ -348,6 +390,121 @@ class TorchNeuronxBackend(_TorchNeuronBase):
             raise CompileFailed(entry.id, f"torch_neuronx.trace failed: {type(e).__name__}: {e}") from e
         with quiet_torchscript_deprecation():
             torch.jit.save(traced, str(path))
+
+
+class OptimumNeuronBackend(_TorchNeuronBase):
+    """optimum-neuron (Inferentia 2 / Trainium): causal language models for ``task: generate``.
+
+    Compile: the factory's transformers model (random weights, no hub id) is saved with
+    ``save_pretrained`` to a scratch folder, exported with
+    ``NeuronModelForCausalLM.from_pretrained(folder, export=True, batch_size=, sequence_length=,
+    num_cores=[, auto_cast_type=])`` and saved with ``save_pretrained(artifact_folder)``.
+    ``sequence_length`` is prompt + new_tokens unless ``compiler_args.sequence_length`` asks for
+    more; ``num_cores`` (tensor parallel degree) is the entry's pipeline_size.
+    Load: ``NeuronModelForCausalLM.from_pretrained(artifact_folder)``, called through
+    ``CausalLMGenerate``. optimum-neuron's ``generate`` documents ``stopping_criteria`` and not
+    ``streamer`` (its streamlined loop drops a streamer), so each decoding step is reported
+    through a stopping criterion (``token_hook="stopping_criteria"``).
+
+    ``compiler_args`` (a mapping): ``auto_cast_type`` (e.g. ``bf16``, ``fp16``; left to the SDK's
+    default when absent), ``sequence_length`` (a longer compiled context than prompt +
+    new_tokens), ``export_kwargs`` (more keywords for the export call, passed as they are)."""
+
+    name = "optimum-neuron"
+    compilers = ("optimum",)
+    sdk_module = "optimum.neuron"
+    sdk_package = "optimum-neuron"
+    compiler_package = "neuronx-cc"
+    hardware = "Inferentia 2 / Trainium, generation models (task: generate) only"
+
+    def artifact_suffix(self, compiler: str) -> Optional[str]:
+        self._check_compiler(compiler)
+        return ""  # a folder: config, checkpoint and compiled graphs, as save_pretrained writes it
+
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        self._check_entry(entry)
+        optimum_compiler_args(entry)
+
+    def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
+        self._check_entry(entry)
+        options = optimum_compiler_args(entry)
+        path = self._require_path(entry, artifact_path)
+        sdk = self.import_sdk()  # before the model is built: a missing SDK costs nothing
+        model = build_torch_module(entry)
+        problem = generation_problem(model, entry)
+        if problem is not None:
+            raise CompileFailed(entry.id, problem)
+        if not callable(getattr(model, "save_pretrained", None)):
+            raise CompileFailed(
+                entry.id,
+                f"compiler optimum exports a transformers model saved with save_pretrained; factory "
+                f"{entry.model.factory!r} returned {type(model).__name__}, which has no save_pretrained",
+            )
+        export_kwargs: dict[str, Any] = {
+            "export": True,
+            "batch_size": entry.batch_size,
+            "sequence_length": self._sequence_length(entry, options, model),
+            "num_cores": entry.pipeline_size,
+        }
+        if options.get("auto_cast_type") is not None:
+            export_kwargs["auto_cast_type"] = options["auto_cast_type"]
+        export_kwargs.update(options.get("export_kwargs") or {})
+        # The checkpoint goes next to the artifact, not to /tmp: a large model's weights may not
+        # fit there, and the output folder is where the user made room.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{path.name}.checkpoint-", dir=path.parent) as checkpoint:
+            model.save_pretrained(checkpoint)
+            try:
+                neuron_model = sdk.NeuronModelForCausalLM.from_pretrained(checkpoint, **export_kwargs)
+            except Exception as e:  # any export or neuronx-cc failure becomes this entry's recorded error
+                raise CompileFailed(
+                    entry.id, f"NeuronModelForCausalLM.from_pretrained(export=True) failed: {type(e).__name__}: {e}"
+                ) from e
+            neuron_model.save_pretrained(str(path))
+
+    def load(self, entry: CompileEntry, artifact_path: Optional[Path], device_id: int) -> Callable[..., Any]:
+        # device_id is not used: the Neuron runtime places the model on the cores that
+        # NEURON_RT_VISIBLE_CORES (set by visible_devices_env) makes visible.
+        self._check_entry(entry)
+        if artifact_path is None or not os.path.isdir(artifact_path):
+            raise ModelLoadError(f"{entry.id}: optimum-neuron model folder not found: {artifact_path}")
+        sdk = self.import_sdk()
+        try:
+            neuron_model = sdk.NeuronModelForCausalLM.from_pretrained(str(artifact_path))
+        except Exception as e:  # a folder from another SDK version, no NeuronCore free, ...
+            raise ModelLoadError(
+                f"{entry.id}: NeuronModelForCausalLM.from_pretrained({str(artifact_path)!r}) failed: {type(e).__name__}: {e}"
+            ) from e
+        # Device None: a Neuron model takes and returns host tensors.
+        return CausalLMGenerate(neuron_model, int(entry.new_tokens or 1), None, token_hook="stopping_criteria")
+
+    def _check_entry(self, entry: CompileEntry) -> None:
+        self._check_compiler(entry.compiler)
+        if entry.task != "generate":
+            raise UsageError(
+                f"{entry.id}: compiler optimum builds generation models only; give the model task: generate "
+                f"(a forward model on Neuron uses compiler neuronx)"
+            )
+
+    @staticmethod
+    def _sequence_length(entry: CompileEntry, options: dict[str, Any], model: Any) -> int:
+        """The compiled context: prompt + new_tokens, or the longer one compiler_args asks for."""
+        needed = prompt_length(entry) + int(entry.new_tokens or 0)
+        asked = options.get("sequence_length")
+        if asked is None:
+            return needed
+        if asked < needed:
+            raise CompileFailed(
+                entry.id,
+                f"compiler_args.sequence_length {asked} is shorter than prompt {prompt_length(entry)} + new_tokens "
+                f"{entry.new_tokens} = {needed} tokens",
+            )
+        limit = context_length(model)
+        if limit is not None and asked > limit:
+            raise CompileFailed(
+                entry.id, f"compiler_args.sequence_length {asked} is longer than the model's context of {limit} (its config)"
+            )
+        return int(asked)
 
 
 class TensorFlowNeuronBackend(_NeuronBackend):
