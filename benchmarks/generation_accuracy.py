@@ -63,8 +63,8 @@ def bare_loop(prompt_len: int, new_tokens: int, batch: int, seconds: float, warm
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # one copy, one thread: every core
     model = zoo.gpt2(**MODEL)
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, MODEL["vocab_size"], size=(batch, prompt_len)))
-    options = dict(attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                   do_sample=False, num_beams=1, use_cache=True, pad_token_id=model.config.eos_token_id)
+    options = {"attention_mask": torch.ones_like(ids), "max_new_tokens": new_tokens, "min_new_tokens": new_tokens,
+               "do_sample": False, "num_beams": 1, "use_cache": True, "pad_token_id": model.config.eos_token_id}
     ttft, tpot = [], []
     with torch.inference_mode():
         for _ in range(warmup):

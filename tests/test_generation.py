@@ -14,7 +14,13 @@ import pytest
 from neuronperf.entries import Measurement, WorkerSamples
 from neuronperf.errors import UsageError
 from neuronperf.journal import load_repeats, samples_relpath
-from neuronperf.stats import GENERATION_COLUMNS, combine_generation, generation_stats, percentile, request_times
+from neuronperf.stats import (
+    GENERATION_COLUMNS,
+    combine_generation,
+    generation_stats,
+    percentile,
+    request_times,
+)
 
 MS = 1_000_000
 DATA = Path(__file__).parent / "data" / "generation"
