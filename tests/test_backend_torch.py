@@ -185,8 +185,14 @@ def test_num_threads_compiler_arg_sets_torch_threads(backend):
     try:
         backend.load(make_entry("mlp", "eager", compiler_args={"num_threads": 1}), None, 0)
         assert torch.get_num_threads() == 1
+        # The worker's CPU share, given after loading, does not override the user's choice.
+        backend.use_cpu_threads(2)
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+        from neuronperf.backends import torch_backend
+
+        torch_backend._threads_chosen_by_user.clear()
 
 
 def test_unknown_compiler_arg_is_a_usage_error(backend, tmp_path):

@@ -210,6 +210,10 @@ def cuda_device_index(device_id: int, device_count: int) -> int:
 
 # ---- the backend ------------------------------------------------------------------------------
 
+#: compiler_args num_threads of the model this worker process loaded (empty: none chosen), so
+#: that the CPU share given after loading does not override the user's choice.
+_threads_chosen_by_user: list[int] = []
+
 
 class TorchBackend(Backend):
     """torch on cpu/cuda. Compilers: torchscript (default; ``torch.jit.trace`` + ``freeze``,
@@ -297,6 +301,7 @@ class TorchBackend(Backend):
         torch = import_torch()
         if options.get("num_threads"):
             torch.set_num_threads(int(options["num_threads"]))
+            _threads_chosen_by_user.append(int(options["num_threads"]))
         device = self._device(entry.device_type, device_id)
         if entry.task == "generate":
             if entry.compiler != "eager":
@@ -340,7 +345,8 @@ class TorchBackend(Backend):
             import_torch().cuda.synchronize()
 
     def use_cpu_threads(self, threads: int) -> None:
-        if "OMP_NUM_THREADS" not in os.environ:  # the user's own choice wins
+        # The user's own choice wins: OMP_NUM_THREADS, or compiler_args num_threads at load.
+        if "OMP_NUM_THREADS" not in os.environ and not _threads_chosen_by_user:
             import_torch().set_num_threads(threads)
 
     def measuring_threads(self, device_type: str, model: Any) -> Callable[[], ThreadDevice]:
