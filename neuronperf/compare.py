@@ -133,8 +133,7 @@ def _samples_files(output_dir: str) -> dict[str, str]:
 # ---- matching --------------------------------------------------------------------------------
 
 
-def _values_key(row: Row) -> tuple[Any, ...]:
-    fixed = figure_columns()
+def _values_key(row: Row, fixed: set[str]) -> tuple[Any, ...]:
     params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and v is not None))
     return tuple(str(row.get(a)) for a in _MATCH_AXES) + params
 
@@ -152,12 +151,13 @@ def match(old: Sequence[Side], new: Sequence[Side]) -> tuple[list[tuple[Side, Si
             old_left.remove(partner)
         else:
             new_left.append(side)
+    fixed = figure_columns()
     by_values: dict[tuple[Any, ...], list[Side]] = {}
     for side in old_left:
-        by_values.setdefault(_values_key(side.row), []).append(side)
+        by_values.setdefault(_values_key(side.row, fixed), []).append(side)
     only_new = []
     for side in new_left:
-        candidates = by_values.get(_values_key(side.row))
+        candidates = by_values.get(_values_key(side.row, fixed))
         if candidates:
             partner = candidates.pop(0)
             pairs.append((partner, side))

@@ -19,10 +19,7 @@ from typing import Any, Optional
 from neuronperf.entries import STATUSES
 from neuronperf.errors import UsageError
 from neuronperf.results import RESULT_COLUMNS, RESULTS_CSV, RESULTS_JSON
-from neuronperf.stats import GENERATION_COLUMNS
-
-#: A generation row's figures are floats even where every value is missing.
-GENERATION_FIGURES = frozenset(c for c in GENERATION_COLUMNS if c != "new_tokens")
+from neuronperf.stats import GENERATION_FIGURES
 
 #: Columns that hold whole numbers.
 INT_COLUMNS = ("n_models", "workers_per_model", "pipeline_size", "batch_size", "total_infs", "repeats")
@@ -159,6 +156,7 @@ def _typed(series: Any, column: str) -> Any:
         return values.astype("int64") if values.notna().all() else values.astype("Int64")
     if column in TEXT_COLUMNS:
         return series.astype(object).where(series.notna(), None)
+    # A generation row's figures are floats too, even where every value is missing.
     if column in RESULT_COLUMNS or column in GENERATION_FIGURES or column.endswith(("_ci_low", "_ci_high")):
         return pd.to_numeric(series, errors="coerce").astype("float64")
     return series.infer_objects()  # a swept parameter: whatever its values are

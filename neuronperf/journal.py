@@ -390,12 +390,7 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
     """Every repeat's ``Measurement`` from an entry's samples folder (or from a samples file of
     format 1, which held one repeat); the timings are int64 arrays. An unreadable or newer
     folder is a ``JournalError``."""
-    from neuronperf.protocol import (
-        ProtocolError,
-        copy_samples_path,
-        read_copy_samples,
-        read_copy_tokens,
-    )
+    from neuronperf.protocol import ProtocolError, copy_samples_path, read_copy_timings
 
     if os.path.isfile(path):
         return (_load_samples_v1(path),)
@@ -415,11 +410,9 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 by_copy.setdefault(int(w["copy_idx"]), []).append(w)
             workers = []
             for copy_idx, threads in sorted(by_copy.items()):
-                copy_path = copy_samples_path(repeat_dir(path, r), copy_idx)
-                timings = read_copy_samples(copy_path, len(threads))
-                tokens = read_copy_tokens(copy_path, len(threads))
-                for w, (starts, latencies), stamps in zip(threads, timings, tokens):
-                    workers.append(WorkerSamples(start_ns=starts, latency_ns=latencies, token_ns=stamps, **w))
+                timings = read_copy_timings(copy_samples_path(repeat_dir(path, r), copy_idx), len(threads))
+                for w, (starts, latencies, tokens) in zip(threads, timings):
+                    workers.append(WorkerSamples(start_ns=starts, latency_ns=latencies, token_ns=tokens, **w))
             out.append(Measurement(
                 status=repeat["status"],
                 error=repeat["error"],

@@ -216,6 +216,12 @@ def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], token
 
 def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:
     """(start_ns, latency_ns) int64 arrays of each of a copy's ``n_threads`` threads."""
+    return [(start, latency) for start, latency, _ in read_copy_timings(path, n_threads)]
+
+
+def read_copy_timings(path: str, n_threads: int) -> list[tuple[Any, Any, Optional[Any]]]:
+    """(start_ns, latency_ns, token_ns) int64 arrays of each of a copy's ``n_threads`` threads,
+    from one reading of the file; token_ns is None in a forward task's file, which holds none."""
     import numpy as np
 
     try:
@@ -227,20 +233,8 @@ def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:
                 start, latency = data[f"start_ns_{t}"], data[f"latency_ns_{t}"]
                 if start.shape != latency.shape:
                     raise ProtocolError(f"{path}: thread {t} has {start.size} start times but {latency.size} latencies")
-                out.append((start.astype(np.int64, copy=False), latency.astype(np.int64, copy=False)))
+                tokens = data[f"token_ns_{t}"].astype(np.int64, copy=False) if f"token_ns_{t}" in data.files else None
+                out.append((start.astype(np.int64, copy=False), latency.astype(np.int64, copy=False), tokens))
             return out
-    except (OSError, KeyError, ValueError) as e:
-        raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None
-
-
-def read_copy_tokens(path: str, n_threads: int) -> list[Optional[Any]]:
-    """Each thread's int64 token stamps from a copy's samples file (None for a forward task's
-    file, which holds none)."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return [data[f"token_ns_{t}"].astype(np.int64, copy=False) if f"token_ns_{t}" in data.files else None
-                    for t in range(n_threads)]
     except (OSError, KeyError, ValueError) as e:
         raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None

@@ -23,12 +23,12 @@ from neuronperf.atomic import atomic_write_json, atomic_write_text, json_ready
 from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
 from neuronperf.errors import JournalError, UsageError
 from neuronperf.stats import (
-    GENERATION_COLUMNS,
     METHOD_VERSION,
     EntryStats,
     combine_generation,
     combine_repeats,
     compute_stats,
+    empty_generation,
     generation_stats,
 )
 
@@ -201,7 +201,7 @@ def report_row(
         generation = (
             combine_generation([generation_stats(m, batch_size=row_config.batch_size, new_tokens=row_config.new_tokens)
                                 for m in repeats])
-            if failed is None else {**dict.fromkeys(GENERATION_COLUMNS), "new_tokens": row_config.new_tokens}
+            if failed is None else empty_generation(row_config.new_tokens)
         )
         extra = {**generation, **(extra or {})}
     return _row(
@@ -231,7 +231,7 @@ def row_for_unrun(
         raise UsageError(f"an unrun entry's status must be error, timeout or skipped, got {status!r}")
     row_config = _as_row_config(config)
     if row_config.new_tokens is not None:
-        extra = {**dict.fromkeys(GENERATION_COLUMNS), "new_tokens": row_config.new_tokens, **(extra or {})}
+        extra = {**empty_generation(row_config.new_tokens), **(extra or {})}
     return _row(
         row_config,
         EntryStats(),

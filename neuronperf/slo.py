@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from neuronperf.errors import UsageError
 from neuronperf.results import RESULT_COLUMNS
-from neuronperf.stats import GENERATION_COLUMNS
+from neuronperf.stats import GENERATION_FIGURES
 
 #: The percentiles every row reports (``latency_ms_p<N>``).
 REPORTED_PERCENTILES = (0, 50, 90, 95, 99, 100)
@@ -32,7 +32,7 @@ KNOWN_EXTRA_COLUMNS = (
     "latency_ms_p50_ci_low",
     "latency_ms_p50_ci_high",
     # A generation row's figures (new_tokens is not one: it is an axis, like a parameter).
-    *(c for c in GENERATION_COLUMNS if c != "new_tokens"),
+    *GENERATION_FIGURES,
     "eval_error",
 )
 _BOUND = re.compile(r"^\s*p(?P<q>\d+)\s*<=\s*(?P<limit>\S.*?)\s*$", re.IGNORECASE)

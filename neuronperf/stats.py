@@ -149,6 +149,11 @@ def _threads(measurement: Measurement) -> list[_Thread]:
     return out
 
 
+def throughput(threads: Sequence[_Thread], batch_size: int) -> float:
+    """``batch_size x sum_i n_i / (e_i - s_i)`` over the threads (``throughput_avg``)."""
+    return batch_size * sum(thread_rate(t.start, t.end) for t in threads)
+
+
 def thread_rate(start_ns: np.ndarray, end_ns: np.ndarray) -> float:
     """Calls per second of one thread over the time it was measuring: n / (last end - first start)."""
     if start_ns.size == 0:
@@ -249,7 +254,7 @@ def compute_stats(
         window_start = min(int(t.start[0]) for t in measured)
         window_end = max(int(t.end[-1]) for t in measured)
     total_s = (window_end - window_start) / _NS_PER_S
-    throughput_avg = batch_size * sum(thread_rate(t.start, t.end) for t in measured)
+    throughput_avg = throughput(measured, batch_size)
 
     per_slice = _slices(measured, batch_size, max(1, int(round(peak_window_s * _NS_PER_S))))
     throughput_peak = float(per_slice.max()) if per_slice.size else throughput_avg
@@ -308,6 +313,8 @@ GENERATION_COLUMNS = (
     "e2e_ms_p50", "e2e_ms_p99",
     "output_tokens_per_s", "requests_per_s",
 )
+#: Those that are figures (new_tokens is an axis of the entry, like a swept parameter).
+GENERATION_FIGURES = tuple(c for c in GENERATION_COLUMNS if c != "new_tokens")
 
 
 @dataclass(frozen=True)
@@ -350,11 +357,15 @@ def request_times(measurement: Measurement, new_tokens: int) -> RequestTimes:
     return RequestTimes(joined(ttft, np.int64), joined(tpot, np.float64), joined(e2e, np.int64), joined(itl, np.int64))
 
 
+def empty_generation(new_tokens: int) -> dict[str, Any]:
+    """The ``GENERATION_COLUMNS`` of an entry with no figures (failed, or never measured)."""
+    return {**dict.fromkeys(GENERATION_FIGURES), "new_tokens": new_tokens}
+
+
 def generation_stats(measurement: Measurement, *, batch_size: int, new_tokens: int) -> dict[str, Any]:
     """The ``GENERATION_COLUMNS`` of one repeat (None where unknown: a failed measurement, or
     TPOT and inter-token latency for one token per request)."""
-    out: dict[str, Any] = dict.fromkeys(GENERATION_COLUMNS)
-    out["new_tokens"] = new_tokens
+    out = empty_generation(new_tokens)
     if measurement.status != "ok":
         return out
     times = request_times(measurement, new_tokens)
@@ -370,8 +381,7 @@ def generation_stats(measurement: Measurement, *, batch_size: int, new_tokens: i
         out[f"itl_ms_p{q}"] = ms(times.itl_ns, q)
     out["e2e_ms_p50"] = ms(times.e2e_ns, 50)
     out["e2e_ms_p99"] = ms(times.e2e_ns, 99)
-    threads = [t for t in _threads(measurement) if t.calls]
-    requests_per_s = batch_size * sum(thread_rate(t.start, t.end) for t in threads)
+    requests_per_s = throughput([t for t in _threads(measurement) if t.calls], batch_size)
     out["requests_per_s"] = requests_per_s
     out["output_tokens_per_s"] = requests_per_s * new_tokens
     return out
@@ -381,11 +391,10 @@ def combine_generation(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Several repeats' generation columns: the median of each, as for every other figure."""
     if len(per_repeat) == 1:
         return dict(per_repeat[0])
-    out: dict[str, Any] = {}
-    for name in GENERATION_COLUMNS:
+    out = empty_generation(per_repeat[0]["new_tokens"])
+    for name in GENERATION_FIGURES:
         numbers = [r[name] for r in per_repeat if r.get(name) is not None]
         out[name] = float(statistics.median(numbers)) if numbers else None
-    out["new_tokens"] = per_repeat[0]["new_tokens"]
     return out
 
 

@@ -269,17 +269,14 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
     for c in copies:
         assert c.samples is not None
         try:
-            path = protocol.copy_samples_path(samples_dir, c.idx)
-            timings = protocol.read_copy_samples(path, task.workers_per_model)
-            tokens = protocol.read_copy_tokens(path, task.workers_per_model) if task.new_tokens is not None else None
+            timings = protocol.read_copy_timings(protocol.copy_samples_path(samples_dir, c.idx), task.workers_per_model)
         except protocol.ProtocolError as e:
             raise _Failure("error", f"copy {c.idx}: {e}") from None
-        for t, (totals, (starts, latencies)) in enumerate(zip(c.samples.threads, timings)):
+        for totals, (starts, latencies, tokens) in zip(c.samples.threads, timings):
             workers.append(WorkerSamples(
                 copy_idx=c.idx, thread_idx=totals.thread_idx, start_ns=starts, latency_ns=latencies,
                 infer_ns_total=totals.infer_ns_total, preprocess_ns_total=totals.preprocess_ns_total,
-                postprocess_ns_total=totals.postprocess_ns_total,
-                token_ns=tokens[t] if tokens is not None else None,
+                postprocess_ns_total=totals.postprocess_ns_total, token_ns=tokens,
             ))
         wall = (wall_end or time.perf_counter_ns()) - wall_start
         cpu = None

@@ -370,14 +370,12 @@ class _MeasuringThread(threading.Thread):
 
     def _measure(self, go: protocol.Go, sync: Optional[Callable[[], None]]) -> None:
         """Time every call that starts in [go.start_ns, go.end_ns), at most the quota."""
-        import numpy as np
 
         quota = go.quotas[self.idx]
         limit = sys.maxsize if quota is None else quota
         model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        expected = (go.end_ns - go.start_ns) // max(1, self.fastest_ns) + 16
-        size = int(min(MAX_CHUNK, max(MIN_CHUNK, expected + expected // 4, 0 if quota is None else quota)))
+        size = _chunk_size(go, quota, self.fastest_ns, MIN_CHUNK)
         chunks: list[tuple[array[int], array[int], int]] = []
         starts, lats = _buffer(size), _buffer(size)
         i = n = 0
@@ -429,12 +427,10 @@ class _MeasuringThread(threading.Thread):
                 i += 1
                 n += 1
         chunks.append((starts, lats, i))
-        self.starts = np.concatenate([np.frombuffer(s, dtype=np.int64)[:k] for s, _, k in chunks])
-        self.latencies = np.concatenate([np.frombuffer(lat, dtype=np.int64)[:k] for _, lat, k in chunks])
+        self.starts, self.latencies = _joined(chunks)
         if pre is None and post is None and sync is None:
             infer = int(self.latencies.sum())
         self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
-
 
     def _measure_generate(self, go: protocol.Go, sync: Optional[Callable[[], None]], new_tokens: int) -> None:
         """Time every request that starts in [go.start_ns, go.end_ns), at most the quota, and
@@ -445,8 +441,8 @@ class _MeasuringThread(threading.Thread):
         limit = sys.maxsize if quota is None else quota
         model, args = self.caller.model, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        expected = (go.end_ns - go.start_ns) // max(1, self.fastest_ns) + 4
-        size = int(min(MAX_CHUNK, max(64, expected + expected // 4, 0 if quota is None else quota)))
+        # Requests are slow, so far fewer of them fit a window than calls of a forward pass.
+        size = _chunk_size(go, quota, self.fastest_ns, 64)
         clock = TokenClock(min(size * new_tokens, 1 << 20))
         starts, lats = _buffer(size), _buffer(size)
         chunks: list[tuple[array[int], array[int], int]] = []
@@ -469,14 +465,29 @@ class _MeasuringThread(threading.Thread):
             i += 1
             n += 1
         chunks.append((starts, lats, i))
-        self.starts = np.concatenate([np.frombuffer(s, dtype=np.int64)[:k] for s, _, k in chunks])
-        self.latencies = np.concatenate([np.frombuffer(lat, dtype=np.int64)[:k] for _, lat, k in chunks])
+        self.starts, self.latencies = _joined(chunks)
         self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
         self.infer_ns = int(self.latencies.sum())
 
 
 def _buffer(size: int) -> array[int]:
     return array("q", bytes(8 * size))
+
+
+def _chunk_size(go: protocol.Go, quota: Optional[int], fastest_ns: int, least: int) -> int:
+    """Calls per timing chunk: the calls the window holds at the warm-up's fastest pace, a
+    quarter more, at least ``least`` and the quota, at most ``MAX_CHUNK``."""
+    expected = (go.end_ns - go.start_ns) // max(1, fastest_ns) + 16
+    return int(min(MAX_CHUNK, max(least, expected + expected // 4, 0 if quota is None else quota)))
+
+
+def _joined(chunks: list[tuple[array[int], array[int], int]]) -> tuple[Any, Any]:
+    """The filled part of every chunk, as one int64 array of starts and one of latencies."""
+    import numpy as np
+
+    starts = np.concatenate([np.frombuffer(s, dtype=np.int64)[:k] for s, _, k in chunks])
+    latencies = np.concatenate([np.frombuffer(lat, dtype=np.int64)[:k] for _, lat, k in chunks])
+    return starts, latencies
 
 
 # ---- CPU shares and inputs -----------------------------------------------------------------------
