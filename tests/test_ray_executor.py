@@ -65,7 +65,11 @@ def test_a_sweep_through_ray_gives_the_local_rows(tmp_path: Path, cli):
     for entry_id, row in remote.items():
         assert row["status"] == local[entry_id]["status"] == "ok"
         p50, local_p50 = float(row["latency_ms_p50"]), float(local[entry_id]["latency_ms_p50"])
-        assert abs(p50 - local_p50) / local_p50 < 0.03, (entry_id, p50, local_p50)
+        # The truth is the 5 ms sleep: both executors see it plus time.sleep's overshoot, which
+        # moves by a few tenths of a millisecond with the machine's load (Ray's own processes
+        # share these 2 cores), so the two agree to 6%, not to the 3% a quiet machine gives.
+        assert 5.0 <= p50 < 6.0 and 5.0 <= local_p50 < 6.0, (entry_id, p50, local_p50)
+        assert abs(p50 - local_p50) / local_p50 < 0.06, (entry_id, p50, local_p50)
         assert row["repeats"] == "2"
         assert row["node"].startswith(socket.gethostname() + "/")
         assert local[entry_id]["node"] == socket.gethostname()
