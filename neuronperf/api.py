@@ -402,6 +402,7 @@ def benchmark_targets(
     cost_per_hour: Optional[float] = None,
     instance_type: Optional[str] = None,
     max_infers: Optional[int] = None,
+    min_calls: Optional[int] = None,
     warmup_calls: int = 10,
     warmup_s: float = 0.0,
     timeout: Optional[float] = None,
@@ -434,8 +435,10 @@ def benchmark_targets(
         cost_per_hour = _positive_number(cost_per_hour, "cost_per_hour", allow_zero=True)
     if max_infers is not None:
         max_infers = (as_int_list(max_infers, "max_infers") or [0])[0]
+    if min_calls is not None:
+        min_calls = (as_int_list(min_calls, "min_calls") or [0])[0]
     settings = BenchmarkSettings(
-        duration=duration, max_infers=max_infers,
+        duration=duration, max_infers=max_infers, min_calls=min_calls,
         warmup_calls=_count(warmup_calls, "warmup_calls"),
         warmup_s=_positive_number(warmup_s, "warmup_s", allow_zero=True),
         timeout=_positive_number(timeout, "timeout") if timeout is not None else max(300.0, 2 * duration + 120.0),
@@ -656,7 +659,7 @@ _IGNORED = {
 _OPTIONS = (
     "duration", "n_models", "workers_per_model", "env_setup_fn", "setup_fn", "preprocess_fn",
     "postprocess_fn", "return_timers", "cost_per_hour", "instance_type", "max_infers",
-    "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat", "evaluation",
+    "min_calls", "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat", "evaluation",
 )
 
 
@@ -748,7 +751,7 @@ class FrameworkAPI:
     ) -> list:
         """Benchmark a model file or every artifact of a model index; return one report per config.
 
-        Extra keywords: ``compiler``, ``instance_type``, ``max_infers``, ``warmup_calls``,
+        Extra keywords: ``compiler``, ``instance_type``, ``max_infers``, ``min_calls``, ``warmup_calls``,
         ``warmup_s``, ``timeout``, ``peak_window_s``, ``repeat``; ``eval_metrics`` (then
         ``inputs`` is a dataset of ``(*inputs, target)`` items, each report gains one column per
         metric, and ``duration=0`` means one untimed pass) and ``eval_target_col``.

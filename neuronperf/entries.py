@@ -88,6 +88,9 @@ class BenchmarkSettings:
 
     duration: float = 5.0  # measured seconds per entry
     max_infers: Optional[int] = None  # stop early after this many measured calls (all workers)
+    #: Measure past ``duration`` until this many calls (all workers), within the timeout: slow
+    #: models then get enough calls for their tail percentiles without a long duration for all.
+    min_calls: Optional[int] = None
     warmup_calls: int = 10  # per worker thread, before measuring
     warmup_s: float = 0.0  # and at least this long, per worker thread
     timeout: float = 300.0  # hard limit per entry: start, load, warm-up and measurement
@@ -106,6 +109,8 @@ class BenchmarkSettings:
         return {
             "duration": self.duration,
             "max_infers": self.max_infers,
+            # Absent when unset, so that plans written before min_calls existed keep their keys.
+            **({"min_calls": self.min_calls} if self.min_calls is not None else {}),
             "warmup_calls": self.warmup_calls,
             "warmup_s": self.warmup_s,
             "peak_window_s": self.peak_window_s,

@@ -8,8 +8,8 @@ The conversation of one model copy::
 
     worker -> parent   Loaded   the model is loaded (load_ms)
     worker -> parent   Ready    every measuring thread warmed up (warmup_ms); they keep calling
-    parent -> worker   Go       the shared measured window, each thread's call quota, and the
-                                file the copy writes its raw timings to
+    parent -> worker   Go       the shared measured window, each thread's most and fewest calls,
+                                and the file the copy writes its raw timings to
     worker -> parent   Samples  the timings file was written: per-thread call counts and totals
     worker -> parent   Error    instead of any of the above: the phase and the exception text
 
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import NeuronPerfError
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: Version of a copy's samples file.
 COPY_SAMPLES_FORMAT = 1
 
@@ -59,13 +59,17 @@ class Ready:
 class Go:
     """Measure calls that start in [start_ns, end_ns) (``time.perf_counter_ns`` clock).
 
-    ``quotas[t]`` is the most calls thread ``t`` may measure (None: no limit); the timings go to
+    ``quotas[t]`` is the most calls thread ``t`` may measure (None: no limit). ``minimums[t]`` is
+    the fewest: thread ``t`` keeps measuring past ``end_ns`` until it has that many, but starts
+    no call at or after ``last_ns`` (what the entry's timeout leaves). The timings go to
     ``samples_path``."""
 
     TYPE: ClassVar[str] = "go"
     start_ns: int
     end_ns: int
     quotas: tuple[Optional[int], ...]
+    minimums: tuple[int, ...]
+    last_ns: int
     samples_path: str
 
 
@@ -158,6 +162,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             start_ns=_int(body["start_ns"]),
             end_ns=_int(body["end_ns"]),
             quotas=tuple(None if q is None else _int(q) for q in body["quotas"]),
+            minimums=tuple(_int(m) for m in body["minimums"]),
+            last_ns=_int(body["last_ns"]),
             samples_path=body["samples_path"],
         )
     if cls is Samples:

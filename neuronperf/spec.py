@@ -737,6 +737,9 @@ class _Checker:
                     self.problem(item_path, f"{key} {_show(v)} is not in the sweep{hint} ({key}: {known_text})")
 
     def benchmark_pass(self, bench: dict) -> None:
+        least, most = bench.get("min_calls"), bench.get("max_infers")
+        if isinstance(least, int) and isinstance(most, int) and least > most:
+            self.problem(("benchmark", "min_calls"), f"min_calls ({least}) must not exceed max_infers ({most})")
         duration = bench.get("duration", DEFAULT_DURATION)
         timeout = bench.get("timeout", DEFAULT_BENCHMARK_TIMEOUT)
         warmup = bench.get("warmup")
@@ -853,10 +856,11 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         calls, seconds = int(warmup.get("calls", DEFAULT_WARMUP_CALLS)), float(warmup.get("seconds", 0))
     else:
         calls, seconds = int(warmup), 0.0
-    max_infers = bench.get("max_infers")
+    max_infers, min_calls = bench.get("max_infers"), bench.get("min_calls")
     return BenchmarkSettings(
         duration=duration,
         max_infers=None if max_infers is None else int(max_infers),
+        min_calls=None if min_calls is None else int(min_calls),
         warmup_calls=calls,
         warmup_s=seconds,
         timeout=float(bench.get("timeout", DEFAULT_BENCHMARK_TIMEOUT)),

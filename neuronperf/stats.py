@@ -457,7 +457,8 @@ def _problems(
     if n_calls < MIN_SAMPLES:
         problems.append(
             f"few samples: only {n_calls} measured calls, so the tail percentiles are rough; "
-            f"rerun with a longer duration (benchmark.duration) for at least {MIN_SAMPLES} calls"
+            f"rerun with benchmark.min_calls: {MIN_SAMPLES} (measures past the duration until then) "
+            "or a longer duration"
         )
     if idle_threads:
         problems.append(

@@ -246,13 +246,22 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
 
 def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir: str) -> Measurement:
     _wait_for(copies, "ready", deadline, task.settings.timeout)
-    quotas = split_quota(task.settings.max_infers, task.n_models * task.workers_per_model)
+    n_threads = task.n_models * task.workers_per_model
+    quotas = split_quota(task.settings.max_infers, n_threads)
+    minimums = tuple(m or 0 for m in split_quota(task.settings.min_calls, n_threads))
     margin_ns = int((START_MARGIN_S + START_MARGIN_PER_COPY_S * len(copies)) * 1e9)
-    start_ns = time.perf_counter_ns() + margin_ns
+    now_ns = time.perf_counter_ns()
+    start_ns = now_ns + margin_ns
     end_ns = start_ns + int(task.settings.duration * 1e9)
+    # A thread short of its minimum call count may go on past end_ns for half of what the
+    # timeout leaves after it: the other half is for its last call and writing the samples, so
+    # a minimum that cannot be reached gives a row with fewer calls, not a timeout.
+    left_after_end_s = deadline - time.monotonic() - (end_ns - now_ns) / 1e9
+    last_ns = end_ns + max(0, int(left_after_end_s / 2 * 1e9))
     w = task.workers_per_model
     for c in copies:
         go = protocol.Go(start_ns=start_ns, end_ns=end_ns, quotas=quotas[c.idx * w : (c.idx + 1) * w],
+                         minimums=minimums[c.idx * w : (c.idx + 1) * w], last_ns=last_ns,
                          samples_path=protocol.copy_samples_path(samples_dir, c.idx))
         with contextlib.suppress(OSError):  # a worker that is gone is reported by _wait_for
             protocol.send(c.conn, go)

@@ -212,6 +212,10 @@ def check_task(task: BenchmarkTask) -> None:
             problems.append(f"duration must be positive, got {s.duration!r}")
         if s.max_infers is not None and (isinstance(s.max_infers, bool) or not isinstance(s.max_infers, int) or s.max_infers < 1):
             problems.append(f"max_infers must be a positive integer or None, got {s.max_infers!r}")
+        if s.min_calls is not None and (isinstance(s.min_calls, bool) or not isinstance(s.min_calls, int) or s.min_calls < 1):
+            problems.append(f"min_calls must be a positive integer or None, got {s.min_calls!r}")
+        elif s.min_calls is not None and isinstance(s.max_infers, int) and s.min_calls > s.max_infers:
+            problems.append(f"min_calls ({s.min_calls}) is more than max_infers ({s.max_infers})")
         if not s.timeout > 0:
             problems.append(f"timeout must be positive, got {s.timeout!r}")
         if s.warmup_calls < 0 or s.warmup_s < 0:

@@ -139,8 +139,9 @@ class _Worker:
         received_ns = time.perf_counter_ns()
         if not isinstance(go, protocol.Go):
             raise protocol.ProtocolError(f"expected a 'go' message, got {go.TYPE!r}")
-        if len(go.quotas) != n_threads:
-            raise protocol.ProtocolError(f"'go' has {len(go.quotas)} quotas for {n_threads} threads")
+        if len(go.quotas) != n_threads or len(go.minimums) != n_threads:
+            raise protocol.ProtocolError(
+                f"'go' has {len(go.quotas)} quotas and {len(go.minimums)} minimums for {n_threads} threads")
 
         self.phase = "measuring"
         self.stop_watching()  # from here the pipe to the parent tells us if it is gone
@@ -369,13 +370,15 @@ class _MeasuringThread(threading.Thread):
             once(args, sync)
 
     def _measure(self, go: protocol.Go, sync: Optional[Callable[[], None]]) -> None:
-        """Time every call that starts in [go.start_ns, go.end_ns), at most the quota."""
+        """Time every call that starts in [go.start_ns, go.end_ns), at most the quota; past
+        end_ns, keep timing until the thread's minimum is reached or last_ns comes."""
 
         quota = go.quotas[self.idx]
         limit = sys.maxsize if quota is None else quota
+        least, last_ns = go.minimums[self.idx], go.last_ns
         model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        size = _chunk_size(go, quota, self.fastest_ns, MIN_CHUNK)
+        size = _chunk_size(go, quota, least, self.fastest_ns, MIN_CHUNK)
         chunks: list[tuple[array[int], array[int], int]] = []
         starts, lats = _buffer(size), _buffer(size)
         i = n = 0
@@ -385,7 +388,7 @@ class _MeasuringThread(threading.Thread):
             # of fast models, and what sits inside t0..t1 inflates their latency.
             while n < limit and not stopped():
                 t0 = perf()
-                if t0 >= end_ns:
+                if t0 >= end_ns and (n >= least or t0 >= last_ns):
                     break
                 model(*args)
                 t1 = perf()
@@ -399,7 +402,7 @@ class _MeasuringThread(threading.Thread):
         else:
             while n < limit and not stopped():
                 t0 = perf()
-                if t0 >= end_ns:
+                if t0 >= end_ns and (n >= least or t0 >= last_ns):
                     break
                 if pre is None:
                     t1 = t0
@@ -433,23 +436,25 @@ class _MeasuringThread(threading.Thread):
         self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
 
     def _measure_generate(self, go: protocol.Go, sync: Optional[Callable[[], None]], new_tokens: int) -> None:
-        """Time every request that starts in [go.start_ns, go.end_ns), at most the quota, and
-        when each of its tokens existed (the model calls the clock once per token)."""
+        """Time every request that starts in [go.start_ns, go.end_ns), at most the quota (and
+        past end_ns up to the minimum, as ``_measure`` does), and when each of its tokens existed
+        (the model calls the clock once per token)."""
         import numpy as np
 
         quota = go.quotas[self.idx]
         limit = sys.maxsize if quota is None else quota
+        least, last_ns = go.minimums[self.idx], go.last_ns
         model, args = self.caller.model, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
         # Requests are slow, so far fewer of them fit a window than calls of a forward pass.
-        size = _chunk_size(go, quota, self.fastest_ns, 64)
+        size = _chunk_size(go, quota, least, self.fastest_ns, 64)
         clock = TokenClock(min(size * new_tokens, 1 << 20))
         starts, lats = _buffer(size), _buffer(size)
         chunks: list[tuple[array[int], array[int], int]] = []
         i = n = 0
         while n < limit and not stopped():
             t0 = perf()
-            if t0 >= end_ns:
+            if t0 >= end_ns and (n >= least or t0 >= last_ns):
                 break
             before = clock.n
             model(*args, on_token=clock)
@@ -474,11 +479,11 @@ def _buffer(size: int) -> array[int]:
     return array("q", bytes(8 * size))
 
 
-def _chunk_size(go: protocol.Go, quota: Optional[int], fastest_ns: int, least: int) -> int:
+def _chunk_size(go: protocol.Go, quota: Optional[int], minimum: int, fastest_ns: int, least: int) -> int:
     """Calls per timing chunk: the calls the window holds at the warm-up's fastest pace, a
-    quarter more, at least ``least`` and the quota, at most ``MAX_CHUNK``."""
+    quarter more, at least ``least``, the quota and the minimum, at most ``MAX_CHUNK``."""
     expected = (go.end_ns - go.start_ns) // max(1, fastest_ns) + 16
-    return int(min(MAX_CHUNK, max(least, expected + expected // 4, 0 if quota is None else quota)))
+    return int(min(MAX_CHUNK, max(least, expected + expected // 4, minimum, 0 if quota is None else quota)))
 
 
 def _joined(chunks: list[tuple[array[int], array[int], int]]) -> tuple[Any, Any]:

@@ -47,7 +47,8 @@ SAMPLES = protocol.Samples(
 MESSAGES = [
     protocol.Loaded(load_ms=12.5),
     protocol.Ready(warmup_ms=3.25, warmup_calls=10),
-    protocol.Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None), samples_path="/tmp/x/copy-0.npz"),
+    protocol.Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None), minimums=(0, 5),
+                last_ns=1_002_000_000_000, samples_path="/tmp/x/copy-0.npz"),
     SAMPLES,
     protocol.Error(phase="loading", message="ValueError: bad"),
 ]
@@ -70,20 +71,20 @@ def test_every_message_type_is_defined_once():
     [
         (b"not json", "malformed message"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 3 expected"),
+        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 4 expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 3, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 3, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 3, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 3, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "samples_path": "x"}', "1.5 is not an integer"),
-        (b'{"v": 3, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "samples_path": 3}', "samples_path must be a string"),
+        (b'{"v": 4, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 4, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 4, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 4, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
+        (b'{"v": 4, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
         (
-            b'{"v": 3, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "threads": [{"thread_idx": 0, '
+            b'{"v": 4, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "threads": [{"thread_idx": 0, '
             b'"calls": 1, "infer_ns_total": 0}]}',
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 3, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": []}',
+            b'{"v": 4, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": []}',
             "0.5 is not an integer",
         ),
     ],
