@@ -1,8 +1,9 @@
 """How accurate the generation figures are: neuronperf's TTFT and TPOT against a bare loop.
 
-Run from the repository root: ``python benchmarks/generation_accuracy.py`` (about 2 minutes on 2
-cores; ``--quick`` for shorter windows). For each case a GPT-2 built from its config (random
-weights, ``neuronperf.zoo.gpt2``) generates exactly ``new_tokens`` greedy tokens per request:
+Run from the repository root: ``python benchmarks/generation_accuracy.py`` (about 25 s per round
+and case on 2 cores, 5 rounds by default; ``--quick`` for shorter windows). For each case a GPT-2
+built from its config (random weights, ``neuronperf.zoo.gpt2``) generates exactly ``new_tokens``
+greedy tokens per request:
 
 - harness: ``neuronperf run`` of a one-entry ``task: generate`` spec (the real CLI, worker
   process, token clock), its row's ``ttft_ms_p50`` and ``tpot_ms_p50``;
@@ -10,10 +11,10 @@ weights, ``neuronperf.zoo.gpt2``) generates exactly ``new_tokens`` greedy tokens
   arguments, the same number of torch threads (``TORCH_THREADS``, in both), timing each
   request with ``perf_counter_ns`` and a streamer of its own that stamps each token.
 
-Harness and bare loop alternate, ``--rounds`` times each; each round's harness figure is divided
-by the bare loop's of the same round (side by side, so the machine's drift from round to round,
-5-10% on a shared 2-core machine, cancels), and the median of those ratios is the difference
-reported. Goal: both within 5%.
+Harness and bare loop alternate, ``--rounds`` times each, which goes first swapping every round;
+each round's harness figure is divided by the bare loop's of the same round (side by side, so the
+machine's drift from round to round, 5-10% on a shared 2-core machine, cancels), and the median
+of those ratios is the difference reported. Goal: both within 5%.
 """
 
 from __future__ import annotations
@@ -126,9 +127,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="neuronperf-genbench-") as tmp:
         for prompt_len, new_tokens, batch in CASES:
             bare_rounds, harness_rounds = [], []
-            for _ in range(args.rounds):
-                harness_rounds.append(harness(Path(tmp), prompt_len, new_tokens, batch, seconds, warmup))
+            for i in range(args.rounds):
+                # Which side goes first swaps every round, so that a drift within a round (the
+                # machine warming, a neighbour starting) falls on both sides equally often.
+                if i % 2 == 0:
+                    harness_rounds.append(harness(Path(tmp), prompt_len, new_tokens, batch, seconds, warmup))
                 bare_rounds.append(bare_loop(prompt_len, new_tokens, batch, seconds, warmup))
+                if i % 2 == 1:
+                    harness_rounds.append(harness(Path(tmp), prompt_len, new_tokens, batch, seconds, warmup))
             b_ttft = statistics.median(r[0] for r in bare_rounds)
             b_tpot = statistics.median(r[1] for r in bare_rounds)
             h_ttft = statistics.median(r[0] for r in harness_rounds)
