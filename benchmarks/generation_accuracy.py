@@ -20,6 +20,7 @@ of those ratios is the difference reported. Goal: both within 5%.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -126,15 +127,16 @@ def main() -> None:
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="neuronperf-genbench-") as tmp:
         for prompt_len, new_tokens, batch in CASES:
-            bare_rounds, harness_rounds = [], []
+            bare_rounds: list[tuple[float, float]] = []
+            harness_rounds: list[tuple[float, float]] = []
+            case = (prompt_len, new_tokens, batch, seconds, warmup)
+            sides = ((harness_rounds, functools.partial(harness, Path(tmp), *case)),
+                     (bare_rounds, functools.partial(bare_loop, *case)))
             for i in range(args.rounds):
                 # Which side goes first swaps every round, so that a drift within a round (the
                 # machine warming, a neighbour starting) falls on both sides equally often.
-                if i % 2 == 0:
-                    harness_rounds.append(harness(Path(tmp), prompt_len, new_tokens, batch, seconds, warmup))
-                bare_rounds.append(bare_loop(prompt_len, new_tokens, batch, seconds, warmup))
-                if i % 2 == 1:
-                    harness_rounds.append(harness(Path(tmp), prompt_len, new_tokens, batch, seconds, warmup))
+                for figures, measure_side in sides if i % 2 == 0 else sides[::-1]:
+                    figures.append(measure_side())
             b_ttft = statistics.median(r[0] for r in bare_rounds)
             b_tpot = statistics.median(r[1] for r in bare_rounds)
             h_ttft = statistics.median(r[0] for r in harness_rounds)
