@@ -219,6 +219,9 @@ def torch_mlp(hidden: int = 64) -> Any:
 
 
 _logged: set = set()
+# Held from the check until the line is written: with two threads per copy, a thread that only
+# marked "preprocess" as logged could otherwise be overtaken by the other thread's "postprocess".
+_logged_lock = threading.Lock()
 
 
 def _log(line: str) -> None:
@@ -228,9 +231,10 @@ def _log(line: str) -> None:
 
 
 def _log_once(line: str) -> None:
-    if line not in _logged:
-        _logged.add(line)
-        _log(line)
+    with _logged_lock:
+        if line not in _logged:
+            _logged.add(line)
+            _log(line)
 
 
 def _append(path: str, line: str) -> None:
