@@ -46,8 +46,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "neuronperf", "tests", "benchmarks", "docs", "noxfile.py")
+    """ruff, then the architecture: import-linter's contracts in pyproject.toml (stages import
+    downward only, no cycle between sibling packages) and no import cycle between any modules."""
+    session.install("ruff", "import-linter")
+    session.run("ruff", "check", "neuronperf", "tests", "benchmarks", "docs", "tools", "noxfile.py")
+    # Both read the package from the checkout (the working directory), not an installed copy.
+    session.run("lint-imports")
+    session.run("python", "tools/import_cycles.py")
 
 
 @nox.session(python="3.11")

@@ -44,9 +44,9 @@ def main() -> None:
         raise SystemExit("--entries must be a multiple of 100")
 
     from neuronperf import results
-    from neuronperf.journal import Journal
-    from neuronperf.plan import plan
-    from neuronperf.spec import load_spec
+    from neuronperf.plan.expand import plan
+    from neuronperf.results.journal import Journal
+    from neuronperf.spec.load import load_spec
 
     with tempfile.TemporaryDirectory(dir=os.getcwd()) as folder:  # the disk a sweep writes to
         spec_path = os.path.join(folder, "bookkeeping.yaml")

@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 
-from neuronperf import compile_stage
+from neuronperf.compilation.jobs import compile_all
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze
 
 
@@ -39,7 +39,7 @@ def entries(n: int) -> list[CompileEntry]:
 def timed_compile(jobs: int, work: list[CompileEntry]) -> float:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        results = compile_stage.compile_all(work, folder, jobs=jobs)
+        results = compile_all(work, folder, jobs=jobs)
         elapsed = time.perf_counter() - started
     failed = [r for r in results if not r.ok]
     if failed:

@@ -18,10 +18,10 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from neuronperf import supervisor
 from neuronperf.entries import BenchmarkSettings
-from neuronperf.supervisor import worker_context
-from neuronperf.task import BenchmarkTask, factory_loader
+from neuronperf.measure import supervisor
+from neuronperf.measure.supervisor import worker_context
+from neuronperf.measure.task import BenchmarkTask, factory_loader
 
 
 class NoOp:

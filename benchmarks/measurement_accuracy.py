@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from neuronperf.core import Job, Sink, run_entries
 from neuronperf.entries import BenchmarkSettings, Measurement
 from neuronperf.executors import get_executor
-from neuronperf.results import RowConfig
-from neuronperf.task import BenchmarkTask, factory_loader
+from neuronperf.measure.entryloop import Job, Sink, run_entries
+from neuronperf.measure.task import BenchmarkTask, factory_loader
+from neuronperf.results.rows import RowConfig
 
 
 class Sleeper:

@@ -48,8 +48,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     args = parser.parse_args()
 
-    from neuronperf.plan import plan, plan_json
-    from neuronperf.spec import load_spec
+    from neuronperf.plan.expand import plan
+    from neuronperf.plan.render import plan_json
+    from neuronperf.spec.load import load_spec
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "plan-speed.yaml")

@@ -6,23 +6,18 @@
 
 from __future__ import annotations
 
-try:
-    # Written by setuptools-scm when the package is built or installed (from the git tag).
-    from neuronperf._version import version as __version__
-except ImportError:  # a source tree that was never built or installed: no version file yet
-    __version__ = "0.0.0+unknown"
+from typing import Any, Callable, Optional
 
-from typing import Any, Callable, Optional  # noqa: E402
-
-from neuronperf import cpu, model_index, tensorflow, torch  # noqa: E402
-from neuronperf.metrics import (  # noqa: E402
+from neuronperf import cpu, model_index, tensorflow, torch
+from neuronperf.api.reporting import get_reports, print_reports, write_csv, write_json
+from neuronperf.api.timer import Timer, set_verbosity, timestamp_convert
+from neuronperf.metrics import (
     BaseEvalMetric,
     list_metrics,
     register_metric,
     register_metric_from_existing,
 )
-from neuronperf.reporting import get_reports, print_reports, write_csv, write_json  # noqa: E402
-from neuronperf.timer import Timer, set_verbosity, timestamp_convert  # noqa: E402
+from neuronperf.version import __version__
 
 
 def compile(  # noqa: A001 - NeuronPerf's public name
@@ -33,7 +28,7 @@ def compile(  # noqa: A001 - NeuronPerf's public name
     """Compile with your own function: ``compile_fn(model, example_input, filename,
     batch_size=, pipeline_size=, compiler_args=)`` must write the artifact at ``filename``.
     Returns the model index path."""
-    from neuronperf.api import compile_with_function
+    from neuronperf.api.compiling import compile_with_function
 
     return compile_with_function(
         compile_fn, model, inputs, batch_sizes, pipeline_sizes, models_dir, model_name,
@@ -48,13 +43,14 @@ def benchmark(load_fn: Callable[..., Any], model_filename: str, inputs: Any, **k
     Takes the keyword arguments of ``neuronperf.torch.benchmark``; ``device_type`` defaults to
     "cpu" (on "neuron" each copy is pinned to its own cores).
     """
-    from neuronperf.api import benchmark_loader
+    from neuronperf.api.benchmarking import benchmark_loader
 
     device_type = kwargs.pop("device_type", "cpu")
     return benchmark_loader("load_fn", load_fn, model_filename, inputs, device_type=device_type, **kwargs)
 
 
 __all__ = [
+    "__version__",
     "BaseEvalMetric", "list_metrics", "register_metric", "register_metric_from_existing",
     "Timer", "benchmark", "compile", "cpu", "get_reports", "model_index", "print_reports",
     "set_verbosity", "tensorflow", "timestamp_convert", "torch", "write_csv", "write_json",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from neuronperf import api
+from neuronperf.api.benchmarking import benchmark_loader
+from neuronperf.errors import UsageError
 
 
 def benchmark(model_class: Any, inputs: Any, *args: Any, **kwargs: Any) -> list:
@@ -20,13 +21,13 @@ def benchmark(model_class: Any, inputs: Any, *args: Any, **kwargs: Any) -> list:
     one thread.
     """
     if len(args) > 2:
-        raise api.UsageError("cpu.benchmark takes at most batch_sizes and duration positionally")
+        raise UsageError("cpu.benchmark takes at most batch_sizes and duration positionally")
     for name, value in zip(("batch_sizes", "duration"), args):
         if name in kwargs:
-            raise api.UsageError(f"cpu.benchmark got {name} twice")
+            raise UsageError(f"cpu.benchmark got {name} twice")
         kwargs[name] = value
     device_type = kwargs.pop("device_type", "cpu")
     if device_type != "cpu":
-        raise api.UsageError(f"neuronperf.cpu.benchmark runs on the CPU; device_type {device_type!r} is not allowed")
+        raise UsageError(f"neuronperf.cpu.benchmark runs on the CPU; device_type {device_type!r} is not allowed")
     name = kwargs.pop("model_name", None) or getattr(model_class, "__name__", None) or "model"
-    return api.benchmark_loader("class", model_class, name, inputs, device_type="cpu", model_name=name, **kwargs)
+    return benchmark_loader("class", model_class, name, inputs, device_type="cpu", model_name=name, **kwargs)

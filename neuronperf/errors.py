@@ -128,3 +128,8 @@ class OutputWriteFailed(NeuronPerfError, OSError):
         import errno
 
         return self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+
+
+class ProtocolError(NeuronPerfError):
+    """A worker message or a copy's samples file could not be read: malformed, of an unknown
+    type, or written by another version of neuronperf."""

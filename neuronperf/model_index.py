@@ -33,8 +33,6 @@ import warnings
 from copy import deepcopy
 from typing import Any, Optional, Union
 
-from neuronperf import __version__
-from neuronperf.atomic import atomic_write_text
 from neuronperf.errors import (
     DeleteRefused,
     ModelIndexError,
@@ -42,6 +40,9 @@ from neuronperf.errors import (
     OutputWriteFailed,
     UsageError,
 )
+from neuronperf.util.atomic import atomic_write_text
+from neuronperf.util.guarded_paths import guarded_folders, is_within, physical, refusal_reason
+from neuronperf.version import __version__
 
 #: The ``version`` written into new indexes (NeuronPerf wrote its package version there too).
 INDEX_VERSION = __version__
@@ -203,7 +204,7 @@ def copy(
             continue
         if artifact not in copies:
             real = os.path.realpath(artifact)
-            if os.path.isdir(real) and (new_dir_physical == real or _is_within(new_dir_physical, real)):
+            if os.path.isdir(real) and (new_dir_physical == real or is_within(new_dir_physical, real)):
                 raise ModelIndexError(
                     f"{new_dir}: is inside the artifact folder {artifact}; cannot copy a folder into itself"
                 )
@@ -325,17 +326,17 @@ def deletion_targets(index: IndexLike, allow_outside: bool = False) -> list[str]
     is far more likely a mistake (or a hostile file) than an artifact of its own.
     """
     data, source = _resolve(index)
-    guarded = _guarded_folders(source)
+    guarded = guarded_folders(None if source is None else _base_dir(source))
     home = os.path.realpath(_base_dir(source))
     targets: list[str] = []
     problems: list[str] = []
     outside: list[str] = []
     for i, config in enumerate(data["model_configs"]):
-        path = _physical(artifact_path(source, config))
-        reason = _refusal_reason(path, guarded)
+        path = physical(artifact_path(source, config))
+        reason = refusal_reason(path, guarded)
         if reason:
             problems.append(f"model_configs[{i}].filename {config['filename']!r} is {path}, {reason}")
-        elif not allow_outside and not _is_within(path, home):
+        elif not allow_outside and not is_within(path, home):
             outside.append(f"model_configs[{i}].filename {config['filename']!r} is {path}")
         elif path not in targets:
             targets.append(path)
@@ -350,7 +351,7 @@ def deletion_targets(index: IndexLike, allow_outside: bool = False) -> list[str]
             f"{source or _IN_MEMORY}: delete refused, nothing was removed: " + "; ".join(problems)
         )
     if source is not None:
-        index_file = _physical(os.path.abspath(source))
+        index_file = physical(os.path.abspath(source))
         if index_file not in targets:
             targets.append(index_file)
     return targets
@@ -476,7 +477,7 @@ def _relative_inside(configs: list[dict[str, Any]], folder: str) -> list[dict[st
     out = deepcopy(configs)
     for config in out:
         filename = config["filename"]
-        if os.path.isabs(filename) and _is_within(_normal(filename), _normal(folder)):
+        if os.path.isabs(filename) and is_within(_normal(filename), _normal(folder)):
             config["filename"] = os.path.relpath(filename, folder)
     return out
 
@@ -547,54 +548,6 @@ def _remove(path: str) -> None:
         os.unlink(path)
     else:
         shutil.rmtree(path)
-
-
-def _physical(path: str) -> str:
-    """``path`` with every folder above it resolved, but the last component kept: a symlink at
-    the end stays a symlink, so deleting it unlinks the link and never touches its target."""
-    head, tail = os.path.split(path)
-    if tail in ("", ".", ".."):
-        return os.path.realpath(path)
-    return os.path.join(os.path.realpath(head), tail)
-
-
-def _guarded_folders(index_path: Optional[str]) -> list[tuple[str, str, str]]:
-    """(folder, its description, description of a folder above it) that delete never removes,
-    each both as spelled and with symlinks resolved, so a link that *is* such a folder counts."""
-    named = []
-    if index_path is not None:  # an in-memory index's folder is the cwd, guarded below
-        named.append((_base_dir(index_path), "the index's own folder", "a folder above the index's folder"))
-    home = os.path.expanduser("~")
-    if home != "~":
-        named.append((os.path.abspath(home), "the home folder", "a folder above the home folder"))
-    named.append((os.getcwd(), "the working directory", "a folder above the working directory"))
-    guarded = []
-    for folder, what, above in named:
-        guarded.append((folder, what, above))
-        guarded.append((os.path.realpath(folder), what, above))
-    return guarded
-
-
-def _refusal_reason(path: str, guarded: list[tuple[str, str, str]]) -> Optional[str]:
-    """Why ``path`` (as ``_physical`` gives it) must not be removed, or None if it may be.
-
-    A symlink is judged by where the link itself is, not by what it points at: removing it only
-    unlinks it.
-    """
-    if os.path.dirname(path) == path:
-        return "the filesystem root"
-    for folder, what, above in guarded:
-        if os.path.normcase(path) == os.path.normcase(folder):
-            return what
-        if _is_within(folder, path):
-            return above
-    return None
-
-
-def _is_within(path: str, folder: str) -> bool:
-    """True if ``path`` is strictly inside ``folder`` (both absolute and resolved)."""
-    path, folder = os.path.normcase(path), os.path.normcase(folder)
-    return path != folder and path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _json_type(value: Any) -> str:

@@ -6,7 +6,7 @@ tensorflow is imported only when a call needs it; inputs are numpy arrays.
 
 from __future__ import annotations
 
-from neuronperf.api import FrameworkAPI
+from neuronperf.api.framework import FrameworkAPI
 
 _API = FrameworkAPI("tensorflow")
 compile = _API.compile  # noqa: A001 - NeuronPerf's public name

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from neuronperf.api import FrameworkAPI
+from neuronperf.api.framework import FrameworkAPI
 from neuronperf.metrics import TopK as _TopK
 from neuronperf.metrics import register_metric as _register_metric
 

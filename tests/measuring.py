@@ -6,8 +6,8 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from neuronperf import supervisor
 from neuronperf.entries import Measurement
+from neuronperf.measure import supervisor
 
 
 def measure(task: Any, **options: Any) -> Measurement:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuronperf import prices, slo, summary
-from neuronperf.compare import slice_figures, welch_p
+from neuronperf.answers import prices, slo, summary
+from neuronperf.answers.compare import slice_figures, welch_p
+from neuronperf.cli.progress import SweepProgress, format_seconds
 from neuronperf.entries import Measurement, WorkerSamples
 from neuronperf.errors import SpecError, UsageError
-from neuronperf.plan import plan
-from neuronperf.progress import SweepProgress, format_seconds
-from neuronperf.spec import parse_spec
+from neuronperf.plan.expand import plan
+from neuronperf.spec.load import parse_spec
 
 pytestmark = pytest.mark.pure
 

@@ -121,8 +121,13 @@ def test_report_writes_valid_pngs_and_a_page(sweep, cli, tmp_path):
 
 
 def test_figures_hold_the_rows(sweep):
-    from neuronperf import frame
-    from neuronperf.report import batch_figure, pareto_figure, pareto_front, require_matplotlib
+    from neuronperf.answers.report import (
+        batch_figure,
+        pareto_figure,
+        pareto_front,
+        require_matplotlib,
+    )
+    from neuronperf.results import frame
 
     require_matplotlib()
     out, _ = sweep

@@ -17,7 +17,7 @@ import torch
 
 import neuronperf
 import neuronperf.torch as npt
-from neuronperf.api import config_grid
+from neuronperf.api.arguments import config_grid
 from neuronperf.errors import BackendUnavailable, ModelIndexError, UsageError
 
 BATCH_SIZES = [1, 2, 3]

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from neuronperf.backends import get_backend  # noqa: E402
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze  # noqa: E402
-from neuronperf.factory import build_model  # noqa: E402
+from neuronperf.sources.factory import build_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.cuda,
@@ -113,7 +113,7 @@ def test_a_cuda_sweep_entry_is_measured_with_per_thread_streams(tmp_path):
     from measuring import measure
 
     from neuronperf.entries import BenchmarkSettings, RunEntry
-    from neuronperf.task import task_for_entry
+    from neuronperf.measure.task import task_for_entry
 
     entry = RunEntry(make_entry("mlp", "torchscript"), n_models=1, workers_per_model=2,
                      benchmark=BenchmarkSettings(duration=0.5, warmup_calls=5))

@@ -25,7 +25,7 @@ from neuronperf.backends import find_backend, get_backend  # noqa: E402
 from neuronperf.backends.neuron import neuron_compiler_args, neuron_core_range  # noqa: E402
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze  # noqa: E402
 from neuronperf.errors import BackendUnavailable, ModelLoadError, UsageError  # noqa: E402
-from neuronperf.factory import build_model  # noqa: E402
+from neuronperf.sources.factory import build_model  # noqa: E402
 
 INSTALL_INDEX = "--extra-index-url=https://pip.repos.neuron.amazonaws.com"
 

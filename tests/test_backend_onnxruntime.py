@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 from neuronperf.backends import get_backend  # noqa: E402
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze  # noqa: E402
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError  # noqa: E402
-from neuronperf.factory import build_model  # noqa: E402
+from neuronperf.sources.factory import build_model  # noqa: E402
 
 TOKENS = (TensorSpec((16,), "int64", 0, 120), TensorSpec((16,), "int64", 0, 2))
 MODELS = {

@@ -31,9 +31,9 @@ from neuronperf.errors import (  # noqa: E402
     SpecError,
     UsageError,
 )
-from neuronperf.factory import build_model  # noqa: E402
-from neuronperf.spec import parse_spec  # noqa: E402
-from neuronperf.worker import TokenClock, check_tokens  # noqa: E402
+from neuronperf.measure.worker import TokenClock, check_tokens  # noqa: E402
+from neuronperf.sources.factory import build_model  # noqa: E402
+from neuronperf.spec.load import parse_spec  # noqa: E402
 
 INSTALL = "pip install optimum-neuron --extra-index-url=https://pip.repos.neuron.amazonaws.com"
 TINY_GPT2 = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 100, "n_positions": 64}
@@ -366,7 +366,7 @@ def test_an_unknown_token_hook_is_refused():
 def test_the_python_api_never_picks_optimum_for_a_forward_model(optimum_neuron_standin, monkeypatch):
     # neuronperf.torch.compile without a compiler takes the first Neuron backend whose SDK
     # imports; optimum-neuron builds generation models only, so it is never that one.
-    from neuronperf.api import choose_backend
+    from neuronperf.api.compiling import choose_backend
 
     monkeypatch.setitem(sys.modules, "torch_neuronx", None)
     monkeypatch.setitem(sys.modules, "torch_neuron", None)

@@ -15,7 +15,7 @@ import pytest
 from neuronperf.backends import get_backend
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze
 from neuronperf.errors import BackendUnavailable, ModelLoadError, UsageError
-from neuronperf.factory import build_model
+from neuronperf.sources.factory import build_model
 
 
 def make_entry(factory: str = "neuronperf.zoo:keras_mlp", kwargs=None, inputs=None, base_dir: str = ".", **extra) -> CompileEntry:

@@ -14,11 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from neuronperf import catalog  # noqa: E402
 from neuronperf.backends import get_backend  # noqa: E402
 from neuronperf.backends.torch_backend import cuda_device_index, cuda_pinning_env  # noqa: E402
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze  # noqa: E402
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError  # noqa: E402
+from neuronperf.spec import catalog  # noqa: E402
 
 TINY_BERT = {
     "vocab_size": 120,
@@ -61,7 +61,7 @@ def artifact_for(backend, entry: CompileEntry, folder: Path) -> Path | None:
 
 def eager_output(backend, entry: CompileEntry):
     """The factory's model called directly (no backend code), on the backend's example inputs."""
-    from neuronperf.factory import build_model
+    from neuronperf.sources.factory import build_model
 
     model = build_model(entry.model).eval()
     with torch.no_grad():
@@ -147,7 +147,7 @@ def test_transformers_model_with_return_dict_is_traced_as_a_tuple(backend, tmp_p
     path = artifact_for(backend, entry, tmp_path)
     backend.compile(entry, path)
     got = backend.to_numpy(backend.load(entry, path, 0)(*backend.example_inputs(entry)))
-    from neuronperf.factory import build_model
+    from neuronperf.sources.factory import build_model
 
     stock = build_model(entry.model).eval()
     with torch.no_grad():

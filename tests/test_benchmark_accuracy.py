@@ -16,7 +16,7 @@ from measuring import measure
 
 from neuronperf.entries import BenchmarkSettings, CompileEntry, ModelRef, RunEntry, TensorSpec
 from neuronperf.executors import get_executor
-from neuronperf.task import BenchmarkTask, LoadFnLoader, factory_loader, task_for_entry
+from neuronperf.measure.task import BenchmarkTask, LoadFnLoader, factory_loader, task_for_entry
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from measuring import measure
 
 from neuronperf.entries import BenchmarkSettings
 from neuronperf.errors import UsageError
-from neuronperf.task import BenchmarkTask, LoadFnLoader, factory_loader
+from neuronperf.measure.task import BenchmarkTask, LoadFnLoader, factory_loader
 
 pytestmark = pytest.mark.slow
 
@@ -190,8 +190,8 @@ def test_interrupted_parent_leaves_no_worker_behind(tmp_path: Path, sig: int):
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import models_for_tests as m
         import tempfile
-        from neuronperf.supervisor import measure
-        from neuronperf.task import BenchmarkTask, factory_loader
+        from neuronperf.measure.supervisor import measure
+        from neuronperf.measure.task import BenchmarkTask, factory_loader
         from neuronperf.entries import BenchmarkSettings
 
         if __name__ == "__main__":
@@ -223,8 +223,8 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path):
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import models_for_tests as m
         import tempfile
-        from neuronperf.supervisor import measure
-        from neuronperf.task import BenchmarkTask, factory_loader
+        from neuronperf.measure.supervisor import measure
+        from neuronperf.measure.task import BenchmarkTask, factory_loader
         from neuronperf.entries import BenchmarkSettings
 
         if __name__ == "__main__":

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from neuronperf import catalog
 from neuronperf.backends import BUILTIN_BACKENDS, find_backend, get_backend
+from neuronperf.spec import catalog
 
 BACKENDS = [get_backend(name) for name in BUILTIN_BACKENDS]
 COMBINATIONS = [(fw, dev) for fw, devices in catalog.COMPILERS.items() for dev in devices]

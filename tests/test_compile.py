@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuronperf import compile_stage
 from neuronperf.backends import get_backend
+from neuronperf.compilation.jobs import compile_all
 from neuronperf.entries import CompileEntry, ModelRef, TensorSpec, freeze
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def _entry(batch_size: int = 1, factory: str = "neuronperf.zoo:mlp", name: str =
 
 def test_compiles_an_artifact_equal_to_the_eager_model(tmp_path):
     entry = _entry(batch_size=2)
-    [result] = compile_stage.compile_all([entry], str(tmp_path), jobs=1)
+    [result] = compile_all([entry], str(tmp_path), jobs=1)
     assert result.ok, result.error
     assert not result.reused and result.compile_s > 0
     artifact = tmp_path / result.artifact
@@ -52,16 +52,16 @@ def test_compiles_an_artifact_equal_to_the_eager_model(tmp_path):
 
 
 def test_second_compile_is_a_cache_hit_and_one_changed_batch_size_compiles_once(tmp_path):
-    first = compile_stage.compile_all([_entry(1), _entry(2)], str(tmp_path), jobs=2)
+    first = compile_all([_entry(1), _entry(2)], str(tmp_path), jobs=2)
     assert [r.status for r in first] == ["ok", "ok"]
     assert not any(r.reused for r in first)
 
-    again = compile_stage.compile_all([_entry(1), _entry(2)], str(tmp_path), jobs=2)
+    again = compile_all([_entry(1), _entry(2)], str(tmp_path), jobs=2)
     assert all(r.reused for r in again)
     assert [r.artifact for r in again] == [r.artifact for r in first]
 
     started = []
-    changed = compile_stage.compile_all(
+    changed = compile_all(
         [_entry(1), _entry(4)], str(tmp_path), jobs=2, on_start=started.append
     )
     assert [r.reused for r in changed] == [True, False]
@@ -69,9 +69,9 @@ def test_second_compile_is_a_cache_hit_and_one_changed_batch_size_compiles_once(
 
 
 def test_a_damaged_artifact_side_file_means_rebuild(tmp_path):
-    [result] = compile_stage.compile_all([_entry()], str(tmp_path))
+    [result] = compile_all([_entry()], str(tmp_path))
     (tmp_path / (result.artifact + ".meta.json")).write_text("{not json")
-    [again] = compile_stage.compile_all([_entry()], str(tmp_path))
+    [again] = compile_all([_entry()], str(tmp_path))
     assert again.ok and not again.reused
 
 
@@ -82,7 +82,7 @@ def test_a_failing_and_a_crashing_model_are_recorded_while_the_others_finish(tmp
         _entry(1, factory="models_for_compile.py:crashing_model", name="crasher"),
         _entry(2),
     ]
-    results = compile_stage.compile_all(entries, str(tmp_path), jobs=2)
+    results = compile_all(entries, str(tmp_path), jobs=2)
     assert [r.status for r in results] == ["ok", "error", "error", "ok"]
     raiser, crasher = results[1], results[2]
     assert "RuntimeError: this model cannot be built" in raiser.error
@@ -97,7 +97,7 @@ def test_a_hung_compile_times_out_and_is_killed(tmp_path):
 
     hung = dataclasses.replace(_entry(1, factory="models_for_compile.py:hanging_model", name="hang"), timeout=3.0)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    [result, other] = compile_stage.compile_all([hung, _entry(1)], str(tmp_path), jobs=2)
+    [result, other] = compile_all([hung, _entry(1)], str(tmp_path), jobs=2)
     assert result.status == "timeout" and "timeout of 3 s" in result.error
     assert other.ok
     after = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -106,6 +106,6 @@ def test_a_hung_compile_times_out_and_is_killed(tmp_path):
 
 def test_eager_needs_no_compile_work(tmp_path):
     entry = dataclasses.replace(_entry(), compiler="eager")
-    [result] = compile_stage.compile_all([entry], str(tmp_path))
+    [result] = compile_all([entry], str(tmp_path))
     assert result.ok and result.artifact is None
     assert not (tmp_path / "models").exists()

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from neuronperf import catalog
-from neuronperf.plan import plan, planned_index
-from neuronperf.spec import load_spec
+from neuronperf.plan.expand import plan
+from neuronperf.plan.index import planned_index
+from neuronperf.spec import catalog
+from neuronperf.spec.load import load_spec
 
 pytestmark = pytest.mark.pure
 
 CONFIGS = Path(__file__).parent.parent / "configs"
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../neuronperf/spec_schema.json"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../neuronperf/spec/schema.json"
 
 
 def config_files() -> list[Path]:
@@ -43,7 +44,7 @@ def test_config_validates_and_plans(cli, path):
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)
 def test_config_points_editors_at_the_schema(path):
     assert path.read_text().splitlines()[0] == SCHEMA_COMMENT
-    assert (CONFIGS / "../neuronperf/spec_schema.json").resolve().is_file()
+    assert (CONFIGS / "../neuronperf/spec/schema.json").resolve().is_file()
 
 
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from neuronperf.entries import ModelRef
-from neuronperf.factory import resolve_factory
-from neuronperf.plan import plan
-from neuronperf.results import RESULT_COLUMNS
-from neuronperf.spec import load_spec
+from neuronperf.plan.expand import plan
+from neuronperf.results.columns import RESULT_COLUMNS
+from neuronperf.sources.factory import resolve_factory
+from neuronperf.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

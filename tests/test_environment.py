@@ -10,8 +10,12 @@ import socket
 import pytest
 
 from neuronperf import __version__
-from neuronperf.environment import capture_environment, check_compatible, environment_fingerprint
 from neuronperf.errors import EnvironmentMismatch, JournalError
+from neuronperf.results.environment import (
+    capture_environment,
+    check_compatible,
+    environment_fingerprint,
+)
 
 pytestmark = pytest.mark.pure
 

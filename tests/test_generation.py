@@ -13,12 +13,12 @@ import pytest
 
 from neuronperf.entries import Measurement, WorkerSamples
 from neuronperf.errors import UsageError
-from neuronperf.journal import load_repeats, samples_relpath
-from neuronperf.stats import (
+from neuronperf.results.samples import load_repeats, samples_relpath
+from neuronperf.stats.forward import percentile
+from neuronperf.stats.generation import (
     GENERATION_COLUMNS,
     combine_generation,
     generation_stats,
-    percentile,
     request_times,
 )
 

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from neuronperf.errors import SpecError
-from neuronperf.plan import plan
-from neuronperf.spec import parse_spec
+from neuronperf.plan.expand import plan
+from neuronperf.spec.load import parse_spec
 
 pytestmark = pytest.mark.pure
 

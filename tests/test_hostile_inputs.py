@@ -17,8 +17,10 @@ import pytest
 
 from neuronperf import model_index
 from neuronperf.errors import DeleteRefused, OutputWriteFailed
-from neuronperf.journal import Journal, OutputDirLock, samples_relpath
-from neuronperf.paths import safe_file_stem
+from neuronperf.results.journal import Journal
+from neuronperf.results.lock import OutputDirLock
+from neuronperf.results.samples import samples_relpath
+from neuronperf.util.paths import safe_file_stem
 
 pytestmark = pytest.mark.pure
 
@@ -109,7 +111,7 @@ def test_fresh_refuses_a_folder_that_neuronperf_did_not_write(tmp_path, cli, mon
 
 
 def test_fresh_is_allowed_on_an_empty_or_missing_folder(tmp_path):
-    from neuronperf.driver import check_fresh_allowed
+    from neuronperf.sweep.output_dir import check_fresh_allowed
 
     check_fresh_allowed(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -260,7 +262,7 @@ def test_a_record_missing_a_key_is_one_located_error(tmp_path, cli, record):
 
 
 def test_atomic_writes_name_the_file_they_could_not_write(tmp_path):
-    from neuronperf.atomic import atomic_write_text
+    from neuronperf.util.atomic import atomic_write_text
 
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(OutputWriteFailed, match="a_file/results.csv: cannot be written"):
@@ -336,7 +338,7 @@ def test_the_spec_folder_goes_last_on_sys_path(tmp_path):
     write(tmp_path / "yaml.py", "raise ImportError('the shadow was imported')\n")
     write(tmp_path / "models_np.py", "import yaml\n\ndef f():\n    return yaml.__file__\n")
     code = (
-        "import sys; from neuronperf.entries import ModelRef, freeze; from neuronperf.factory import build_model;"
+        "import sys; from neuronperf.entries import ModelRef, freeze; from neuronperf.sources.factory import build_model;"
         f"where = build_model(ModelRef('m', 'models_np.py:f', freeze({{}}), base_dir={str(tmp_path)!r}));"
         f"assert sys.path[-1] == {str(tmp_path)!r}, sys.path; print(where)"
     )
@@ -396,10 +398,11 @@ def test_the_fingerprint_covers_threads_quota_and_factory_libraries_without_impo
         """)
     code = textwrap.dedent(f"""
         import json, os, sys
-        from neuronperf.driver import _library_versions, load_plan
-        from neuronperf.environment import capture_environment, environment_fingerprint
+        from neuronperf.sweep.environments import library_versions
+        from neuronperf.sweep.state import load_plan
+        from neuronperf.results.environment import capture_environment, environment_fingerprint
         _, plan = load_plan({str(spec)!r})
-        env = capture_environment(_library_versions(plan), "cuda")
+        env = capture_environment(library_versions(plan), "cuda")
         assert "torch" not in sys.modules and "transformers" not in sys.modules
         print(json.dumps(environment_fingerprint(env)))
         """)
@@ -414,7 +417,7 @@ def test_the_fingerprint_covers_threads_quota_and_factory_libraries_without_impo
 
 
 def test_an_older_run_json_without_the_new_fields_stays_compatible():
-    from neuronperf.environment import capture_environment, check_compatible
+    from neuronperf.results.environment import capture_environment, check_compatible
 
     now = capture_environment({"torch/eager": "2.3"})
     old = {k: v for k, v in now.items() if k not in ("threads", "cpu_quota", "usable_cores")}
@@ -422,7 +425,7 @@ def test_an_older_run_json_without_the_new_fields_stays_compatible():
 
 
 def test_kill_tree_by_handle_leaves_a_reaped_pid_alone():
-    from neuronperf import procutil
+    from neuronperf.util import processes as procutil
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     handle = procutil.handle(gone.pid)
@@ -446,15 +449,16 @@ def test_results_are_rewritten_only_as_often_as_stays_linear(tmp_path, monkeypat
     """A rewrite that took 1 s is not repeated within the next 10 s; flush always writes, and the
     files are complete whenever they exist."""
     from neuronperf import results
+    from neuronperf.results import files
 
     now = [0.0]
-    real_write = results.write_results
+    real_write = files.write_results
 
     def slow_write(output_dir, rows):  # a rewrite that takes 1 s of the injected clock
         now[0] += 1.0
         return real_write(output_dir, rows)
 
-    monkeypatch.setattr(results, "write_results", slow_write)
+    monkeypatch.setattr(files, "write_results", slow_write)
     writer = results.ResultsWriter(str(tmp_path), clock=lambda: now[0])
     rows = [{"id": "a", "status": "skipped"}]
     assert writer.update(rows) and writer.writes == 1

@@ -146,11 +146,11 @@ def test_a_disk_that_fills_mid_sweep_stops_with_one_line_and_a_rerun_completes(t
 def test_a_truncated_or_altered_artifact_is_rebuilt_not_reused(tmp_path):
     from test_compile import _entry
 
-    from neuronperf import compile_stage
+    from neuronperf.compilation.jobs import compile_all
 
     out = tmp_path / "out"
     entry = _entry(batch_size=2)
-    [first] = compile_stage.compile_all([entry], str(out), jobs=1)
+    [first] = compile_all([entry], str(out), jobs=1)
     assert first.ok, first.error
     artifact = out / first.artifact
     meta = json.loads((out / (first.artifact + ".meta.json")).read_text())
@@ -158,15 +158,15 @@ def test_a_truncated_or_altered_artifact_is_rebuilt_not_reused(tmp_path):
     good = artifact.read_bytes()
     before = snapshot(tmp_path, skip=out)
 
-    [again] = compile_stage.compile_all([entry], str(out), jobs=1)
+    [again] = compile_all([entry], str(out), jobs=1)
     assert again.reused, "an intact artifact is a cache hit"
     artifact.write_bytes(b"")  # what a power loss after the rename can leave
-    [rebuilt] = compile_stage.compile_all([entry], str(out), jobs=1)
+    [rebuilt] = compile_all([entry], str(out), jobs=1)
     assert not rebuilt.reused and rebuilt.ok and artifact.stat().st_size == len(good)
     flipped = bytearray(artifact.read_bytes())
     flipped[len(flipped) // 2] ^= 0xFF  # same size, other bytes
     artifact.write_bytes(bytes(flipped))
-    [rebuilt] = compile_stage.compile_all([entry], str(out), jobs=1)
+    [rebuilt] = compile_all([entry], str(out), jobs=1)
     assert not rebuilt.reused and rebuilt.ok
     assert snapshot(tmp_path, skip=out) == before
 

@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuronperf import journal as journal_module
-from neuronperf import protocol
 from neuronperf.entries import CopyStats, Measurement, WorkerSamples
 from neuronperf.errors import JournalError, OutputDirLocked, OutputWriteFailed, UsageError
-from neuronperf.journal import (
-    Journal,
-    OutputDirLock,
+from neuronperf.results import journal as journal_module
+from neuronperf.results.journal import Journal
+from neuronperf.results.lock import OutputDirLock
+from neuronperf.results.samples import (
+    copy_samples_path,
     load_repeats,
     load_samples,
     repeat_dir,
     samples_relpath,
+    write_copy_samples,
     write_samples_header,
 )
 
@@ -131,7 +132,7 @@ def test_record_without_kind_is_an_error(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys
-    from neuronperf.journal import OutputDirLock
+    from neuronperf.results.lock import OutputDirLock
     lock = OutputDirLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     sys.stdin.readline()
@@ -145,7 +146,7 @@ TRY_LOCK = textwrap.dedent(
     """
     import sys
     from neuronperf.errors import OutputDirLocked
-    from neuronperf.journal import OutputDirLock
+    from neuronperf.results.lock import OutputDirLock
     try:
         with OutputDirLock(sys.argv[1]):
             print("acquired")
@@ -217,8 +218,8 @@ def _as_written_by_workers(folder, measurement):
     """Write each copy's file as its worker would."""
     for copy_idx in sorted({w.copy_idx for w in measurement.workers}):
         threads = [w for w in measurement.workers if w.copy_idx == copy_idx]
-        protocol.write_copy_samples(
-            protocol.copy_samples_path(folder, copy_idx),
+        write_copy_samples(
+            copy_samples_path(folder, copy_idx),
             [np.asarray(w.start_ns, dtype=np.int64) for w in threads],
             [np.asarray(w.latency_ns, dtype=np.int64) for w in threads],
         )
@@ -299,7 +300,7 @@ def test_journal_survives_a_writer_killed_mid_stream(tmp_path):
     writer = textwrap.dedent(
         """
         import sys
-        from neuronperf.journal import Journal
+        from neuronperf.results.journal import Journal
         journal = Journal(sys.argv[1])
         i = 0
         while True:

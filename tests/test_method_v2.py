@@ -14,13 +14,17 @@ import models_for_tests as m
 import pytest
 from measuring import measure
 
-from neuronperf import results, stats, supervisor
-from neuronperf.core import Job, Sink, infeasible, ordered, run_entries
+from neuronperf import stats
 from neuronperf.entries import BenchmarkSettings
 from neuronperf.errors import BackendUnavailable
 from neuronperf.executors import get_executor
-from neuronperf.results import RowConfig, report_row
-from neuronperf.task import BenchmarkTask, factory_loader
+from neuronperf.measure import supervisor
+from neuronperf.measure.contract import infeasible
+from neuronperf.measure.entryloop import Job, Sink, ordered, run_entries
+from neuronperf.measure.task import BenchmarkTask, factory_loader
+from neuronperf.results import rows as result_rows
+from neuronperf.results.rows import RowConfig, report_row
+from neuronperf.stats import forward as forward_stats
 
 pytestmark = pytest.mark.slow
 
@@ -174,8 +178,9 @@ def test_a_method_version_change_measures_again_and_status_says_why(tmp_path, cl
     assert info["method_version"] == 2
     assert "2 of 2 entries reused" in cli("run", str(spec)).err
 
-    monkeypatch.setattr(stats, "METHOD_VERSION", 3)
-    monkeypatch.setattr(results, "METHOD_VERSION", 3)
+    # Where the version is defined, and where rows read it (a module-level import).
+    monkeypatch.setattr(forward_stats, "METHOD_VERSION", 3)
+    monkeypatch.setattr(result_rows, "METHOD_VERSION", 3)
     status = cli("status", str(spec))
     assert status.out.count("(measured by method 2; method 3 measures it again)") == 2
     again = cli("run", str(spec))

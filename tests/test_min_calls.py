@@ -11,9 +11,9 @@ from test_answers_sweep import sleepy_spec
 from test_sweep_run import read_csv
 
 from neuronperf.errors import SpecError
-from neuronperf.plan import plan
-from neuronperf.spec import parse_spec
-from neuronperf.stats import MIN_SAMPLES
+from neuronperf.plan.expand import plan
+from neuronperf.spec.load import parse_spec
+from neuronperf.stats.forward import MIN_SAMPLES
 
 
 def spec_text(bench: str) -> str:

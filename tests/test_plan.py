@@ -19,19 +19,11 @@ from hypothesis import strategies as st
 from neuronperf import model_index
 from neuronperf.entries import TensorSpec
 from neuronperf.errors import SpecError
-from neuronperf.plan import (
-    artifact_relpath,
-    compile_keys,
-    counts,
-    counts_line,
-    plan,
-    plan_dict,
-    plan_inputs,
-    plan_json,
-    planned_index,
-    run_keys,
-)
-from neuronperf.spec import load_spec, parse_spec
+from neuronperf.plan.expand import plan
+from neuronperf.plan.index import artifact_relpath, plan_inputs, planned_index
+from neuronperf.plan.keys import compile_keys, run_keys
+from neuronperf.plan.render import counts, counts_line, plan_dict, plan_json
+from neuronperf.spec.load import load_spec, parse_spec
 
 pytestmark = pytest.mark.pure
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_sweep_run import read_csv, write_spec
 
-from neuronperf import journal
+from neuronperf.results.samples import load_repeats
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else the first ray.init writes a token file
@@ -81,7 +81,7 @@ def test_a_sweep_through_ray_gives_the_local_rows(tmp_path: Path, cli):
         for folder in folders:
             assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
                 "entry.json", "repeat-0/copy-0.npz", "repeat-1/copy-0.npz"]
-            repeats = journal.load_repeats(str(folder))
+            repeats = load_repeats(str(folder))
             assert [m.status for m in repeats] == ["ok", "ok"]
             assert all(len(w.latency_ns) > 100 for m in repeats for w in m.workers)
 
@@ -146,7 +146,7 @@ def test_an_artifact_over_the_limit_is_a_row_that_says_so(tmp_path: Path, cli, c
 
 def test_a_node_without_the_file_gets_the_artifact_from_the_object_store(tmp_path: Path, cluster):
     from neuronperf.executors.ray import RayExecutor, _artifact_on_node
-    from neuronperf.task import BackendLoader, BenchmarkTask
+    from neuronperf.measure.task import BackendLoader, BenchmarkTask
 
     artifact = tmp_path / "model.pt"
     artifact.write_bytes(os.urandom(4096))

@@ -22,9 +22,9 @@ def test_without_ray_the_executor_is_one_line_naming_the_extra(tmp_path: Path, c
 
 @pytest.mark.pure
 def test_address_without_the_ray_executor_is_refused():
-    from neuronperf.driver import SweepOptions, executor_choice
     from neuronperf.entries import Plan
     from neuronperf.errors import UsageError
+    from neuronperf.sweep.driver import SweepOptions, executor_choice
 
     plan = Plan(name="p", output_dir="o", compile_entries=(), run_entries=())
     with pytest.raises(UsageError, match="--address is for the ray executor; this sweep runs on 'local'"):
@@ -37,7 +37,7 @@ def test_address_without_the_ray_executor_is_refused():
 def test_each_entry_asks_ray_for_what_it_occupies():
     from neuronperf.entries import BenchmarkSettings
     from neuronperf.executors.ray import entry_resources
-    from neuronperf.task import BenchmarkTask, LoadFnLoader
+    from neuronperf.measure.task import BenchmarkTask, LoadFnLoader
 
     def task(device_type: str, n: int, w: int = 1, p: int = 1) -> BenchmarkTask:
         return BenchmarkTask(entry_id="e", loader=LoadFnLoader(load_fn=print, filename="m"), n_models=n,

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronperf.entries import CopyStats, Measurement, WorkerSamples
-from neuronperf.errors import UsageError
-from neuronperf.reporting import (
+from neuronperf.api.reporting import (
     DEFAULT_CSV_COLS,
     get_reports,
     parse_raw_result,
@@ -24,8 +22,10 @@ from neuronperf.reporting import (
     write_csv,
     write_json,
 )
-from neuronperf.results import RowConfig
-from neuronperf.timer import Timer, set_verbosity, timestamp_convert
+from neuronperf.api.timer import Timer, set_verbosity, timestamp_convert
+from neuronperf.entries import CopyStats, Measurement, WorkerSamples
+from neuronperf.errors import UsageError
+from neuronperf.results.rows import RowConfig
 
 pytestmark = pytest.mark.pure
 
@@ -208,8 +208,8 @@ def test_set_verbosity():
 
 def test_results_modules_import_no_framework():
     code = (
-        "import sys; import neuronperf.reporting, neuronperf.results, neuronperf.journal, "
-        "neuronperf.environment, neuronperf.timer; "
+        "import sys; import neuronperf.api.reporting, neuronperf.results, neuronperf.results.journal, "
+        "neuronperf.results.environment, neuronperf.api.timer; "
         "assert not {'torch', 'tensorflow', 'onnxruntime'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from neuronperf import atomic
 from neuronperf.entries import (
     BenchmarkSettings,
     CompileEntry,
@@ -20,16 +19,10 @@ from neuronperf.entries import (
     WorkerSamples,
 )
 from neuronperf.errors import JournalError, UsageError
-from neuronperf.results import (
-    DEFAULT_CSV_COLS,
-    RESULT_COLUMNS,
-    RowConfig,
-    read_run_info,
-    report_row,
-    row_for_unrun,
-    write_results,
-    write_run_info,
-)
+from neuronperf.results.columns import DEFAULT_CSV_COLS, RESULT_COLUMNS
+from neuronperf.results.files import read_run_info, write_results, write_run_info
+from neuronperf.results.rows import RowConfig, report_row, row_for_unrun
+from neuronperf.util import atomic
 
 pytestmark = pytest.mark.pure
 

@@ -11,21 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from neuronperf import catalog
 from neuronperf.entries import BenchmarkSettings, FrozenDict, freeze
 from neuronperf.errors import Problem, SpecError
-from neuronperf.spec import (
+from neuronperf.spec import catalog
+from neuronperf.spec.load import load_spec, parse_spec, spec_problem
+from neuronperf.spec.schema import SCHEMA_FILE, schema
+from neuronperf.spec.values import (
     GENERATE_ONLY_COMPILERS,
-    SCHEMA_FILE,
     InputTemplate,
     default_compile_jobs,
-    load_spec,
-    parse_path,
-    parse_spec,
-    schema,
-    spec_problem,
     substitute,
 )
+from neuronperf.spec.wording import parse_path
 
 pytestmark = pytest.mark.pure
 

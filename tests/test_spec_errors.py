@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from neuronperf.errors import SpecError
-from neuronperf.spec import load_spec
+from neuronperf.spec.load import load_spec
 
 pytestmark = pytest.mark.pure
 

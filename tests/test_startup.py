@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from neuronperf.entries import ModelRef
-from neuronperf.factory import worker_preload
-from neuronperf.preload import preload
+from neuronperf.measure.preload import preload
+from neuronperf.sources.factory import worker_preload
 
 MODEL = '''
 import os

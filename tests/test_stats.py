@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from neuronperf.entries import CopyStats, Measurement, WorkerSamples
 from neuronperf.errors import UsageError
-from neuronperf.stats import (
+from neuronperf.stats.forward import (
     METHOD_VERSION,
     MIN_SAMPLES,
     EntryStats,

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 DIST_NAME = "neuronperf_sweep"  # the normalized form of neuronperf-sweep in file names
 TORCH = "torch==2.13.0"  # the CPU build on this machine's disk, as in noxfile.py
-SHIPPED = ("neuronperf/spec_schema.json", "neuronperf/py.typed", "neuronperf/_version.py")
+SHIPPED = ("neuronperf/spec/schema.json", "neuronperf/py.typed", "neuronperf/_version.py")
 
 
 def _run(*cmd: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -75,12 +75,12 @@ def test_the_wheel_carries_the_schema_py_typed_and_the_command(dists, version):
         info = f"{DIST_NAME}-{version}.dist-info"
         metadata = wheel.read(f"{info}/METADATA").decode()
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
-        schema = json.loads(wheel.read("neuronperf/spec_schema.json"))
+        schema = json.loads(wheel.read("neuronperf/spec/schema.json"))
     assert "Name: neuronperf-sweep" in metadata and f"Version: {version}" in metadata
     assert "Description-Content-Type: text/markdown" in metadata
     assert "neuronperf = neuronperf.cli:console_main" in entry_points
     assert "[neuronperf.backends]" in entry_points and "torch = neuronperf.backends.torch_backend:TorchBackend" in entry_points
-    assert schema == json.loads((ROOT / "neuronperf" / "spec_schema.json").read_text())
+    assert schema == json.loads((ROOT / "neuronperf" / "spec" / "schema.json").read_text())
     assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names), "only the package is installed"
 
 
@@ -102,7 +102,7 @@ def test_the_installed_wheel_validates_and_runs_the_quick_start(installed, versi
     assert Path(where.stdout.strip()).is_relative_to(installed.parent), where.stdout
     assert _run(str(installed / "neuronperf"), "--version", cwd=tmp_path).stdout.strip() == f"neuronperf {version}"
     schema = _run(str(installed / "neuronperf"), "schema", cwd=tmp_path).stdout
-    assert json.loads(schema) == json.loads((ROOT / "neuronperf" / "spec_schema.json").read_text())
+    assert json.loads(schema) == json.loads((ROOT / "neuronperf" / "spec" / "schema.json").read_text())
 
     quickstart = ROOT / "configs" / "quickstart.yaml"
     valid = _run(str(installed / "neuronperf"), "validate", str(quickstart), cwd=tmp_path)

@@ -17,13 +17,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neuronperf import procutil, protocol
 from neuronperf.entries import BenchmarkSettings, CompileEntry, ModelRef, RunEntry, TensorSpec
-from neuronperf.errors import UsageError
+from neuronperf.errors import ProtocolError, UsageError
 from neuronperf.executors import Executor, get_executor
 from neuronperf.executors.local import LocalExecutor
-from neuronperf.supervisor import worker_context
-from neuronperf.task import (
+from neuronperf.measure.protocol import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Error,
+    Go,
+    Loaded,
+    Ready,
+    Samples,
+    ThreadTotals,
+    decode,
+    encode,
+    recv,
+    send,
+)
+from neuronperf.measure.supervisor import worker_context
+from neuronperf.measure.task import (
     BackendLoader,
     BenchmarkTask,
     FactoryLoader,
@@ -35,35 +48,37 @@ from neuronperf.task import (
     task_for_entry,
     visible_devices_env,
 )
+from neuronperf.results.samples import copy_samples_path, read_copy_samples, write_copy_samples
+from neuronperf.util import processes as procutil
 
-SAMPLES = protocol.Samples(
+SAMPLES = Samples(
     threads=(
-        protocol.ThreadTotals(thread_idx=0, calls=3, infer_ns_total=18, preprocess_ns_total=0, postprocess_ns_total=0),
-        protocol.ThreadTotals(thread_idx=1, calls=0, infer_ns_total=0, preprocess_ns_total=0, postprocess_ns_total=0),
+        ThreadTotals(thread_idx=0, calls=3, infer_ns_total=18, preprocess_ns_total=0, postprocess_ns_total=0),
+        ThreadTotals(thread_idx=1, calls=0, infer_ns_total=0, preprocess_ns_total=0, postprocess_ns_total=0),
     ),
     load_ms=1.5, warmup_ms=2.5, late_ns=0,
 )
 
 MESSAGES = [
-    protocol.Loaded(load_ms=12.5),
-    protocol.Ready(warmup_ms=3.25, warmup_calls=10),
-    protocol.Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None), minimums=(0, 5),
+    Loaded(load_ms=12.5),
+    Ready(warmup_ms=3.25, warmup_calls=10),
+    Go(start_ns=1_000_000_000_000, end_ns=1_000_500_000_000, quotas=(3, None), minimums=(0, 5),
                 last_ns=1_002_000_000_000, samples_path="/tmp/x/copy-0.npz"),
     SAMPLES,
-    protocol.Error(phase="loading", message="ValueError: bad"),
+    Error(phase="loading", message="ValueError: bad"),
 ]
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda msg: msg.TYPE)
 def test_every_message_round_trips_through_json(message):
-    data = protocol.encode(message)
+    data = encode(message)
     body = json.loads(data)
-    assert body["v"] == protocol.PROTOCOL_VERSION and body["type"] == message.TYPE
-    assert protocol.decode(data) == message
+    assert body["v"] == PROTOCOL_VERSION and body["type"] == message.TYPE
+    assert decode(data) == message
 
 
 def test_every_message_type_is_defined_once():
-    assert set(protocol.MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error"}
+    assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error"}
 
 
 @pytest.mark.parametrize(
@@ -90,19 +105,19 @@ def test_every_message_type_is_defined_once():
     ],
 )
 def test_bad_messages_are_protocol_errors(data, expected):
-    with pytest.raises(protocol.ProtocolError, match=expected.replace("[", r"\[").replace("]", r"\]")):
-        protocol.decode(data)
+    with pytest.raises(ProtocolError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        decode(data)
 
 
 def test_messages_travel_over_a_real_pipe():
     import multiprocessing
 
     a, b = multiprocessing.Pipe()
-    protocol.send(a, SAMPLES)
-    assert protocol.recv(b) == SAMPLES
+    send(a, SAMPLES)
+    assert recv(b) == SAMPLES
     a.close()
     with pytest.raises(EOFError):
-        protocol.recv(b)
+        recv(b)
 
 
 @given(st.integers(min_value=1, max_value=10_000), st.integers(min_value=1, max_value=64))
@@ -138,17 +153,17 @@ def test_pinning_is_asked_of_the_tasks_backend(monkeypatch):
 def test_a_copys_samples_file_round_trips(tmp_path):
     import numpy as np
 
-    path = protocol.copy_samples_path(str(tmp_path), 1)
+    path = copy_samples_path(str(tmp_path), 1)
     starts = [np.array([10, 20, 30], dtype=np.int64), np.zeros(0, dtype=np.int64)]
     lats = [np.array([5, 6, 7], dtype=np.int64), np.zeros(0, dtype=np.int64)]
-    protocol.write_copy_samples(path, starts, lats)
-    back = protocol.read_copy_samples(path, 2)
+    write_copy_samples(path, starts, lats)
+    back = read_copy_samples(path, 2)
     assert [list(s) for s, _ in back] == [[10, 20, 30], []] and list(back[0][1]) == [5, 6, 7]
     assert back[0][0].dtype == np.int64
-    with pytest.raises(protocol.ProtocolError, match="cannot be read"):
-        protocol.read_copy_samples(str(tmp_path / "missing.npz"), 1)
-    with pytest.raises(protocol.ProtocolError, match="cannot be read"):
-        protocol.read_copy_samples(path, 3)  # a thread the file does not hold
+    with pytest.raises(ProtocolError, match="cannot be read"):
+        read_copy_samples(str(tmp_path / "missing.npz"), 1)
+    with pytest.raises(ProtocolError, match="cannot be read"):
+        read_copy_samples(path, 3)  # a thread the file does not hold
 
 
 def _entry() -> RunEntry:

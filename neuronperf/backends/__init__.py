@@ -1,6 +1,6 @@
 """Backend registry: backends register under the ``neuronperf.backends`` entry-point group.
 
-Built-in backends are listed in ``neuronperf.catalog`` as well, so that a source checkout that
+Built-in backends are listed in ``neuronperf.spec.catalog`` as well, so that a source checkout that
 was never installed still finds them. A third party adds one by declaring, in its own pyproject.toml::
 
     [project.entry-points."neuronperf.backends"]
@@ -18,8 +18,8 @@ from functools import cache
 from typing import Optional
 
 from neuronperf.backends.base import Backend
-from neuronperf.catalog import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, registered_backends
 from neuronperf.errors import BackendLoadFailed, BackendUnavailable, UsageError
+from neuronperf.spec.catalog import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, registered_backends
 
 
 class BrokenBackendWarning(UserWarning):

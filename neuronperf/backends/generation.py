@@ -5,7 +5,7 @@ For ``task: generate`` a backend's ``load`` returns a callable ``model(input_ids
 that runs one request: it generates exactly ``new_tokens`` tokens after each prompt of the batch
 and, when ``on_token`` is given, calls it once per decoding step, as soon as that step's tokens
 are on the host (never for the prompt). The worker times the call and its ``on_token`` clock
-records when each token existed (``neuronperf.worker.TokenClock``); ``neuronperf.stats`` turns
+records when each token existed (``neuronperf.measure.worker.TokenClock``); ``neuronperf.stats`` turns
 those stamps into TTFT, TPOT and inter-token latency.
 
 ``CausalLMGenerate`` adapts anything whose ``generate`` takes ``transformers``' arguments

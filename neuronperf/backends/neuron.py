@@ -56,7 +56,7 @@ from neuronperf.backends.torch_backend import (
 )
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.factory import build_model
+from neuronperf.sources.factory import build_model
 
 NEURON_PIP_INDEX = "--extra-index-url=https://pip.repos.neuron.amazonaws.com"
 PIPELINE_FLAG = "--neuroncore-pipeline-cores"

@@ -19,7 +19,7 @@ from neuronperf.backends.torch_backend import (
 )
 from neuronperf.entries import CompileEntry
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.inputs import make_arrays
+from neuronperf.sources.inputs import make_arrays
 
 ORT_INSTALL = "pip install onnxruntime onnx (onnxruntime-gpu for device_type cuda)"
 

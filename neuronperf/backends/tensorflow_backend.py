@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 from neuronperf.backends.base import Backend, arguments_of
 from neuronperf.entries import CompileEntry
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.factory import build_model, in_memory_example
-from neuronperf.inputs import make_arrays
+from neuronperf.sources.factory import build_model, in_memory_example
+from neuronperf.sources.inputs import make_arrays
 
 TF_INSTALL = "pip install tensorflow-cpu (or tensorflow for GPUs)"
 

@@ -18,8 +18,8 @@ from neuronperf.backends.base import Backend, ThreadDevice, arguments_of
 from neuronperf.backends.generation import CausalLMGenerate, generation_problem
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
-from neuronperf.factory import build_model, in_memory_example
-from neuronperf.inputs import make_arrays
+from neuronperf.sources.factory import build_model, in_memory_example
+from neuronperf.sources.inputs import make_arrays
 
 TORCH_INSTALL = "pip install torch"
 

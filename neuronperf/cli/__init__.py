@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    from neuronperf import __version__
+    from neuronperf.version import __version__
 
     parser = _Parser(
         prog="neuronperf",

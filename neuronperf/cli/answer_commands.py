@@ -52,7 +52,7 @@ def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_bounds(texts: Sequence[str], spec_slo: Sequence[Any] = ()) -> tuple:
     """The command line's --slo bounds, then the spec's objectives, each once."""
-    from neuronperf import slo
+    from neuronperf.answers import slo
 
     return slo.merge_bounds([slo.parse_bound(t) for t in texts], slo.bounds_from_columns(spec_slo))
 
@@ -69,8 +69,9 @@ def _percent(text: str) -> float:
 
 def _stored(path: str) -> tuple[list, tuple, Any]:
     """Rows, bounds of run.json's objectives, and the pricing recorded for the run at ``path``."""
-    from neuronperf import frame, results
-    from neuronperf.prices import Pricing
+    from neuronperf import results
+    from neuronperf.answers.prices import Pricing
+    from neuronperf.results import frame
 
     source = frame.locate(path)
     rows = frame.records(frame.frame_of(frame.read_records(source.path)))
@@ -81,7 +82,7 @@ def _stored(path: str) -> tuple[list, tuple, Any]:
 
 
 def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
-    from neuronperf import prices
+    from neuronperf.answers import prices
 
     rows, stored_slo, pricing = _stored(args.results)
     bounds = parse_bounds(args.slo, stored_slo)
@@ -94,7 +95,7 @@ def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from neuronperf.summary import render
+    from neuronperf.answers.summary import render
 
     rows, bounds, pricing = _answers_input(args)
     print(render(rows, bounds, pricing))
@@ -102,7 +103,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from neuronperf.report import require_matplotlib, write_report
+    from neuronperf.answers.report import require_matplotlib, write_report
 
     require_matplotlib()  # before any reading: say what to install first
     _, bounds, pricing = _answers_input(args)
@@ -114,7 +115,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from neuronperf.compare import compare_runs
+    from neuronperf.answers.compare import compare_runs
 
     comparison = compare_runs(args.old, args.new, args.threshold)
     print(format_comparison(comparison))

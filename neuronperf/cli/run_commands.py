@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from neuronperf import driver
-from neuronperf.compile_stage import CompileResult
+from neuronperf.cli.progress import SweepProgress
+from neuronperf.compilation.jobs import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
-from neuronperf.progress import SweepProgress
+from neuronperf.sweep.driver import Observer, SweepOptions, SweepSummary, run_sweep
+from neuronperf.sweep.state import sweep_report
 
 
 def register(subparsers: Any) -> None:
@@ -61,8 +62,8 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
 
 
-def _options(args: argparse.Namespace, compile_only: bool) -> driver.SweepOptions:
-    return driver.SweepOptions(
+def _options(args: argparse.Namespace, compile_only: bool) -> SweepOptions:
+    return SweepOptions(
         fresh=args.fresh, retry_failed=not args.keep_failed,
         allow_env_mismatch=args.allow_env_mismatch, compile_only=compile_only,
         cost_per_hour=getattr(args, "cost_per_hour", None), price_file=getattr(args, "prices", None),
@@ -86,12 +87,12 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: stop cleanly, keep results.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        summary = driver.run_sweep(args.spec, _options(args, compile_only), printer)
+        summary = run_sweep(args.spec, _options(args, compile_only), printer)
     finally:
         signal.signal(signal.SIGTERM, previous)
         printer.close()
-        if "neuronperf.supervisor" in sys.modules:  # workers were started: their server is idle now
-            sys.modules["neuronperf.supervisor"].stop_forkserver()
+        if "neuronperf.measure.supervisor" in sys.modules:  # workers were started: their server is idle now
+            sys.modules["neuronperf.measure.supervisor"].stop_forkserver()
     if summary.write_error:
         # One line naming the file, then what finished: the journal kept it for the rerun.
         print(f"neuronperf: error: {summary.write_error}; the sweep stopped, finished entries are "
@@ -112,7 +113,7 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-class ProgressPrinter(driver.Observer):
+class ProgressPrinter(Observer):
     """One line per finished compile and run entry, on stderr (stdout stays for results).
 
     On a terminal (``live``), a progress bar under those lines also shows the entry being
@@ -202,7 +203,7 @@ class ProgressPrinter(driver.Observer):
         self._show(f"measuring {entry.id}{counts}", total, position - 1)
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
-        from neuronperf.stats import short_warning
+        from neuronperf.stats.forward import short_warning
 
         if self.sweep is not None:
             self.sweep.finished(entry, row, self.clock())
@@ -225,10 +226,14 @@ class ProgressPrinter(driver.Observer):
 
 
 def _print_summary(
-    summary: driver.SweepSummary, compile_only: bool, cli_bounds: tuple = (),
+    summary: SweepSummary, compile_only: bool, cli_bounds: tuple = (),
     cost_per_hour: Optional[float] = None, price_file: Optional[str] = None,
 ) -> None:
     plan = summary.plan
+    if summary.abandoned_removed:
+        n = len(summary.abandoned_removed)
+        print(f"{plan.name}: removed {n} half-built artifact{'s' if n != 1 else ''} that a stopped run left in "
+              f"{display_path(summary.output_dir / 'models')}", file=sys.stderr)
     if compile_only:
         failed = len(summary.compile_failed)
         print(
@@ -251,8 +256,8 @@ def _print_summary(
         if result.log_file:
             print(f"  compile log of {result.entry.id}: {display_path(summary.output_dir / result.log_file)}")
     if summary.rows:
-        from neuronperf import prices, slo
-        from neuronperf.summary import render
+        from neuronperf.answers import prices, slo
+        from neuronperf.answers.summary import render
 
         bounds = slo.merge_bounds(cli_bounds, slo.bounds_from_columns(plan.slo))
         pricing = prices.resolve_pricing(plan.instance_type, cost_per_hour or plan.cost_per_hour, price_file)
@@ -265,7 +270,7 @@ def _print_summary(
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    report = driver.sweep_report(args.spec)
+    report = sweep_report(args.spec)
     plan, states = report.plan, report.states
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "todo")}
     if args.json:

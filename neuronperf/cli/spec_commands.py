@@ -52,7 +52,8 @@ def format_plan_table(
 
     ``statuses`` maps a run entry's id to a word shown in a ``status`` column (entries missing
     from it show ``-``); ``keys`` are the entries' keys when the caller has computed them already."""
-    from neuronperf.plan import counts_line, run_keys
+    from neuronperf.plan.keys import run_keys
+    from neuronperf.plan.render import counts_line
 
     if keys is None:
         keys = run_keys(plan.run_entries)
@@ -78,9 +79,9 @@ def format_plan_table(
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from neuronperf.driver import device_counter
-    from neuronperf.plan import plan
-    from neuronperf.spec import load_spec
+    from neuronperf.plan.expand import plan
+    from neuronperf.spec.load import load_spec
+    from neuronperf.sweep.state import device_counter
 
     failed = False
     for path in args.specs:
@@ -96,9 +97,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from neuronperf.driver import device_counter
-    from neuronperf.plan import plan, plan_json
-    from neuronperf.spec import load_spec
+    from neuronperf.plan.expand import plan
+    from neuronperf.plan.render import plan_json
+    from neuronperf.spec.load import load_spec
+    from neuronperf.sweep.state import device_counter
 
     try:
         spec = load_spec(args.spec)
@@ -113,7 +115,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from neuronperf.spec import schema_text
+    from neuronperf.spec.schema import schema_text
 
     sys.stdout.write(schema_text())
     return 0

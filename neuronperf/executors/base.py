@@ -15,9 +15,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 if TYPE_CHECKING:
-    from neuronperf.core import EntryOutcome, EntryWork
     from neuronperf.entries import Measurement
-    from neuronperf.task import BenchmarkTask
+    from neuronperf.measure.contract import EntryOutcome, EntryWork
+    from neuronperf.measure.task import BenchmarkTask
 
 
 class Executor(abc.ABC):
@@ -35,7 +35,7 @@ class Executor(abc.ABC):
         """Measure each entry (its pre-flight, then every repeat) and yield its outcome as soon
         as it is known; ``started(work)`` is called when an entry begins. This default takes
         one entry at a time, in order: the next is not even pulled before the last is done."""
-        from neuronperf.core import measure_repeats
+        from neuronperf.measure.contract import measure_repeats
 
         node = self.node_name()
         for work in works:

@@ -1,14 +1,14 @@
-"""The default executor: worker processes on this machine (``neuronperf.supervisor.measure``)."""
+"""The default executor: worker processes on this machine (``neuronperf.measure.supervisor.measure``)."""
 
 from __future__ import annotations
 
 import socket
 from typing import Optional
 
-from neuronperf import supervisor
 from neuronperf.entries import Measurement
 from neuronperf.executors.base import Executor
-from neuronperf.task import BenchmarkTask
+from neuronperf.measure import supervisor
+from neuronperf.measure.task import BenchmarkTask
 
 
 class LocalExecutor(Executor):
@@ -32,9 +32,9 @@ class LocalExecutor(Executor):
     def cannot_host(self, task: BenchmarkTask) -> Optional[str]:
         """More NeuronCores or GPUs than this machine has (as the task's backend counts them);
         where they cannot be counted here, nothing is ruled out: the entry's pre-flight says."""
-        from neuronperf.core import infeasible
         from neuronperf.errors import BackendUnavailable
-        from neuronperf.task import load_backend
+        from neuronperf.measure.contract import infeasible
+        from neuronperf.measure.task import load_backend
 
         if task.device_backend is None or task.device_type == "cpu":
             return None

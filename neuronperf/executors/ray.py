@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
-from neuronperf.atomic import atomic_write_bytes
 from neuronperf.entries import Measurement
 from neuronperf.errors import BackendUnavailable, UsageError
 from neuronperf.executors.base import Executor
-from neuronperf.task import BackendLoader, BenchmarkTask
+from neuronperf.measure.task import BackendLoader, BenchmarkTask
+from neuronperf.util.atomic import atomic_write_bytes
 
 #: What a task lost with its node is retried (Ray's own task retries), by default.
 DEFAULT_MAX_RETRIES = 1
@@ -230,8 +230,8 @@ class RayExecutor(Executor):
     def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
         """One repeat of ``task`` on some node of the cluster (``measure_entries`` is the
         sweep's way: it runs several entries at once)."""
-        from neuronperf.core import EntryWork
-        from neuronperf.journal import repeat_dir
+        from neuronperf.measure.contract import EntryWork
+        from neuronperf.results.samples import repeat_dir
 
         once = dataclasses.replace(task, settings=dataclasses.replace(task.settings, repeat=1))
         with tempfile.TemporaryDirectory(prefix="neuronperf-ray-") as parent:
@@ -245,7 +245,7 @@ class RayExecutor(Executor):
         return outcome.measurements[0]  # type: ignore[no-any-return]
 
     def measure_entries(self, works: Iterable[Any], started: Callable[[Any], None]) -> Iterator[Any]:
-        from neuronperf.core import EntryOutcome
+        from neuronperf.measure.contract import EntryOutcome
 
         ray = self._ray
         free = self._cluster_totals()
@@ -347,8 +347,8 @@ class RayExecutor(Executor):
         return self._artifacts[path]
 
     def _collect(self, ref: Any, flight: _Flight) -> Any:
-        from neuronperf.core import EntryOutcome
-        from neuronperf.journal import repeat_dir
+        from neuronperf.measure.contract import EntryOutcome
+        from neuronperf.results.samples import repeat_dir
 
         ray = self._ray
         work = flight.work
@@ -395,8 +395,8 @@ def _run_on_node(job: _NodeJob) -> _NodeResult:
     """One entry, measured on the node Ray placed this task on (the body of the Ray task)."""
     import ray
 
-    from neuronperf import supervisor
-    from neuronperf.core import EntryWork, measure_repeats
+    from neuronperf.measure import supervisor
+    from neuronperf.measure.contract import EntryWork, measure_repeats
 
     node_id = ray.get_runtime_context().get_node_id()
     node = node_label(socket.gethostname(), node_id)

@@ -1,0 +1,211 @@
+"""Latency bounds (``--slo p99<=20ms``, ``objectives.slo``) and the best configuration under them.
+
+Pure Python over report rows (plain dicts), so that ``neuronperf run`` answers at its end
+without importing pandas. The question is asked per model and per value of its swept
+parameters (BERT at sequence 128 and at 512 are different questions):
+
+- best: the ``ok`` row with the highest ``throughput_avg`` (ties: the lower latency at the
+  bound's percentile, then plan order) among the rows that meet the bound;
+- cheapest: the lowest ``cost_per_1m_inf`` among the same rows, where rows carry a cost;
+- closest: when no row meets the bound, the row with the lowest latency at that percentile.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from neuronperf.errors import UsageError
+from neuronperf.results.columns import RESULT_COLUMNS
+from neuronperf.stats.generation import GENERATION_FIGURES
+
+#: The percentiles every row reports (``latency_ms_p<N>``).
+REPORTED_PERCENTILES = (0, 50, 90, 95, 99, 100)
+#: Columns that are neither fixed columns nor swept parameters (added by repeated measurement).
+KNOWN_EXTRA_COLUMNS = (
+    "repeats",
+    "throughput_ci_low",
+    "throughput_ci_high",
+    "latency_ms_p50_ci_low",
+    "latency_ms_p50_ci_high",
+    # A generation row's figures (new_tokens is not one: it is an axis, like a parameter).
+    *GENERATION_FIGURES,
+    "eval_error",
+)
+_BOUND = re.compile(r"^\s*p(?P<q>\d+)\s*<=\s*(?P<limit>\S.*?)\s*$", re.IGNORECASE)
+_LIMIT = re.compile(r"^(?P<number>\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*(?P<unit>ms|s)$", re.IGNORECASE)
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LatencyBound:
+    """"The ``percentile``-th latency percentile is at most ``limit_ms`` milliseconds"."""
+
+    percentile: int
+    limit_ms: float
+
+    @property
+    def column(self) -> str:
+        """The row column this bound reads, e.g. ``latency_ms_p99``."""
+        return f"latency_ms_p{self.percentile}"
+
+    def __str__(self) -> str:
+        return f"p{self.percentile}<={self.limit_ms:g}ms"
+
+    def latency(self, row: Row) -> Optional[float]:
+        return number(row.get(self.column))
+
+    def met_by(self, row: Row) -> bool:
+        value = self.latency(row)
+        return value is not None and value <= self.limit_ms
+
+
+def parse_bound(text: str) -> LatencyBound:
+    """``"p99<=20ms"`` -> ``LatencyBound(99, 20.0)``; ``s`` works too (``p50<=0.5s``). A malformed
+    bound is a one-line ``UsageError`` that says what is allowed."""
+    match = _BOUND.match(text)
+    if not match:
+        raise UsageError(f"--slo {text!r}: write PERCENTILE<=LIMIT with a unit, e.g. p99<=20ms or p50<=0.5s")
+    q = int(match.group("q"))
+    if q not in REPORTED_PERCENTILES:
+        shown = ", ".join(f"p{p}" for p in REPORTED_PERCENTILES)
+        raise UsageError(f"--slo {text!r}: p{q} is not a reported percentile (reported: {shown})")
+    raw_limit = match.group("limit")
+    limit = _LIMIT.match(raw_limit)
+    if not limit:
+        raise UsageError(f"--slo {text!r}: {raw_limit!r} is not a latency; write a number with ms or s, e.g. 20ms")
+    value = float(raw_limit[: limit.start("unit")].strip())
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"--slo {text!r}: the limit must be a positive latency")
+    unit = limit.group("unit").lower()
+    return LatencyBound(q, value * 1000.0 if unit == "s" else value)
+
+
+def bounds_from_columns(slo: Iterable[tuple[str, float]]) -> tuple[LatencyBound, ...]:
+    """The spec's ``objectives.slo`` pairs (``("latency_ms_p99", 20.0)``) as bounds."""
+    bounds = []
+    for column, limit in slo:
+        match = re.fullmatch(r"latency_ms_p(\d+)", column)
+        if not match or int(match.group(1)) not in REPORTED_PERCENTILES:
+            raise UsageError(f"objectives.slo: {column!r} is not a reported latency percentile column")
+        bounds.append(LatencyBound(int(match.group(1)), float(limit)))
+    return tuple(bounds)
+
+
+def merge_bounds(*groups: Iterable[LatencyBound]) -> tuple[LatencyBound, ...]:
+    """All bounds in order, each once."""
+    return tuple(dict.fromkeys(b for group in groups for b in group))
+
+
+def number(value: Any) -> Optional[float]:
+    """A finite number, or None (missing, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def figure_columns() -> set[str]:
+    """Every column that is a figure or a fixed column of a row, not a swept parameter: the
+    fixed columns, the known extra ones and the registered accuracy metrics (``evaluate``)."""
+    from neuronperf.metrics import list_metrics
+
+    return set(RESULT_COLUMNS) | set(KNOWN_EXTRA_COLUMNS) | set(list_metrics()) | {"topk"}
+
+
+def param_columns(rows: Sequence[Row]) -> list[str]:
+    """The swept parameter columns: every column that is neither fixed nor known extra."""
+    fixed = figure_columns()
+    seen: dict[str, None] = {}
+    for row in rows:
+        for name in row:
+            if name not in fixed:
+                seen.setdefault(name)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One question: a model at one combination of its swept parameters."""
+
+    model: str
+    params: tuple[tuple[str, Any], ...]
+
+    @property
+    def label(self) -> str:
+        values = " ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.model} {values}" if values else self.model
+
+
+def group_rows(rows: Sequence[Row]) -> dict[Group, list[Row]]:
+    """The rows of each (model, swept parameter values), in order of first appearance."""
+    params = param_columns(rows)
+    groups: dict[Group, list[Row]] = {}
+    for row in rows:
+        values = tuple((p, row.get(p)) for p in params if _present(row.get(p)))
+        group = Group(str(row.get("model_name") or "model"), values)
+        groups.setdefault(group, []).append(row)
+    return groups
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The answer for one group under one bound (``bounds`` empty: no bound at all)."""
+
+    group: Group
+    bounds: tuple[LatencyBound, ...]
+    best: Optional[Row]
+    cheapest: Optional[Row]
+    #: Set only when no row meets the bounds: the row that came closest.
+    closest: Optional[Row]
+    #: How many measured rows there were to choose from.
+    candidates: int
+
+
+def measured(rows: Iterable[Row]) -> list[Row]:
+    """The rows that can be chosen: ``ok`` and with a throughput."""
+    return [r for r in rows if r.get("status") == "ok" and number(r.get("throughput_avg")) is not None]
+
+
+def choose(group: Group, rows: Sequence[Row], bounds: Sequence[LatencyBound] = ()) -> Choice:
+    """The best, the cheapest and (when nothing qualifies) the closest row of ``rows`` under all
+    of ``bounds`` together."""
+    candidates = measured(rows)
+    meeting = [r for r in candidates if all(b.met_by(r) for b in bounds)]
+    tie_column = bounds[0].column if bounds else "latency_ms_p99"
+    best = None
+    if meeting:
+        # max() keeps the first of equal keys, so plan order breaks the last tie.
+        best = max(meeting, key=lambda r: (number(r.get("throughput_avg")), -(number(r.get(tie_column)) or math.inf)))
+    priced = [r for r in meeting if number(r.get("cost_per_1m_inf")) is not None]
+    cheapest = min(priced, key=lambda r: number(r.get("cost_per_1m_inf")) or 0.0) if priced else None
+    closest = None
+    if not meeting and bounds:
+        closest = _closest(candidates, bounds)
+    return Choice(group, tuple(bounds), best, cheapest, closest, len(candidates))
+
+
+def _closest(rows: Sequence[Row], bounds: Sequence[LatencyBound]) -> Optional[Row]:
+    """The row whose worst overshoot (latency / limit over the bounds) is smallest."""
+    scored = []
+    for row in rows:
+        ratios = [(b.latency(row) or math.inf) / b.limit_ms for b in bounds]
+        scored.append((max(ratios), row))
+    finite = [s for s in scored if math.isfinite(s[0])]
+    return min(finite, key=lambda s: s[0])[1] if finite else None
+
+
+def answers(rows: Sequence[Row], bounds: Sequence[LatencyBound] = ()) -> list[Choice]:
+    """For every group: the best configuration overall, then under each bound, then (with two
+    or more bounds) under all of them together."""
+    asked: list[tuple[LatencyBound, ...]] = [()] + [(b,) for b in bounds]
+    if len(bounds) > 1:
+        asked.append(tuple(bounds))
+    return [choose(group, members, b) for group, members in group_rows(rows).items() for b in asked]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))

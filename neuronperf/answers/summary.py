@@ -1,0 +1,110 @@
+"""The text summary of a sweep: a table of its entries, then the best configurations.
+
+Pure Python over report rows, shared by ``neuronperf run`` (at its end) and
+``neuronperf summary OUTPUT_DIR``; the CLI prints what these functions return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from neuronperf.answers.prices import Pricing
+from neuronperf.answers.slo import Choice, LatencyBound, answers, number
+from neuronperf.results.columns import DEFAULT_PRINT_COLS, MISSING
+
+Row = Mapping[str, Any]
+
+#: The table's columns: the entry and its status, then NeuronPerf's print columns.
+TABLE_COLUMNS: tuple[str, ...] = ("id", "status", *DEFAULT_PRINT_COLS)
+#: The table of generation entries (``task: generate``): per-token latencies and token rates.
+GENERATION_TABLE_COLUMNS: tuple[str, ...] = (
+    "id", "status", "batch_size", "new_tokens", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99",
+    "e2e_ms_p99", "output_tokens_per_s", "requests_per_s",
+)
+
+
+def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -> str:
+    """A fixed-width table, one line per row in the order given; numbers right-aligned with
+    three decimals, missing values ``N/A``."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
+    numeric = [all(number(r.get(c)) is not None or r.get(c) is None for r in rows) and c not in ("id", "status") for c in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric)).rstrip()
+
+    out = [line(list(columns)), "  ".join("-" * w for w in widths)]
+    out += [line(values) for values in cells]
+    return "\n".join(out)
+
+
+def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> list[str]:
+    """The best configuration of each model (and swept parameter values), overall and under
+    each latency bound, with the cheapest under it where rows carry a cost."""
+    lines: list[str] = []
+    current = None
+    for choice in answers(rows, bounds):
+        if choice.group != current:
+            current = choice.group
+            lines.append(f"best configurations for {choice.group.label}:")
+        lines.extend(_choice_lines(choice))
+    if not lines:
+        lines.append("best configurations: none (no entry was measured)")
+    if pricing is not None and pricing.note:
+        lines.append(f"  (no cost: {pricing.note})")
+    elif pricing is not None and pricing.cost_per_hour is not None:
+        where = f"{pricing.instance_type}, " if pricing.instance_type else ""
+        lines.append(f"  (costs at {where}${pricing.cost_per_hour:g}/hour from {pricing.source})")
+    return lines
+
+
+def _choice_lines(choice: Choice) -> list[str]:
+    what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
+    if choice.candidates == 0:
+        return [f"  {what}: none (no entry of it was measured)"]
+    if choice.best is None:
+        text = f"  {what}: no entry meets it"
+        if choice.closest is not None:
+            text += f"; closest: {_describe(choice.closest, choice.bounds)}"
+        return [text]
+    line = f"  {what}: {_describe(choice.best, choice.bounds)}"
+    cheapest = choice.cheapest
+    if cheapest is None:
+        return [line]
+    cost = f"${number(cheapest.get('cost_per_1m_inf')):.4g} per 1M inferences"
+    if cheapest is choice.best:
+        return [f"{line}, {cost} (also the cheapest)"]
+    return [line, f"    cheapest: {cheapest.get('id')} at {cost}"]
+
+
+def _describe(row: Row, bounds: Sequence[LatencyBound]) -> str:
+    shown = [b.column for b in bounds] or ["latency_ms_p99"]
+    latencies = ", ".join(f"p{c.rsplit('p', 1)[1]} {_ms(row.get(c))}" for c in dict.fromkeys(shown))
+    throughput = number(row.get("throughput_avg"))
+    tokens = number(row.get("output_tokens_per_s"))
+    if tokens is not None:
+        return f"{row.get('id')} at {throughput:.1f} requests/s, {tokens:.1f} output tokens/s ({latencies})"
+    return f"{row.get('id')} at {throughput:.1f} inf/s ({latencies})"
+
+
+def _ms(value: Any) -> str:
+    n = number(value)
+    return f"{n:.3f} ms" if n is not None else MISSING
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> str:
+    """The whole summary: the entries table (generation entries in a table of their own), a
+    blank line, the best configurations."""
+    forward = [r for r in rows if "ttft_ms_p50" not in r]
+    generation = [r for r in rows if "ttft_ms_p50" in r]
+    tables = ([entries_table(forward)] if forward else []) + ([entries_table(generation, GENERATION_TABLE_COLUMNS)] if generation else [])
+    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing))

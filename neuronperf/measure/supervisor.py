@@ -1,0 +1,497 @@
+"""The supervisor: measure one repeat of one entry in isolated worker processes.
+
+``measure(task, samples_dir)`` starts ``n_models`` worker processes (one per model copy), each
+driving its model with ``workers_per_model`` threads. Every copy loads and warms up and keeps
+its threads calling; then the parent sends one shared measured window to all of them, and each
+thread times every call that starts inside it, writing its timings to ``samples_dir``. While the
+window is open the parent samples each copy's CPU time and resident memory from outside
+(psutil on the worker pids), so nothing inside a worker competes with the measured calls. The
+result is the raw ``entries.Measurement``; statistics are computed elsewhere (``stats``).
+
+A failure is a ``Measurement`` too, never an exception: a model that raises, a worker that dies
+and a worker that hangs past the timeout each end with ``status`` "error" or "timeout" and an
+``error`` that says what happened. Worker processes, and any process they started, are gone when
+``measure`` returns or raises.
+
+Workers are never plain forks (a forked Neuron or CUDA runtime breaks): they come from a
+``forkserver`` whose server process has imported torch, if installed, but touched no device, so
+a worker starts in a fraction of the time a fresh ``spawn`` interpreter needs. ``spawn`` is used
+where there is no forkserver (Windows) or when asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any, Callable, NoReturn, Optional
+
+import psutil
+
+from neuronperf.entries import CopyStats, Measurement, WorkerSamples
+from neuronperf.errors import ProtocolError, UsageError
+from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, recv, send
+from neuronperf.measure.task import BenchmarkTask, check_task, split_quota, visible_devices_env
+from neuronperf.results.samples import copy_samples_path, read_copy_timings
+from neuronperf.util import processes as procutil
+
+#: How far in the future the shared window starts once every copy is ready: long enough for each
+#: worker to receive the start message and pass it to its threads before the window opens (a
+#: pipe message takes well under a millisecond; this is the slack for a busy machine). A copy that
+#: still gets it late is reported in its row. Paid once per entry, so it is kept small.
+START_MARGIN_S = 0.02
+#: Extra margin per copy, because the parent sends the start message to copies one by one.
+START_MARGIN_PER_COPY_S = 0.005
+#: How often the parent samples each copy's resident memory while the window is open.
+USAGE_SAMPLE_INTERVAL_S = 0.2
+#: After the last Samples message, how long workers get to exit on their own before being killed.
+EXIT_GRACE_S = 2.0
+
+DEFAULT_START_METHOD = "forkserver"
+_FIRST_PHASE = "starting or loading"
+
+_CONTEXTS: dict[str, Any] = {}
+_CONTEXT_LOCK = threading.Lock()
+
+
+def default_start_method() -> str:
+    """``forkserver`` where the platform has it, else ``spawn``; never ``fork``."""
+    return DEFAULT_START_METHOD if DEFAULT_START_METHOD in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def worker_context(start_method: Optional[str] = None) -> Any:
+    """The multiprocessing context workers start from, created once per start method.
+
+    The forkserver preloads torch (when installed), what ``NEURONPERF_PRELOAD`` names (see
+    ``neuronperf.measure.preload`` and ``start_workers_early``) and the worker module, so each worker is
+    a fork of a clean process that already imported them but never initialised a device."""
+    method = start_method or default_start_method()
+    if method not in ("forkserver", "spawn"):
+        raise UsageError(f"start method {method!r} is not allowed; use 'forkserver' or 'spawn' (never 'fork')")
+    if method not in multiprocessing.get_all_start_methods():
+        raise UsageError(f"start method {method!r} is not available on this platform")
+    with _CONTEXT_LOCK:
+        if method not in _CONTEXTS:
+            ctx = multiprocessing.get_context(method)
+            if method == "forkserver":
+                modules = ["torch"] if importlib.util.find_spec("torch") is not None else []
+                ctx.set_forkserver_preload([*modules, "neuronperf.measure.forkserver_preload", "neuronperf.measure.worker"])
+            _CONTEXTS[method] = ctx
+        return _CONTEXTS[method]
+
+
+def start_workers_early(preload: Sequence[str] = (), start_method: Optional[str] = None) -> None:
+    """Start the forkserver now, with ``preload`` (``module`` or ``module:name,name`` items) to
+    import besides torch, so that it loads them while the driver does other work (checks the
+    factories, compiles): the first entry then waits for nothing. Returns at once. A forkserver
+    already running is kept as it is (its preload was fixed when it started)."""
+    from neuronperf.measure.preload import VARIABLE
+
+    if preload:
+        known = [p for p in os.environ.get(VARIABLE, "").split(";") if p]
+        os.environ[VARIABLE] = ";".join(known + [p for p in preload if p not in known])
+    worker_context(start_method)
+    if (start_method or default_start_method()) == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def stop_forkserver() -> None:
+    """End the workers' forkserver now, when nothing will be measured any more. It holds no work,
+    only the preloaded libraries: a SIGKILL ends it at once, where at interpreter exit it would
+    tear those libraries down while still holding the terminal's or a pipe's output open (a
+    reader of ``neuronperf run | tee`` would wait for it). A later measurement starts a new one."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if server is None or not pid:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+    # What ensure_running() checks: the next call then starts a fresh server.
+    address = getattr(server, "_forkserver_address", None)
+    if isinstance(address, str) and not address.startswith("\0"):
+        with contextlib.suppress(OSError):
+            os.unlink(address)  # a socket file (macOS); Linux uses the abstract namespace
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+    for name in ("_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd"):
+        if hasattr(server, name):
+            setattr(server, name, None)
+
+
+class WorkerCallFailed(Exception):
+    """``run_in_worker``'s call raised, died or ran out of time; the message says which."""
+
+
+def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+    """``fn(*args)`` in a process from the workers' context (a fork of the forkserver, which has
+    the sweep's libraries loaded already), its result sent back; for work the driver must not do
+    in its own process (importing user code). ``fn``, ``args`` and the result must pickle."""
+    ctx = worker_context()
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args), daemon=False)
+    process.start()
+    child_conn.close()
+    handle = None
+    with contextlib.suppress(psutil.Error):
+        handle = psutil.Process(process.pid)
+    try:
+        ready = wait([parent_conn, process.sentinel], timeout=timeout)
+        if not ready:
+            raise WorkerCallFailed(f"it took longer than {timeout:g} s")
+        try:
+            kind, value = parent_conn.recv()
+        except (EOFError, OSError):
+            process.join(timeout=2.0)
+            raise WorkerCallFailed(f"the process died: {procutil.describe_exit(process.exitcode)}") from None
+        if kind == "error":
+            raise WorkerCallFailed(str(value))
+        return value
+    finally:
+        procutil.kill_tree(handle if handle is not None else process.pid)
+        process.join(timeout=5.0)
+        parent_conn.close()
+
+
+def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        result = ("ok", fn(*args))
+    except BaseException as e:  # whatever it is, the caller reports it in one line
+        result = ("error", f"{type(e).__name__}: {e}")
+    conn.send(result)
+    conn.close()
+
+
+@dataclass
+class _Copy:
+    """The parent's view of one worker process."""
+
+    idx: int
+    process: Any
+    conn: Any
+    #: Taken while the worker is alive, so that clean-up never signals a reused pid.
+    handle: Optional[psutil.Process] = None
+    #: What the parent last knew of the copy; until the Loaded message it cannot tell
+    #: starting from loading.
+    phase: str = _FIRST_PHASE
+    loaded: Optional[Loaded] = None
+    ready: Optional[Ready] = None
+    samples: Optional[Samples] = None
+    rss: list[int] = field(default_factory=list)
+    cpu_start: Optional[float] = None
+    cpu_end: Optional[float] = None
+
+
+class _Failure(Exception):
+    """Ends an entry early with a status and a message (internal to this module)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str] = None) -> Measurement:
+    """Measure one repeat of an entry in ``task.n_models`` worker processes, their raw timings
+    written under ``samples_dir`` (created if needed); failures come back as a ``Measurement``
+    with status "error" or "timeout". Raises ``UsageError`` for a bad task."""
+    check_task(task)
+    payload = pickle.dumps(task)
+    device_envs = [visible_devices_env(task, i) for i in range(task.n_models)]
+    os.makedirs(samples_dir, exist_ok=True)
+    ctx = worker_context(start_method)
+    from neuronperf.measure.worker import worker_main
+
+    copies: list[_Copy] = []
+    with _sigterm_stops_workers():
+        try:
+            deadline = time.monotonic() + task.settings.timeout
+            parent_env = dict(os.environ)
+            for idx in range(task.n_models):
+                parent_conn, child_conn = ctx.Pipe(duplex=True)
+                process = ctx.Process(
+                    target=worker_main,
+                    args=(payload, idx, child_conn, parent_env, device_envs[idx], os.getpid()),
+                    name=f"neuronperf-{task.entry_id}-copy{idx}",
+                    # Not daemonic: a daemonic process may not start processes of its own, and
+                    # models do (torch.compile workers, data loaders). _stop ends them all.
+                    daemon=False,
+                )
+                process.start()
+                child_conn.close()  # the worker holds its end; ours must go so EOF means "worker gone"
+                copy = _Copy(idx, process, parent_conn)
+                with contextlib.suppress(psutil.Error):
+                    copy.handle = psutil.Process(process.pid)
+                copies.append(copy)
+            return _run(task, copies, deadline, samples_dir)
+        except _Failure as failure:
+            return Measurement(status=failure.status, error=failure.message)
+        finally:
+            with _signals_deferred():
+                _stop(copies)
+
+
+def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir: str) -> Measurement:
+    _wait_for(copies, "ready", deadline, task.settings.timeout)
+    n_threads = task.n_models * task.workers_per_model
+    quotas = split_quota(task.settings.max_infers, n_threads)
+    minimums = tuple(m or 0 for m in split_quota(task.settings.min_calls, n_threads))
+    margin_ns = int((START_MARGIN_S + START_MARGIN_PER_COPY_S * len(copies)) * 1e9)
+    now_ns = time.perf_counter_ns()
+    start_ns = now_ns + margin_ns
+    end_ns = start_ns + int(task.settings.duration * 1e9)
+    # A thread short of its minimum call count may go on past end_ns for half of what the
+    # timeout leaves after it: the other half is for its last call and writing the samples, so
+    # a minimum that cannot be reached gives a row with fewer calls, not a timeout.
+    left_after_end_s = deadline - time.monotonic() - (end_ns - now_ns) / 1e9
+    last_ns = end_ns + max(0, int(left_after_end_s / 2 * 1e9))
+    w = task.workers_per_model
+    for c in copies:
+        go = Go(start_ns=start_ns, end_ns=end_ns, quotas=quotas[c.idx * w : (c.idx + 1) * w],
+                         minimums=minimums[c.idx * w : (c.idx + 1) * w], last_ns=last_ns,
+                         samples_path=copy_samples_path(samples_dir, c.idx))
+        with contextlib.suppress(OSError):  # a worker that is gone is reported by _wait_for
+            send(c.conn, go)
+        c.phase = "measuring"
+    _sleep_until(start_ns)
+    wall_start = time.perf_counter_ns()
+    for c in copies:
+        c.cpu_start = _cpu_seconds(c)
+    wall_end = _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns)
+
+    workers: list[WorkerSamples] = []
+    stats: list[CopyStats] = []
+    total_memory = psutil.virtual_memory().total
+    for c in copies:
+        assert c.samples is not None
+        try:
+            timings = read_copy_timings(copy_samples_path(samples_dir, c.idx), task.workers_per_model)
+        except ProtocolError as e:
+            raise _Failure("error", f"copy {c.idx}: {e}") from None
+        for totals, (starts, latencies, tokens) in zip(c.samples.threads, timings):
+            workers.append(WorkerSamples(
+                copy_idx=c.idx, thread_idx=totals.thread_idx, start_ns=starts, latency_ns=latencies,
+                infer_ns_total=totals.infer_ns_total, preprocess_ns_total=totals.preprocess_ns_total,
+                postprocess_ns_total=totals.postprocess_ns_total, token_ns=tokens,
+            ))
+        wall = (wall_end or time.perf_counter_ns()) - wall_start
+        cpu = None
+        if c.cpu_start is not None and c.cpu_end is not None and wall > 0:
+            cpu = (c.cpu_end - c.cpu_start) / (wall / 1e9) * 100
+        stats.append(CopyStats(
+            copy_idx=c.idx,
+            pid=c.process.pid,
+            load_ms=c.samples.load_ms,
+            warmup_ms=c.samples.warmup_ms,
+            cpu_avg_percent=cpu,
+            peak_rss_bytes=max(c.rss) if c.rss else None,
+            mem_avg_percent=sum(c.rss) / len(c.rss) / total_memory * 100 if c.rss and total_memory else None,
+            late_ns=c.samples.late_ns,
+        ))
+    ends = [int(ws.start_ns[-1]) + int(ws.latency_ns[-1]) for ws in workers if len(ws.start_ns)]
+    if not ends:
+        return Measurement(
+            status="error",
+            error=(f"no call was measured: benchmark.duration ({task.settings.duration:g} s) ended "
+                   "before any call started; use a longer duration"),
+            window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats),
+        )
+    # The window runs from the shared start until the last measured call returned: every call
+    # that starts before end_ns is measured, so the window covers the time they took to finish.
+    return Measurement(
+        status="ok",
+        window_start_ns=start_ns,
+        window_end_ns=max(ends),
+        workers=tuple(sorted(workers, key=lambda ws: (ws.copy_idx, ws.thread_idx))),
+        copies=tuple(stats),
+    )
+
+
+_NEXT_PHASE = {"loaded": "warming up", "ready": "waiting for the other copies", "samples": "done"}
+
+
+def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
+              usage_until_ns: Optional[int] = None) -> Optional[int]:
+    """Read messages until every copy has sent ``wanted``; raise ``_Failure`` on an error message,
+    a dead worker or the deadline. With ``usage_until_ns``, sample the copies' memory meanwhile,
+    and their CPU time once at that moment; returns when that CPU reading was taken."""
+    pending = [c for c in copies if getattr(c, wanted) is None]
+    usage_taken: Optional[int] = None
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            busy = ", ".join(f"copy {c.idx} was {c.phase}" for c in pending)
+            raise _Failure("timeout", f"timed out after {timeout:g} s (benchmark.timeout): {busy}")
+        wait_s = remaining
+        if usage_until_ns is not None and usage_taken is None:
+            now = time.perf_counter_ns()
+            if now >= usage_until_ns:
+                usage_taken = now
+                for c in copies:
+                    c.cpu_end = _cpu_seconds(c)
+            else:
+                for c in copies:
+                    _sample_rss(c)
+                wait_s = min(remaining, USAGE_SAMPLE_INTERVAL_S, (usage_until_ns - now) / 1e9)
+        handles = [c.conn for c in pending] + [c.process.sentinel for c in pending]
+        ready = set(wait(handles, timeout=wait_s))
+        for c in list(pending):
+            if c.conn in ready:
+                _receive(c)
+            elif c.process.sentinel in ready and not c.conn.poll():
+                _died(c)
+            if getattr(c, wanted) is not None:
+                pending.remove(c)
+                if usage_until_ns is not None and c.cpu_end is None:
+                    c.cpu_end = _cpu_seconds(c)  # max_infers ended its work before the window did
+    return usage_taken
+
+
+def _cpu_seconds(c: _Copy) -> Optional[float]:
+    """The copy's CPU time so far (all its threads, user and system), read from outside."""
+    if c.handle is None:
+        return None
+    try:
+        times = c.handle.cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
+def _sample_rss(c: _Copy) -> None:
+    if c.handle is not None:
+        with contextlib.suppress(psutil.Error):
+            c.rss.append(int(c.handle.memory_info().rss))
+
+
+def _sleep_until(target_ns: int) -> None:
+    while True:
+        remaining = target_ns - time.perf_counter_ns()
+        if remaining <= 0:
+            return
+        time.sleep(remaining / 1e9)
+
+
+def _receive(c: _Copy) -> None:
+    try:
+        message = recv(c.conn)
+    except (EOFError, OSError):
+        _died(c)
+    except ProtocolError as e:
+        raise _Failure("error", f"copy {c.idx} sent a bad message while {c.phase}: {e}") from None
+    if isinstance(message, Error):
+        raise _Failure("error", f"{message.message} (copy {c.idx}, while {message.phase})")
+    if isinstance(message, Loaded):
+        c.loaded = message
+    elif isinstance(message, Ready):
+        c.ready = message
+    elif isinstance(message, Samples):
+        c.samples = message
+    else:
+        raise _Failure("error", f"copy {c.idx} sent an unexpected {message.TYPE!r} message while {c.phase}")
+    c.phase = _NEXT_PHASE[message.TYPE]
+
+
+def _died(c: _Copy) -> NoReturn:
+    c.process.join(timeout=2.0)  # the pipe closes a moment before the exit status is known
+    message = f"copy {c.idx} died: {procutil.describe_exit(c.process.exitcode)} while {c.phase}"
+    if c.phase == _FIRST_PHASE and c.process.exitcode == 1:
+        # Python itself failed to start the worker, most often because the script that called
+        # neuronperf re-ran its benchmark when the worker imported it.
+        message += (
+            " (see the worker's traceback on stderr; a script that calls neuronperf must do so "
+            "under `if __name__ == '__main__':`, because worker processes import it)"
+        )
+    raise _Failure("error", message)
+
+
+def _stop(copies: list[_Copy]) -> None:
+    """Let finished workers exit, then kill whatever is left of every copy's process tree.
+
+    Processes are signalled through the handle taken when they started: a worker that exited
+    may have been reaped (by the forkserver) and its pid given to another process."""
+    deadline = time.monotonic() + EXIT_GRACE_S
+    finished = [c.process.sentinel for c in copies if c.samples is not None]
+    while finished and time.monotonic() < deadline:
+        done = wait(finished, timeout=max(0.0, deadline - time.monotonic()))
+        finished = [s for s in finished if s not in done]
+    for c in copies:
+        # Also when the worker exited: processes it started may have outlived it in its group.
+        procutil.kill_tree(c.handle if c.handle is not None else c.process.pid)
+    for c in copies:
+        c.process.join(timeout=5.0)
+        c.conn.close()
+        with contextlib.suppress(ValueError, AttributeError):
+            c.process.close()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, so that a second Ctrl-C cannot interrupt
+    the clean-up of workers halfway; a signal that arrived is re-sent as soon as it is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if signum not in received:
+            received.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for signum in received:
+            signal.raise_signal(signum)
+
+
+class _SigTerm(BaseException):
+    """Raised in the main thread when SIGTERM arrives during ``measure``."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_workers() -> Iterator[None]:
+    """While measuring, SIGTERM first stops the workers, then terminates the process as usual.
+
+    Only the default disposition is replaced: a program with its own SIGTERM handler keeps it
+    (``measure`` still cleans up if that handler raises)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _SigTerm()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _SigTerm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+__all__ = [
+    "WorkerCallFailed", "default_start_method", "measure", "run_in_worker", "start_workers_early",
+    "stop_forkserver", "worker_context",
+]

@@ -1,0 +1,223 @@
+"""The typed spec: frozen values the planner reads, and the spec format's constants.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from neuronperf.entries import (
+    BenchmarkSettings,
+    Frozen,
+    FrozenDict,
+    RaySettings,
+    TensorSpec,
+)
+from neuronperf.spec.yaml_source import (
+    KeyPath,
+    Position,
+)
+
+SPEC_VERSION = 1
+
+
+#: sweep key -> the singular axis name used in entry ids, exclude rules and reports.
+SWEEP_AXES = {
+    "batch_sizes": "batch_size",
+    "pipeline_sizes": "pipeline_size",
+    "n_models": "n_models",
+    "workers_per_model": "workers_per_model",
+}
+
+
+#: Names an exclude rule may use besides the model parameters.
+EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+
+
+EXECUTORS = ("local", "ray")
+
+
+TASKS = ("forward", "generate")
+
+
+#: (framework, device_type, compiler) that can run ``task: generate``: a causal LM's own
+#: generate loop needs the model itself (eager), or a compiler built for generation (optimum-neuron).
+GENERATE_CAPABLE = {
+    ("torch", "cpu", "eager"),
+    ("torch", "cuda", "eager"),
+    ("torch", "neuron", "optimum"),
+}
+
+
+#: Compilers that build nothing but generation models.
+GENERATE_ONLY_COMPILERS = {("torch", "neuron", "optimum")}
+
+
+#: Executors that a later release adds; named so the error can say "not yet" instead of "unknown".
+PLANNED_EXECUTORS: tuple[str, ...] = ()
+
+
+#: A larger sweep is almost always a mistake (a stray value in an axis), and its plan alone would
+#: take seconds and hundreds of MB; split real sweeps of this size into several specs.
+MAX_RUN_ENTRIES = 1_000_000
+
+
+#: ``n_models: max``: as many copies as fit on the machine, resolved when planning.
+MAX_COPIES = "max"
+
+
+#: The latency columns an ``objectives.slo`` bound may name (the reported percentiles).
+SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
+
+
+DEFAULT_DURATION = 5.0
+
+
+DEFAULT_WARMUP_CALLS = 10
+
+
+DEFAULT_BENCHMARK_TIMEOUT = 300.0
+
+
+DEFAULT_PEAK_WINDOW = 1.0
+
+
+DEFAULT_COMPILE_TIMEOUT = 1800.0
+
+
+REFERENCE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class InputTemplate:
+    """One input tensor as written in the spec (no batch dimension); a dimension may be a
+    ``"$param"`` reference that the planner substitutes."""
+
+    shape: tuple[Union[int, str], ...]
+    dtype: str = "float32"
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+    def resolve(self, params: Mapping[str, Any]) -> TensorSpec:
+        """The concrete ``TensorSpec`` for one combination of the model's parameters."""
+        dims = tuple(int(params[d[1:]]) if isinstance(d, str) else d for d in self.shape)
+        return TensorSpec(shape=dims, dtype=self.dtype, low=self.low, high=self.high)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of ``models``: a factory, its kwargs, its inputs and its swept parameters."""
+
+    name: str
+    factory: str
+    kwargs: Frozen  # may hold "$param" strings, substituted per combination by the planner
+    inputs: tuple[InputTemplate, ...]
+    #: Swept parameters in declared order: (("seq_len", (128, 256)),).
+    params: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    #: The spec file's folder: file-relative factories resolve against it.
+    base_dir: str = field(default=".", compare=False)
+    #: Where the ``factory`` value is, so a factory that does not resolve can be reported there.
+    factory_pos: Position = field(default=(1, 1), compare=False)
+    #: This model's position in ``models`` (its key path is ``models[index]``).
+    index: int = field(default=0, compare=False)
+    #: Its ``evaluate`` key: a dataset and metrics evaluated once per compile entry.
+    evaluate: Optional[EvaluateSpec] = None
+    #: What one timed call is: "forward" (one forward pass) or "generate" (one generation request).
+    task: str = "forward"
+    #: ``generate.new_tokens`` of a generate model: an integer, or a ``"$param"`` reference that
+    #: the planner substitutes.
+    new_tokens: Union[int, str, None] = None
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """A model's ``evaluate`` key: ``dataset`` ("file.py:callable", called in a worker, returns
+    ``(*inputs, target)`` items), the registered ``metrics`` and the target's column."""
+
+    dataset: str
+    metrics: tuple[str, ...]
+    target_col: int = -1
+
+
+@dataclass(frozen=True)
+class SweepAxes:
+    """The run axes of ``sweep``, each a non-empty tuple of distinct positive integers."""
+
+    batch_sizes: tuple[int, ...] = (1,)
+    pipeline_sizes: tuple[int, ...] = (1,)
+    #: Positive integers, or ``"max"``: as many copies as fit (resolved when planning).
+    n_models: tuple[Union[int, str], ...] = (1,)
+    workers_per_model: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class ExcludeRule:
+    """``exclude[index]``: drops every entry whose axes match all of ``match``."""
+
+    index: int
+    #: axis name -> the values that match, e.g. (("batch_size", (16,)), ("n_models", (2, 4))).
+    match: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    @property
+    def label(self) -> str:
+        return f"exclude[{self.index}]"
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """The spec's ``compile`` section."""
+
+    jobs: int
+    compiler_args: Frozen = FrozenDict()
+    timeout: float = DEFAULT_COMPILE_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated sweep spec: everything the planner needs, plus where each value came from."""
+
+    source: str  # the spec's path as the user gave it; messages name it
+    name: str
+    framework: str
+    device_type: str
+    compiler: str
+    executor: str
+    output_dir: str  # as written (or runs/<name>), relative to the working directory
+    models: tuple[ModelSpec, ...]
+    sweep: SweepAxes
+    exclude: tuple[ExcludeRule, ...]
+    compile: CompileSettings
+    benchmark: BenchmarkSettings
+    version: int = SPEC_VERSION
+    #: ``objectives.slo``: (("latency_ms_p99", 20.0),), in file order.
+    slo: tuple[tuple[str, float], ...] = ()
+    instance_type: Optional[str] = None
+    cost_per_hour: Optional[float] = None
+    #: The ``ray`` section (used when ``executor`` is ray).
+    ray: RaySettings = RaySettings()
+    value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+def default_compile_jobs() -> int:
+    """Half the CPU cores, between 1 and 4: each compile is multi-threaded and memory-hungry
+    itself (a Neuron compile of BERT takes several GB), so more jobs only contend."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def substitute(value: Any, params: Mapping[str, Any]) -> Any:
+    """Replace every string ``"$name"`` in a JSON-like value by ``params[name]`` (keeping its
+    type); ``"$$text"`` stands for the literal string ``"$text"``."""
+    if isinstance(value, str):
+        ref = REFERENCE.match(value)
+        if ref:
+            return params[ref.group(1)]
+        return value[1:] if value.startswith("$$") else value
+    if isinstance(value, dict):
+        return {k: substitute(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, params) for v in value]
+    return value

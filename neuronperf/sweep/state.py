@@ -1,0 +1,169 @@
+"""What an output_dir already knows about a plan: each entry's identity, its latest journal record,
+whether it is done, failed or to do, and why a measured entry must run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from neuronperf.backends import find_backend
+from neuronperf.backends.base import Backend
+from neuronperf.compilation.artifacts import compile_key
+from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash
+from neuronperf.errors import (
+    BackendUnavailable,
+    SpecError,
+)
+from neuronperf.results.journal import Journal
+from neuronperf.results.lock import lock_holder
+from neuronperf.spec.load import spec_problem
+from neuronperf.sweep.outcome import SweepOptions
+
+
+def load_plan(spec_path: str) -> tuple[Any, Plan]:
+    """Load and validate a spec and plan it (pure: no user code, no framework)."""
+    from neuronperf.plan.expand import plan as make_plan
+    from neuronperf.spec.load import load_spec
+
+    spec = load_spec(spec_path)
+    return spec, make_plan(spec, device_counter(spec))
+
+
+def device_counter(spec: Any) -> Any:
+    """A callable that counts this machine's devices through the spec's backend (for
+    ``n_models: max``); a backend that cannot count them is a located ``SpecError``."""
+
+    def count() -> int:
+        try:
+            return int(find_backend(spec.framework, spec.device_type, spec.compiler).device_count(spec.device_type))
+        except BackendUnavailable as e:
+            raise SpecError([spec_problem(spec, "sweep.n_models", f"n_models: max: cannot count this machine's devices: {e}")]) from None
+
+    return count
+
+
+def run_identity(entry: RunEntry, compile_key: str) -> str:
+    """A run entry's identity: its content, its artifact's compile key (compiler version) and the
+    measurement method's version (rows of an older method are measured again, never mixed)."""
+    from neuronperf.stats.forward import METHOD_VERSION
+
+    return stable_hash({"run": entry.key, "compile": compile_key, "method": METHOD_VERSION})
+
+
+class SweepState:
+    """What output_dir already knows about a plan: compile keys, finished runs, rows."""
+
+    def __init__(self, plan: Plan, output_dir: Path, backend: Backend):
+        self.plan = plan
+        self.output_dir = output_dir
+        self.backend = backend
+        self.journal = Journal(str(output_dir))
+        self.records: dict[str, dict] = {}  # run identity -> its latest record
+        self.compile_records: dict[str, dict] = {}  # compile key -> its latest record
+        self._latest_by_id: dict[tuple[str, str], dict] = {}  # (kind, entry id) -> latest record
+        for record in self.journal.load() if self.journal.exists() else []:
+            (self.records if record["kind"] == "run" else self.compile_records)[record["key"]] = record
+            if isinstance(record.get("id"), str):
+                self._latest_by_id[(record["kind"], record["id"])] = record
+        version_cache: dict[str, str] = {}
+        self.compile_keys: dict[CompileEntry, str] = {}
+        for entry in plan.compile_entries:
+            if entry.compiler not in version_cache:
+                version_cache[entry.compiler] = self._compiler_version(entry.compiler)
+            self.compile_keys[entry] = compile_key(entry, version_cache[entry.compiler])
+        self.versions = version_cache
+        self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
+        #: The ``evaluate`` columns of each compile entry, joined onto each of its rows.
+        self.evaluations: dict[CompileEntry, dict] = {}
+
+    def _compiler_version(self, compiler: str) -> str:
+        """The compiler's version; where its SDK is not installed (results copied off the
+        machine that made them), the version the journal recorded, so `status` still works."""
+        try:
+            return self.backend.compiler_version(compiler)
+        except BackendUnavailable:
+            recorded = [r.get("compiler_version") for r in self.compile_records.values() if r.get("compiler_version")]
+            if recorded:
+                return str(recorded[-1])
+            if not self.journal.exists():
+                # Nothing measured yet: every entry is to do whatever the version, and `status`
+                # can say so on a machine without the framework (`run` checks it before working).
+                return "unavailable"
+            raise
+
+    def record_for(self, entry: RunEntry) -> Optional[dict]:
+        return self.records.get(self.identities[entry])
+
+    def status_of(self, entry: RunEntry) -> str:
+        """"done", "failed" or "todo"."""
+        record = self.record_for(entry)
+        if record is None:
+            return "todo"
+        return "done" if record.get("status") == "ok" else "failed"
+
+    def why_todo(self, entry: RunEntry) -> Optional[str]:
+        """Why an entry measured before (under the same id) must run again, or None if it never
+        was: what changed between that measurement and the spec and files of now."""
+        from neuronperf.stats.forward import METHOD_VERSION
+
+        if self.record_for(entry) is not None or ("run", entry.id) not in self._latest_by_id:
+            return None
+        method = (self._latest_by_id[("run", entry.id)].get("row") or {}).get("method_version") or 1
+        if method != METHOD_VERSION:
+            return f"measured by method {method}; method {METHOD_VERSION} measures it again"
+        compile_entry = entry.compile
+        compiled = self._latest_by_id.get(("compile", compile_entry.id))
+        if compiled is None or compiled["key"] == self.compile_keys[compile_entry]:
+            return "benchmark or runtime settings changed since measured"
+        from neuronperf.sources.factory import source_digest
+
+        was_source, now_source = compiled.get("source"), source_digest(compile_entry.model)
+        if was_source is not None and was_source != now_source:
+            return "model source changed since measured"
+        was_version, now_version = compiled.get("compiler_version"), self.versions[compile_entry.compiler]
+        if was_version is not None and was_version != now_version:
+            return f"compiler version changed since measured ({was_version} -> {now_version})"
+        return "model or compile settings changed since measured"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What ``neuronperf status`` shows: each planned run entry's state, why a measured one
+    must run again, the folder that was read and who holds it now."""
+
+    plan: Plan
+    output_dir: Path
+    states: dict  # RunEntry -> "done" | "failed" | "todo"
+    reasons: dict  # RunEntry -> why a "todo" entry that was measured before must run again
+    holder: Optional[str]  # "pid N" while a run holds output_dir, else None
+
+
+def sweep_report(spec_path: str) -> StatusReport:
+    """The ``StatusReport`` of a spec's output_dir, without running or writing anything."""
+    _, plan = load_plan(spec_path)
+    backend = backend_for(plan)
+    output_dir = Path(plan.output_dir).resolve()
+    state = SweepState(plan, output_dir, backend)
+    states = {e: state.status_of(e) for e in plan.run_entries}
+    reasons = {e: why for e in plan.run_entries if (why := state.why_todo(e))}
+    return StatusReport(plan, output_dir, states, reasons, lock_holder(str(output_dir)))
+
+
+def sweep_status(spec_path: str) -> tuple[Plan, dict[RunEntry, str]]:
+    """Each planned run entry's state in output_dir (done, failed, todo), without running."""
+    report = sweep_report(spec_path)
+    return report.plan, report.states
+
+
+def backend_for(plan: Plan) -> Backend:
+    first = plan.compile_entries[0]
+    return find_backend(first.framework, first.device_type, first.compiler)
+
+
+def needs_run(state: SweepState, entry: RunEntry, options: SweepOptions) -> bool:
+    status = state.status_of(entry)
+    if status == "todo":
+        return True
+    return status == "failed" and options.retry_failed
