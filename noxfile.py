@@ -77,6 +77,16 @@ def tensorflow(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def cuda(session: nox.Session) -> None:
+    """The CUDA tests (backends on a GPU, NVML telemetry); each skips itself without a GPU.
+    Where nvidia-smi exists, torch is the index's default build (with CUDA); elsewhere the CPU
+    build on this disk, so that the session runs, and skips, anywhere."""
+    session.install("torch" if shutil.which("nvidia-smi") else TORCH)
+    session.install("-e", ".[test,nvml]")
+    session.run("pytest", "-m", "cuda", "-rs", *session.posargs)
+
+
+@nox.session(python="3.11")
 def ray(session: nox.Session) -> None:
     """The Ray executor on real Ray instances on this machine (one head, or two logical nodes)."""
     _install_project(session, "test,ray")

@@ -7,8 +7,9 @@ median call latency (what a row's percentiles are made of) and its calls per sec
 
 - ``bare``: a bare Python loop in this process timing each call with ``perf_counter_ns``;
 - ``off``: the no-op model measured by neuronperf (one copy, one thread), telemetry off;
-- ``on``: the same with the telemetry sampler polling in the supervisor process, as
-  ``benchmark.telemetry`` does, at 100 ms (the default) and at 10 ms (ten times the work).
+- ``on``: the same with ``benchmark.telemetry`` on: the supervisor's sampler thread polls the
+  source at 100 ms (the default) and at 10 ms (ten times the work), and measures idle power
+  for 2 s before the copy starts.
 
 This machine may have no telemetry source (no GPU, RAPL absent or root-only): the sampler then
 reads a powercap tree this script writes in a temporary folder (two real file reads per
@@ -28,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from neuronperf import supervisor
 from neuronperf.entries import BenchmarkSettings
-from neuronperf.task import BenchmarkTask, factory_loader
-from neuronperf.trackers import RaplTracker, Sampler, tracker_for
+from neuronperf.measure import supervisor
+from neuronperf.measure.task import BenchmarkTask, factory_loader
+from neuronperf.trackers import RaplTracker, Sample, Tracker, tracker_for
 
 
 class NoOp:
@@ -54,19 +55,25 @@ def fake_powercap(root: Path, packages: int = 2) -> str:
 Figures = tuple[float, float]  # (median latency in ns, calls per second)
 
 
-def harness_run(duration: float, sampler: Optional[Sampler]) -> Figures:
-    """The no-op model measured by the harness, with ``sampler`` (if any) polling in this
-    process (the supervisor's) from before the copy starts until it ends."""
+class CountingRapl(RaplTracker):
+    """The RAPL reader, counting its readings."""
+
+    def __init__(self, root: str):
+        super().__init__(root)
+        self.readings = 0
+
+    def poll(self, pids: frozenset[int]) -> list[Sample]:
+        self.readings += 1
+        return super().poll(pids)
+
+
+def harness_run(duration: float, period_ms: Optional[float], tracker: Optional[Tracker] = None) -> Figures:
+    """The no-op model measured by the harness, with ``benchmark.telemetry`` at ``period_ms``
+    (None: off) reading ``tracker``."""
     task = BenchmarkTask("noop", factory_loader(NoOp), inputs=1,
-                         settings=BenchmarkSettings(duration=duration, warmup_calls=100))
-    if sampler is not None:
-        sampler.start()
-    try:
-        with tempfile.TemporaryDirectory() as samples:
-            result = supervisor.measure(task, samples)
-    finally:
-        if sampler is not None:
-            sampler.stop()
+                         settings=BenchmarkSettings(duration=duration, warmup_calls=100, telemetry_period_ms=period_ms))
+    with tempfile.TemporaryDirectory() as samples:
+        result = supervisor.measure(task, samples, tracker=tracker)
     if result.status != "ok":
         raise SystemExit(f"entry failed: {result.error}")
     latencies = [int(lat) for w in result.workers for lat in w.latency_ns]
@@ -101,19 +108,19 @@ def main() -> None:
         root = fake_powercap(Path(tmp) / "powercap")
         polls: dict[str, list[int]] = {"on 100 ms": [], "on 10 ms": []}
 
-        def with_sampler(label: str, period_s: float) -> Callable[[], Figures]:
+        def with_telemetry(label: str, period_ms: float) -> Callable[[], Figures]:
             def run() -> Figures:
-                sampler = Sampler(RaplTracker(root), period_s, idle_s=0)
-                figures = harness_run(args.duration, sampler)
-                polls[label].append(len(sampler.samples))
+                tracker = CountingRapl(root)
+                figures = harness_run(args.duration, period_ms, tracker)
+                polls[label].append(tracker.readings)
                 return figures
             return run
 
         variants: dict[str, Callable[[], Figures]] = {
             "bare": lambda: bare_run(args.duration),
             "off": lambda: harness_run(args.duration, None),
-            "on 100 ms": with_sampler("on 100 ms", 0.1),
-            "on 10 ms": with_sampler("on 10 ms", 0.01),
+            "on 100 ms": with_telemetry("on 100 ms", 100),
+            "on 10 ms": with_telemetry("on 10 ms", 10),
         }
         names = list(variants)
         runs: dict[str, list[Figures]] = {n: [] for n in names}

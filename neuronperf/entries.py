@@ -20,6 +20,8 @@ from typing import Any, Optional
 Frozen = Any
 
 STATUSES = ("ok", "error", "timeout", "skipped")
+#: ``benchmark.telemetry.period_ms`` when the spec does not say.
+DEFAULT_TELEMETRY_PERIOD_MS = 100.0
 
 
 class FrozenDict(tuple):  # type: ignore[type-arg]
@@ -100,9 +102,13 @@ class BenchmarkSettings:
     #: the machine does not line up with a swept axis. Neither changes an entry's result.
     order: str = "planned"
     seed: int = 0
+    #: How often the supervisor samples device telemetry (``benchmark.telemetry.period_ms``);
+    #: None: telemetry off (``telemetry: false``).
+    telemetry_period_ms: Optional[float] = DEFAULT_TELEMETRY_PERIOD_MS
 
     def to_dict(self) -> dict:
-        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed}
+        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
+                "telemetry_period_ms": self.telemetry_period_ms}
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""
@@ -116,6 +122,9 @@ class BenchmarkSettings:
             "peak_window_s": self.peak_window_s,
             # Absent at its default, so that plans written before repeats existed keep their keys.
             **({"repeat": self.repeat} if self.repeat != 1 else {}),
+            # Likewise: entries measured before telemetry existed resume unless it is changed.
+            **({"telemetry_period_ms": self.telemetry_period_ms}
+               if self.telemetry_period_ms != DEFAULT_TELEMETRY_PERIOD_MS else {}),
         }
 
 
@@ -276,6 +285,28 @@ class CopyStats:
     #: How late the copy learnt when the window opens, in ns after it opened (0: in time). A late
     #: copy's threads began measuring after the others: the row says so.
     late_ns: int = 0
+    #: The device memory allocator's peak in the copy since it started (CUDA:
+    #: ``torch.cuda.max_memory_allocated``), read by the copy after its window; None elsewhere.
+    device_mem_peak_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One repeat's device telemetry (``neuronperf.trackers``), before it becomes row columns.
+    ``energy_j`` covers the measured window; the row divides it by the inferences made in that
+    window (``energy_j_per_inf``). Empty figures are None, and ``note`` says why."""
+
+    energy_source: Optional[str] = None
+    device_mem_mb_peak: Optional[float] = None
+    device_mem_mb_nvml_peak: Optional[float] = None
+    device_util_pct_avg: Optional[float] = None
+    power_w_avg: Optional[float] = None
+    power_w_idle: Optional[float] = None
+    energy_j: Optional[float] = None
+    note: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -289,6 +320,8 @@ class Measurement:
     window_end_ns: int = 0
     workers: tuple[WorkerSamples, ...] = ()
     copies: tuple[CopyStats, ...] = ()
+    #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
+    telemetry: Optional[Telemetry] = None
 
 
 def _id_value(value: Any) -> str:

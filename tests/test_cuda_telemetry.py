@@ -47,3 +47,31 @@ def test_nvml_sees_this_process_busy_on_its_gpu():
     assert figures.power_w_idle is not None and figures.power_w_idle > 0
     if figures.device_mem_mb_nvml_peak is not None:  # None where NVML sees host pids (containers)
         assert figures.device_mem_mb_nvml_peak >= 256
+
+
+def test_a_cuda_sweep_fills_the_telemetry_columns(cli, tmp_path):
+    """`neuronperf run` on the GPU: the allocator peak, summed over the copies, grows with them;
+    NVML's columns are filled."""
+    import json
+
+    spec = tmp_path / "cuda.yaml"
+    spec.write_text(f"""\
+version: 1
+framework: torch
+device_type: cuda
+compiler: eager
+output_dir: {tmp_path / "run"}
+models:
+  - name: cnn
+    factory: "neuronperf.zoo:small_cnn"
+    inputs: [{{shape: [3, 32, 32]}}]
+sweep: {{batch_sizes: [8], n_models: [1, 2]}}
+benchmark: {{duration: 1, warmup: {{calls: 20}}, timeout: 120, telemetry: {{period_ms: 50}}}}
+""")
+    result = cli("run", str(spec))
+    assert result.code == 0, result.out + result.err
+    rows = {r["n_models"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())}
+    for r in rows.values():
+        assert r["energy_source"] in ("nvml", "nvml-power"), r["telemetry_note"]
+        assert r["power_w_avg"] > 0 and r["energy_j_per_inf"] > 0 and r["device_util_pct_avg"] is not None
+    assert 0 < rows[1]["device_mem_mb_peak"] < rows[2]["device_mem_mb_peak"]

@@ -357,6 +357,16 @@ class TorchBackend(Backend):
             return {}
         return cuda_pinning_env(copy_idx, self.device_count("cuda"))
 
+    def device_memory_peak(self, device_type: str) -> Optional[int]:
+        if device_type != "cuda":
+            return None
+        cuda = import_torch().cuda
+        if not cuda.is_initialized():
+            return None
+        # The caching allocator's peak of memory handed to tensors since this worker started
+        # (load, warm-up and window), on every GPU the copy sees (one, when pinned).
+        return sum(int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count()))
+
     def device_count(self, device_type: str) -> int:
         if device_type == "cuda":
             return int(import_torch().cuda.device_count())

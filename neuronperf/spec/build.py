@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Optional, Union
 
 from neuronperf.entries import (
+    DEFAULT_TELEMETRY_PERIOD_MS,
     BenchmarkSettings,
     RaySettings,
     freeze,
@@ -142,4 +143,14 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         repeat=int(bench.get("repeat", 1)),
         order=str(bench.get("order", "planned")),
         seed=int(bench.get("seed", 0)),
+        telemetry_period_ms=_telemetry_period(bench.get("telemetry", True)),
     )
+
+
+def _telemetry_period(value: Any) -> Optional[float]:
+    """``benchmark.telemetry`` as a period in ms: false is None (off); true or an object
+    without ``period_ms`` is the default."""
+    if value is False:
+        return None
+    period = value.get("period_ms") if isinstance(value, dict) else None
+    return float(period) if period is not None else DEFAULT_TELEMETRY_PERIOD_MS

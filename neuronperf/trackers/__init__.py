@@ -20,9 +20,9 @@ from neuronperf.trackers.neuron_monitor import NeuronMonitorTracker, parse_repor
 from neuronperf.trackers.nvml import NvmlTracker
 from neuronperf.trackers.rapl import RaplTracker
 from neuronperf.trackers.sampler import DEFAULT_PERIOD_MS, IDLE_S, Sampler, summarise, tracker_for
-from neuronperf.trackers.values import TELEMETRY_COLUMNS, Sample, Telemetry, Tracker
+from neuronperf.trackers.values import Sample, Telemetry, Tracker
 
 __all__ = [
-    "DEFAULT_PERIOD_MS", "IDLE_S", "TELEMETRY_COLUMNS", "NeuronMonitorTracker", "NvmlTracker",
+    "DEFAULT_PERIOD_MS", "IDLE_S", "NeuronMonitorTracker", "NvmlTracker",
     "RaplTracker", "Sample", "Sampler", "Telemetry", "Tracker", "parse_report", "summarise", "tracker_for",
 ]

@@ -12,17 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-#: The row columns telemetry fills, in file order (public names: design.md, "Telemetry").
-TELEMETRY_COLUMNS: tuple[str, ...] = (
-    "device_mem_mb_peak",
-    "device_mem_mb_nvml_peak",
-    "device_util_pct_avg",
-    "power_w_avg",
-    "power_w_idle",
-    "energy_j_per_inf",
-    "energy_source",
-    "telemetry_note",
-)
+# The value a repeat's telemetry ends in travels in ``Measurement``, so it is defined with it.
+from neuronperf.entries import Telemetry
 
 
 @dataclass(frozen=True)
@@ -44,34 +35,6 @@ class Sample:
     present: frozenset[str] = frozenset()
     #: The interval the utilisation figures describe, ending at ``t_ns`` (0: that instant).
     span_ns: int = 0
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    """One repeat's telemetry figures, before they become row columns. ``energy_j`` covers the
-    measured window; the row divides it by the inferences made in that window
-    (``energy_j_per_inf``). Empty figures are None, and ``note`` says why."""
-
-    energy_source: Optional[str] = None
-    device_mem_mb_peak: Optional[float] = None
-    device_mem_mb_nvml_peak: Optional[float] = None
-    device_util_pct_avg: Optional[float] = None
-    power_w_avg: Optional[float] = None
-    power_w_idle: Optional[float] = None
-    energy_j: Optional[float] = None
-    note: Optional[str] = None
-
-    def to_dict(self) -> dict:
-        return {
-            "energy_source": self.energy_source,
-            "device_mem_mb_peak": self.device_mem_mb_peak,
-            "device_mem_mb_nvml_peak": self.device_mem_mb_nvml_peak,
-            "device_util_pct_avg": self.device_util_pct_avg,
-            "power_w_avg": self.power_w_avg,
-            "power_w_idle": self.power_w_idle,
-            "energy_j": self.energy_j,
-            "note": self.note,
-        }
 
 
 class Tracker(Protocol):
@@ -105,3 +68,6 @@ class Tracker(Protocol):
 
     def close(self) -> None:
         """Release what ``open`` took; safe to call more than once."""
+
+
+__all__ = ["Sample", "Telemetry", "Tracker"]
