@@ -63,14 +63,61 @@ class TensorSpec:
     #: Generated values are uniform in [low, high) (integers) or normal (floats) when unset.
     low: Optional[float] = None
     high: Optional[float] = None
+    #: The keyword the tensor is passed by (``model(input_ids=...)``); None: by position.
+    name: Optional[str] = None
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+        # "name" only when set, so that the keys of unnamed inputs stay what they always were.
+        named = {"name": self.name} if self.name is not None else {}
+        return {**named, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+
+
+#: The spec keys of the built-in model sources beside ``factory`` (``ModelSource.kind``).
+SOURCE_KINDS = ("hf", "timm", "torchvision", "file")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model from a built-in source (spec keys ``hf``, ``timm``, ``torchvision``, ``file``)
+    rather than a factory: ``kind`` is the key and ``value`` what the spec wrote for it."""
+
+    kind: str
+    value: str
+    hf_task: Optional[str] = None
+    #: ``hf_kwargs`` (to ``from_pretrained``) or a timm/torchvision constructor's ``kwargs``.
+    kwargs: Frozen = FrozenDict()
+    pretrained: bool = False
+    #: What makes the model's results what they are, found by ``neuronperf.sources`` when the
+    #: sweep is planned (a checkpoint's or artifact's content digest, a hub id and revision, an
+    #: architecture): the source's part of every entry key. Empty until then.
+    identity: Frozen = FrozenDict()
+    #: The spec's folder, which relative paths resolve against; not part of any identity.
+    base_dir: str = field(default=".", compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``hf './distilbert-rand'``, ``timm 'resnet18'``."""
+        return f"{self.kind} {self.value!r}"
+
+    def kwargs_dict(self) -> dict:
+        return dict(thaw(self.kwargs) or {})
+
+    def to_dict(self) -> dict:
+        """The source as the spec wrote it (paths as written), for plans and messages."""
+        out: dict[str, Any] = {self.kind: self.value}
+        if self.hf_task is not None:
+            out["hf_task"] = self.hf_task
+        if self.kwargs:
+            out["hf_kwargs" if self.kind == "hf" else "kwargs"] = self.kwargs_dict()
+        if self.pretrained:
+            out["pretrained"] = True
+        return out
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How to build a model: a factory reference and its keyword arguments."""
+    """How to build a model: a factory reference and its keyword arguments, or a built-in
+    ``source`` (then ``factory`` is empty)."""
 
     name: str
     #: "package.module:callable", or "path/to/file.py:callable" (relative to ``base_dir``).
@@ -79,9 +126,19 @@ class ModelRef:
     #: The folder that a file-relative factory resolves against (the spec's folder). Not part
     #: of any identity hash: moving a checkout must not invalidate its results.
     base_dir: str = field(default=".", compare=False)
+    source: Optional[ModelSource] = None
 
     def to_dict(self) -> dict:
+        if self.source is not None:
+            # The source's identity, not its path: a checkpoint folder moved elsewhere keeps its
+            # results, one whose files changed is measured again.
+            return {"name": self.name, "source": thaw(self.source.identity)}
         return {"name": self.name, "factory": self.factory, "kwargs": thaw(self.kwargs)}
+
+    @property
+    def label(self) -> str:
+        """How messages name where the model comes from."""
+        return self.source.label if self.source is not None else f"factory {self.factory!r}"
 
 
 @dataclass(frozen=True)

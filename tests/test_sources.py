@@ -94,8 +94,8 @@ def test_text_inputs_follow_the_config(checkpoints):
     assert hf.call_inputs({"vocab_size": 10}, "fill-mask", hf.DEFAULT_SEQ_LEN)[0]["shape"] == [128]
     gen = describe(make_source("hf", "./gpt2", hf_task="causal-lm", base_dir=str(checkpoints)), ["prompt_len"], task="generate")
     assert [(t["name"], t["shape"]) for t in gen.inputs] == [("input_ids", ["$prompt_len"])]
-    vit = describe(make_source("hf", "./vit", hf_task="image-classification", base_dir=str(checkpoints)), ["image_size", "dtype"])
-    assert vit.inputs[0]["shape"] == [3, "$image_size", "$image_size"] and vit.inputs[0]["dtype"] == "$dtype"
+    vit = describe(make_source("hf", "./vit", hf_task="image-classification", base_dir=str(checkpoints)), ["image_size"])
+    assert vit.inputs[0]["shape"] == [3, "$image_size", "$image_size"] and vit.inputs[0]["dtype"] == "float32"
     assert hf.image_size({"image_size": {"height": 20, "width": 30}}) == (20, 30)
     assert hf.image_size({}) == (224, 224)
 
@@ -184,7 +184,7 @@ def test_describe_all_and_check_all_answer_per_model(checkpoints):
     good = make_source("hf", "./distil", hf_task="text-classification", base_dir=str(checkpoints))
     wrong_task = make_source("hf", "./distil", hf_task="causal-lm", base_dir=str(checkpoints))
     missing = make_source("hf", "./nope", hf_task="fill-mask", base_dir=str(checkpoints))
-    answers = describe_all([("a", good, [], "forward"), ("b", missing, [], "forward")])
+    answers = describe_all([("a", good, [], "forward", False), ("b", missing, [], "forward", False)])
     assert SourceDescription.from_json(answers["a"]["ok"]) == describe(good)
     assert "no such folder" in answers["b"]["error"]
     failures = check_all([("a", good, describe(good).inputs, "forward"), ("c", wrong_task, describe(good).inputs, "forward")])

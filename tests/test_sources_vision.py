@@ -20,9 +20,9 @@ from neuronperf.sources.models import build, check, describe, make_source, needs
 def test_resnet18_builds_with_random_weights_and_takes_its_image_by_name(kind):
     source = make_source(kind, "resnet18")
     assert needs_worker(source)  # the library knows the architecture's input
-    described = describe(source, declared=["dtype"])
+    described = describe(source)
     (image,) = described.inputs
-    assert (image["name"], image["shape"], image["dtype"]) == ("x", [3, 224, 224], "$dtype")
+    assert (image["name"], image["shape"], image["dtype"]) == ("x", [3, 224, 224], "float32")
     assert described.identity == {kind: "resnet18", "pretrained": False}
     model = build(source, dtype="bfloat16")
     assert not model.training and next(model.parameters()).dtype == torch.bfloat16

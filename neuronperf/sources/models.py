@@ -15,13 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from neuronperf.entries import Frozen, FrozenDict, freeze, thaw
+from neuronperf.entries import SOURCE_KINDS, ModelSource, freeze
 from neuronperf.errors import ModelLoadError
 from neuronperf.sources import files, hf
-from neuronperf.sources.dtypes import DTYPE_PARAM, cast_inputs
 
-#: The spec keys that name a source, in the order they are reported; ``factory`` is the other.
-SOURCE_KEYS = ("hf", "timm", "torchvision", "file")
 #: The library whose version shapes each source's model (for the environment fingerprint).
 LIBRARIES = {"hf": ("transformers",), "timm": ("timm",), "torchvision": ("torchvision",), "file": ()}
 #: Parameters that size generated inputs: a text model's sequence length (a generating model's
@@ -30,47 +27,12 @@ LENGTH_PARAMS = ("seq_len", "prompt_len")
 IMAGE_PARAM = "image_size"
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from, as the spec wrote it: ``kind`` is one of ``SOURCE_KEYS`` and
-    ``value`` its value (a hub id or folder, an architecture name, a path)."""
-
-    kind: str
-    value: str
-    hf_task: Optional[str] = None
-    #: ``hf_kwargs`` (to ``from_pretrained``), or a timm/torchvision constructor's ``kwargs``
-    #: (``entries.freeze`` of a JSON mapping).
-    kwargs: Frozen = FrozenDict()
-    pretrained: bool = False
-    #: The spec's folder, which relative paths resolve against; not part of any identity.
-    base_dir: str = field(default=".", compare=False)
-
-    @property
-    def label(self) -> str:
-        """How messages name the source: ``hf './distilbert-rand'``, ``timm 'resnet18'``."""
-        return f"{self.kind} {self.value!r}"
-
-    def kwargs_dict(self) -> dict:
-        return dict(thaw(self.kwargs) or {})
-
-    def to_dict(self) -> dict:
-        """The source as the spec wrote it (paths as written), for plans and messages."""
-        out: dict[str, Any] = {self.kind: self.value}
-        if self.hf_task is not None:
-            out["hf_task"] = self.hf_task
-        if self.kwargs:
-            out["hf_kwargs" if self.kind == "hf" else "kwargs"] = self.kwargs_dict()
-        if self.pretrained:
-            out["pretrained"] = True
-        return out
-
-
 def make_source(kind: str, value: str, *, hf_task: Optional[str] = None, kwargs: Optional[Mapping[str, Any]] = None,
                 pretrained: bool = False, base_dir: str = ".") -> ModelSource:
     """A ``ModelSource`` from plain values."""
-    if kind not in SOURCE_KEYS:
+    if kind not in SOURCE_KINDS:
         raise ValueError(f"unknown model source {kind!r}")
-    return ModelSource(kind, value, hf_task, freeze(dict(kwargs or {})), bool(pretrained), base_dir)
+    return ModelSource(kind, value, hf_task, freeze(dict(kwargs or {})), bool(pretrained), base_dir=base_dir)
 
 
 @dataclass(frozen=True)
@@ -81,17 +43,22 @@ class SourceDescription:
 
     inputs: tuple[Mapping[str, Any], ...]
     identity: Mapping[str, Any]
+    #: More that the planner checks: ``max_length``, the longest sequence a text model takes.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"inputs": [dict(t) for t in self.inputs], "identity": dict(self.identity)}
+        return {"inputs": [dict(t) for t in self.inputs], "identity": dict(self.identity), **self.extra}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SourceDescription:
-        return cls(tuple(dict(t) for t in data["inputs"]), dict(data["identity"]))
+        extra = {k: v for k, v in data.items() if k not in ("inputs", "identity")}
+        return cls(tuple(dict(t) for t in data["inputs"]), dict(data["identity"]), extra)
 
 
-def needs_worker(source: ModelSource, task: str = "forward") -> bool:
+def needs_worker(source: ModelSource, task: str = "forward", inputs_given: bool = False) -> bool:
     """Whether ``describe`` must import a library (so the driver runs it in a worker)."""
+    if inputs_given:
+        return False
     if source.kind in ("timm", "torchvision"):
         return True
     if source.kind == "hf":
@@ -116,12 +83,16 @@ def length_reference(declared: Sequence[str], task: str) -> Any:
 
 
 def describe(source: ModelSource, declared: Sequence[str] = (), task: str = "forward",
-             params: Optional[Mapping[str, Any]] = None) -> SourceDescription:
+             params: Optional[Mapping[str, Any]] = None, inputs_given: bool = False) -> SourceDescription:
     """The inputs and identity of ``source``; ``declared`` are the model's parameter names
-    (``seq_len``, ``prompt_len``, ``image_size``, ``dtype`` shape what is generated), ``params``
-    one combination of their values where a file's own shapes need them (ONNX). Raises
-    ``ModelLoadError`` of one line."""
+    (``seq_len``, ``prompt_len`` and ``image_size`` size what is generated), ``params``
+    one combination of their values where a file's own shapes need them (ONNX). With
+    ``inputs_given`` (the spec gives them) only the identity is found, which never needs a
+    library. Raises ``ModelLoadError`` of one line."""
     kwargs = source.kwargs_dict()
+    if inputs_given:
+        return SourceDescription((), _identity(source, kwargs))
+    extra: dict[str, Any] = {}
     if source.kind == "hf":
         location = hf.locate(source.value, source.base_dir, kwargs)
         try:
@@ -130,39 +101,47 @@ def describe(source: ModelSource, declared: Sequence[str] = (), task: str = "for
             config = hf.load_config(location, kwargs).to_dict()
         length = length_reference(declared, task)
         inputs = hf.call_inputs(config, source.hf_task or "", length, source.label, generate=task == "generate")
+        if hf.context_length(config) is not None and hf.HF_TASKS[source.hf_task or ""].modality == "text":
+            extra["max_length"] = hf.context_length(config)
         if IMAGE_PARAM in declared:
             for tensor in inputs:
                 if tensor["name"] == "pixel_values":
                     tensor["shape"] = [tensor["shape"][0], f"${IMAGE_PARAM}", f"${IMAGE_PARAM}"]
-        identity: dict[str, Any] = {**hf.identity(location, kwargs), "hf_task": source.hf_task}
-        if kwargs:
-            identity["hf_kwargs"] = kwargs
     elif source.kind in ("timm", "torchvision"):
-        module = _vision_module(source.kind)
-        tensor = module.describe(source.value, kwargs)
+        tensor = _vision_module(source.kind).describe(source.value, kwargs)
         if IMAGE_PARAM in declared:
             tensor["shape"] = [tensor["shape"][0], f"${IMAGE_PARAM}", f"${IMAGE_PARAM}"]
         inputs = [tensor]
-        identity = {source.kind: source.value, "pretrained": source.pretrained}
-        if kwargs:
-            identity["kwargs"] = kwargs
     else:
         path = files.resolve_path(source.value, source.base_dir)
-        kind = files.artifact_kind(path, source.label)
-        inputs = files.onnx_inputs(path, params) if kind == "onnx" else []
-        identity = files.identity(path)
-    if DTYPE_PARAM in declared:
-        inputs = cast_inputs(inputs, f"${DTYPE_PARAM}")
-    return SourceDescription(tuple(inputs), identity)
+        inputs = files.onnx_inputs(path, params) if files.artifact_kind(path, source.label) == "onnx" else []
+    return SourceDescription(tuple(inputs), _identity(source, kwargs), extra)
 
 
-def describe_all(requests: Sequence[tuple[str, ModelSource, Sequence[str], str]]) -> dict[str, dict]:
-    """``describe`` for several models, by name: ``{"ok": description JSON}`` or ``{"error":
-    one line}`` each (what a worker process returns to the driver)."""
+def _identity(source: ModelSource, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes the model's results what they are (see ``ModelSource.identity``)."""
+    identity: dict[str, Any]
+    if source.kind == "hf":
+        identity = {**hf.identity(hf.locate(source.value, source.base_dir, kwargs), kwargs), "hf_task": source.hf_task}
+        if kwargs:
+            identity["hf_kwargs"] = dict(kwargs)
+    elif source.kind in ("timm", "torchvision"):
+        identity = {source.kind: source.value, "pretrained": source.pretrained}
+        if kwargs:
+            identity["kwargs"] = dict(kwargs)
+    else:
+        identity = files.identity(files.resolve_path(source.value, source.base_dir))
+    return identity
+
+
+def describe_all(requests: Sequence[tuple[str, ModelSource, Sequence[str], str, bool]]) -> dict[str, dict]:
+    """``describe`` for several models, by name, each request ``(name, source, declared,
+    task, inputs_given)``: ``{"ok": description JSON}`` or ``{"error": one line}`` each (what
+    a worker process returns to the driver)."""
     answers: dict[str, dict] = {}
-    for name, source, declared, task in requests:
+    for name, source, declared, task, inputs_given in requests:
         try:
-            answers[name] = {"ok": describe(source, declared, task).to_json()}
+            answers[name] = {"ok": describe(source, declared, task, inputs_given=inputs_given).to_json()}
         except ModelLoadError as e:
             answers[name] = {"error": str(e)}
     return answers

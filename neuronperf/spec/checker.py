@@ -14,6 +14,7 @@ from neuronperf.spec.build import make_spec
 from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
+from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
 from neuronperf.spec.check_task import task_pass
@@ -45,6 +46,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     if isinstance(benchmark, dict):
         benchmark_pass(ctx, benchmark)
     if isinstance(models, list):
+        sources_pass(ctx, models, target)
         task_pass(ctx, models, target)
     size_pass(ctx, params_by_model, axes)
     if ctx.problems:
