@@ -167,5 +167,11 @@ def onnx_inputs(path: str, params: Optional[Mapping[str, Any]] = None) -> list[d
                     f"give the model's inputs: with a size for it"
                 )
         dtype = _ONNX_DTYPES.get(tensor.elem_type, "float32")
-        found.append({"name": value.name, "shape": dims, "dtype": dtype, "low": None, "high": None})
+        low, high = _KNOWN_RANGES.get(value.name, (None, None)) if dtype.startswith("int") else (None, None)
+        found.append({"name": value.name, "shape": dims, "dtype": dtype, "low": low, "high": high})
     return found
+
+
+#: Integer inputs whose values a graph's input name tells (a transformers export's): an all-ones
+#: mask and one segment. Other integers are drawn from [0, 100): give inputs: for a vocabulary.
+_KNOWN_RANGES = {"attention_mask": (1, 2), "token_type_ids": (0, 1)}

@@ -7,6 +7,7 @@ raises typed errors and never exits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -269,6 +270,12 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
         config["compiler"] = entry.compiler
         config["compiler_version"] = state.versions[entry.compiler]
         config["compiler_args"] = thaw(entry.compiler_args)
+        source = entry.model.source
+        if source is not None and source.kind == "file":
+            # A saved artifact is measured where it is: the index names the user's file.
+            from neuronperf.sources.files import resolve_path
+
+            config["filename"] = os.path.relpath(resolve_path(source.value, source.base_dir), output_dir.resolve())
         result = compiled.get(entry) or state.compile_records.get(state.compile_keys[entry])
         if result is None:
             config["status"] = "todo"
