@@ -41,12 +41,12 @@ def checkpoint(tmp_path_factory):
 
 
 def entries(folder, compiler="eager", framework="torch", device="cpu", params="{seq_len: [8]}", batch="[2]", model=None):
-    model = model or """
+    model = model or f"""
           - name: bert
             hf: ./bert
             hf_task: text-classification
-            params: %s
-    """ % params
+            params: {params}
+    """
     text = textwrap.dedent(f"""
         version: 1
         framework: {framework}
