@@ -57,3 +57,32 @@ def test_pretrained_weights_that_cannot_be_downloaded_are_one_line(monkeypatch, 
     with pytest.raises(ModelLoadError, match="pretrained weights cannot be downloaded") as caught:
         build(make_source("timm", "resnet18", pretrained=True))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["timm", "torchvision"])
+def test_a_resnet18_sweep_runs_on_the_cpu(kind, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(f"""
+        version: 1
+        framework: torch
+        device_type: cpu
+        compiler: torchscript
+        output_dir: out
+        models:
+          - name: resnet18
+            {kind}: resnet18
+        sweep: {{batch_sizes: [1, 2]}}
+        benchmark: {{duration: 0.3, warmup: {{calls: 2}}, timeout: 300}}
+        """).lstrip())
+    done = subprocess.run([sys.executable, "-m", "neuronperf", "run", "sweep.yaml", "--quiet"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["id"], r["status"]) for r in rows] == [("resnet18-bs1-p1-m1-w1", "ok"), ("resnet18-bs2-p1-m1-w1", "ok")]
+    assert "x=float32[2,3,224,224]" in subprocess.run(
+        [sys.executable, "-m", "neuronperf", "plan", "sweep.yaml"], cwd=tmp_path, capture_output=True, text=True).stdout
