@@ -13,7 +13,7 @@ definition all three share: one forward pass). Each round, in an order that rota
 - ``neuronperf``: ``neuronperf run --fresh`` of a spec with ``hf:`` and no ``inputs:`` or factory
   (one copy, one thread: the worker gives the thread every core); ``latency_ms_p50`` per entry.
 - ``Timer``: a fresh ``python`` that loads the same folder with ``neuronperf.sources`` (the same
-  Auto class, the same eval mode), makes the same tensors (``neuronperf.inputs.make_arrays``,
+  Auto class, the same eval mode), makes the same tensors (``neuronperf.sources.inputs.make_arrays``,
   seed 0, the generated names and ranges) and calls ``model(**inputs)`` under
   ``torch.inference_mode`` in ``Timer.blocked_autorange(min_run_time=duration)``; its median.
 - ``optimum-benchmark``: its inline launcher (``InferenceConfig(latency=True)``, 5 warm-up
@@ -65,7 +65,7 @@ import json, sys
 import torch
 from torch.utils.benchmark import Timer
 from neuronperf.entries import TensorSpec
-from neuronperf.inputs import make_arrays
+from neuronperf.sources.inputs import make_arrays
 from neuronperf.sources.models import build, describe, make_source
 
 checkpoint, duration, shapes = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
