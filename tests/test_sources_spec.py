@@ -224,3 +224,24 @@ def test_planning_without_descriptions_says_how(tmp_path):
         plan(load_spec(path))
     assert plan_spec(load_spec(path)).compile_entries
     assert set(describe_spec(load_spec(path))["bert"]) == {"inputs", "identity", "max_length"}
+
+
+def test_a_missing_library_is_one_line_with_its_install_command(tmp_path, monkeypatch):
+    import sys
+
+    # Where timm and torchvision are installed (nox -s vision), make their import fail.
+    monkeypatch.setitem(sys.modules, "timm", None)
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    path = write(tmp_path, HEAD + """
+      - name: a
+        timm: resnet18
+      - name: b
+        torchvision: resnet18
+    """)
+    spec = load_spec(path)
+    with pytest.raises(SpecError) as caught:
+        plan_spec(spec)  # described in this process, where the imports fail
+    lines = [str(p).split(": ", 1)[1] for p in caught.value.problems]
+    assert lines[0].startswith("models[0].timm: timm 'resnet18': needs timm (") and lines[0].endswith("install with: pip install timm")
+    assert lines[1].startswith("models[1].torchvision: torchvision 'resnet18': needs torchvision (")
+    assert lines[1].endswith("install with: pip install torchvision (the build that matches your torch)")

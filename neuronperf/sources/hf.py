@@ -340,8 +340,8 @@ def source_kwargs(location: HfLocation, hf_kwargs: Optional[Mapping[str, Any]]) 
 
 def load_config(location: HfLocation, hf_kwargs: Optional[Mapping[str, Any]] = None) -> Any:
     """transformers' ``AutoConfig`` of the checkpoint (fetched from the hub when it must be)."""
+    source, kwargs = source_kwargs(location, hf_kwargs)  # an unreachable hub is said first
     transformers = import_transformers(location.label())
-    source, kwargs = source_kwargs(location, hf_kwargs)
     config_kwargs = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code", "local_files_only", "token", "cache_dir")}
     try:
         return transformers.AutoConfig.from_pretrained(source, **config_kwargs)

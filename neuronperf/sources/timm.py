@@ -17,17 +17,17 @@ from neuronperf.errors import ModelLoadError
 TIMM_INSTALL = "pip install timm"
 
 
-def import_timm() -> Any:
+def import_timm(name: str = "") -> Any:
     try:
         import timm
     except ImportError as e:
-        raise ModelLoadError(f"timm: needs timm ({e}); install with: {TIMM_INSTALL}") from e
+        raise ModelLoadError(f"timm {name!r}: needs timm ({e}); install with: {TIMM_INSTALL}") from e
     return timm
 
 
 def check_name(name: str) -> None:
     """A ``ModelLoadError`` naming the closest architectures when timm has no ``name``."""
-    timm = import_timm()
+    timm = import_timm(name)
     if not timm.is_model(name):
         raise ModelLoadError(f"timm {name!r}: no such architecture in timm {timm.__version__}{closest(name, timm.list_models())}")
 
@@ -43,7 +43,7 @@ def describe(name: str, kwargs: Optional[Mapping[str, Any]] = None) -> dict:
     first parameter) and shape (channels, height, width) from the pretrained config, with
     ``in_chans``/``img_size`` in ``kwargs`` taking precedence."""
     check_name(name)
-    timm = import_timm()
+    timm = import_timm(name)
     kwargs = dict(kwargs or {})
     config = timm.get_pretrained_cfg(name)
     channels, height, width = tuple(getattr(config, "input_size", None) or (3, 224, 224))
@@ -62,7 +62,7 @@ def _first_parameter(name: str, kwargs: Mapping[str, Any]) -> str:
     built on the meta device (no memory, no weights)."""
     import torch
 
-    timm = import_timm()
+    timm = import_timm(name)
     try:
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False, **kwargs)
@@ -76,7 +76,7 @@ def load(name: str, pretrained: bool = False, kwargs: Optional[Mapping[str, Any]
     """``timm.create_model(name, pretrained=..., **kwargs)`` in eval mode. Random weights unless
     ``pretrained`` (which downloads them from the hub, or reads its cache)."""
     check_name(name)
-    timm = import_timm()
+    timm = import_timm(name)
     from neuronperf.sources.hf import offline_when_unreachable
 
     try:

@@ -19,13 +19,14 @@ TORCHVISION_INSTALL = "pip install torchvision (the build that matches your torc
 DEFAULT_IMAGE_SIZE = 224
 
 
-def import_torchvision() -> Any:
+def import_torchvision(name: str = "") -> Any:
     try:
         import torchvision
     except ImportError as e:
-        raise ModelLoadError(f"torchvision: needs torchvision ({e}); install with: {TORCHVISION_INSTALL}") from e
+        raise ModelLoadError(f"torchvision {name!r}: needs torchvision ({e}); install with: {TORCHVISION_INSTALL}") from e
     except RuntimeError as e:  # a torchvision built for another torch: "operator torchvision::nms does not exist"
-        raise ModelLoadError(f"torchvision: cannot be imported beside this torch ({_one_line(e)}); install with: {TORCHVISION_INSTALL}") from e
+        raise ModelLoadError(f"torchvision {name!r}: torchvision cannot be imported beside this torch ({_one_line(e)}); "
+                             f"install with: {TORCHVISION_INSTALL}") from e
     return torchvision
 
 
@@ -37,7 +38,7 @@ def classification_models() -> list[str]:
 
 def check_name(name: str) -> None:
     """A ``ModelLoadError`` naming the closest classification models when ``name`` is none."""
-    torchvision = import_torchvision()
+    torchvision = import_torchvision(name)
     names = classification_models()
     if name in names:
         return
@@ -52,7 +53,7 @@ def describe(name: str, kwargs: Optional[Mapping[str, Any]] = None) -> dict:
     being the crop of the DEFAULT weights' transforms (read from code, nothing downloaded), or
     ``image_size`` in ``kwargs``."""
     check_name(name)
-    torchvision = import_torchvision()
+    torchvision = import_torchvision(name)
     kwargs = dict(kwargs or {})
     size = kwargs.get("image_size")
     if not isinstance(size, int):
@@ -69,7 +70,7 @@ def describe(name: str, kwargs: Optional[Mapping[str, Any]] = None) -> dict:
 def _first_parameter(name: str, kwargs: Mapping[str, Any]) -> str:
     import torch
 
-    torchvision = import_torchvision()
+    torchvision = import_torchvision(name)
     try:
         with torch.device("meta"):
             model = torchvision.models.get_model(name, weights=None, **kwargs)
@@ -82,7 +83,7 @@ def _first_parameter(name: str, kwargs: Mapping[str, Any]) -> str:
 def load(name: str, pretrained: bool = False, kwargs: Optional[Mapping[str, Any]] = None) -> Any:
     """``torchvision.models.get_model(name, weights=None or "DEFAULT", **kwargs)`` in eval mode."""
     check_name(name)
-    torchvision = import_torchvision()
+    torchvision = import_torchvision(name)
     try:
         model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **dict(kwargs or {}))
     except Exception as e:  # one line for this model, whatever torchvision raised
