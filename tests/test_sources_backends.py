@@ -37,6 +37,8 @@ def checkpoint(tmp_path_factory):
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=64, num_labels=2)
     transformers.BertForSequenceClassification(config).save_pretrained(folder / "bert")
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=90, n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                                                         bos_token_id=0, eos_token_id=0)).save_pretrained(folder / "gpt2")
     return folder
 
 
@@ -143,6 +145,25 @@ def test_neuron_trace_gets_positional_inputs_passed_on_by_name(checkpoint, tmp_p
     np.testing.assert_allclose(logits(out), eager_logits(entry, example_inputs), rtol=1e-4, atol=1e-5)
     model = backend.load(entry, tmp_path / "m.pt", 0)
     np.testing.assert_allclose(logits(model(*backend.example_inputs(entry))), logits(out), rtol=1e-4, atol=1e-5)
+
+
+def test_a_causal_lm_checkpoint_generates(checkpoint):
+    (entry,) = entries(checkpoint, "eager", batch="[1]", model="""
+          - name: gpt2
+            hf: ./gpt2
+            hf_task: causal-lm
+            task: generate
+            generate: {new_tokens: 3}
+            params: {prompt_len: [4]}
+    """)
+    (ids,) = entry.inputs
+    assert (ids.name, ids.shape, ids.high) == ("input_ids", (4,), 90)
+    backend = find_backend("torch", "cpu", "eager")
+    model = backend.load(entry, None, 0)
+    stamps: list = []
+    with torch.inference_mode():
+        model(*backend.example_inputs(entry), on_token=lambda: stamps.append(1))
+    assert len(stamps) == 3  # exactly new_tokens, one stamp per decoding step
 
 
 def test_dtype_axis_casts_the_model(checkpoint, tmp_path):
