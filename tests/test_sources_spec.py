@@ -245,3 +245,10 @@ def test_a_missing_library_is_one_line_with_its_install_command(tmp_path, monkey
     assert lines[0].startswith("models[0].timm: timm 'resnet18': needs timm (") and lines[0].endswith("install with: pip install timm")
     assert lines[1].startswith("models[1].torchvision: torchvision 'resnet18': needs torchvision (")
     assert lines[1].endswith("install with: pip install torchvision (the build that matches your torch)")
+
+
+def test_the_schema_lists_the_tasks_the_loader_has():
+    from neuronperf.sources.hf import HF_TASKS
+    from neuronperf.spec.schema import schema
+
+    assert schema()["$defs"]["model"]["properties"]["hf_task"]["enum"] == list(HF_TASKS)

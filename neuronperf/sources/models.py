@@ -21,9 +21,8 @@ from neuronperf.sources import files, hf
 
 #: The library whose version shapes each source's model (for the environment fingerprint).
 LIBRARIES = {"hf": ("transformers",), "timm": ("timm",), "torchvision": ("torchvision",), "file": ()}
-#: Parameters that size generated inputs: a text model's sequence length (a generating model's
-#: prompt length), a vision model's image side.
-LENGTH_PARAMS = ("seq_len", "prompt_len")
+#: The parameter that sizes a vision model's generated image (``seq_len``/``prompt_len`` size
+#: text: ``length_reference``).
 IMAGE_PARAM = "image_size"
 
 
@@ -55,7 +54,7 @@ class SourceDescription:
         return cls(tuple(dict(t) for t in data["inputs"]), dict(data["identity"]), extra)
 
 
-def needs_worker(source: ModelSource, task: str = "forward", inputs_given: bool = False) -> bool:
+def needs_worker(source: ModelSource, inputs_given: bool = False) -> bool:
     """Whether ``describe`` must import a library (so the driver runs it in a worker)."""
     if inputs_given:
         return False

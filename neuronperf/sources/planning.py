@@ -35,7 +35,7 @@ def describe_spec(spec: Spec, run_elsewhere: Optional[RunElsewhere] = None) -> d
             continue
         given = bool(model.inputs)
         request = (model.name, model.source, [n for n, _ in model.params], model.task, given)
-        (elsewhere if needs_worker(model.source, model.task, given) else here).append(request)
+        (elsewhere if needs_worker(model.source, given) else here).append(request)
     answers = describe_all(here)
     if elsewhere:
         try:

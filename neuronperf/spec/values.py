@@ -78,10 +78,6 @@ SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
 #: The keys that name where a model comes from; a model has exactly one.
 MODEL_SOURCE_KEYS = ("factory", *SOURCE_KINDS)
 
-#: The tasks an ``hf`` model may name (transformers' Auto classes, see neuronperf.sources.hf).
-HF_TASKS = ("feature-extraction", "text-classification", "token-classification", "question-answering",
-            "fill-mask", "causal-lm", "image-classification")
-
 #: Parameters that size the inputs a model source generates: the sequence length (the prompt's
 #: for ``task: generate``) and a vision model's image side.
 GENERATED_SIZE_PARAMS = ("seq_len", "prompt_len", "image_size")
