@@ -252,3 +252,21 @@ def test_the_schema_lists_the_tasks_the_loader_has():
     from neuronperf.spec.schema import schema
 
     assert schema()["$defs"]["model"]["properties"]["hf_task"]["enum"] == list(HF_TASKS)
+
+
+def test_planning_a_local_checkpoint_imports_no_framework(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, HEAD + """
+      - name: bert
+        hf: ./bert
+        hf_task: fill-mask
+    """, {"bert": BERT})
+    code = ("import sys; from neuronperf.sweep.state import load_plan; load_plan(sys.argv[1]); "
+            "print(sorted(m for m in ('torch', 'transformers', 'timm', 'torchvision', 'onnx') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": root}).stdout
+    assert out.strip() == "[]"
