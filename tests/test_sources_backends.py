@@ -261,3 +261,33 @@ def test_an_hf_sweep_and_saved_artifacts_run_with_no_factory(checkpoint, tmp_pat
           file: bert.onnx
     """, compiler="onnx", framework="onnxruntime", batch="[2]")
     assert [r["status"] for r in rows] == ["ok"]
+
+
+def test_a_neuron_compiled_file_is_loaded_by_the_neuron_backend(tmp_path, torch_neuronx_standin):
+    import zipfile
+
+    model = torch.nn.Linear(4, 2).eval()
+    torch.jit.save(torch.jit.trace(model, (torch.randn(2, 4),)), str(tmp_path / "plain.pt"))
+    # What a torch_neuronx.trace artifact's code calls (the stand-in cannot compile one): the
+    # Neuron operator, beside a module that loads and runs here.
+    with zipfile.ZipFile(tmp_path / "plain.pt") as src, zipfile.ZipFile(tmp_path / "neuron.pt", "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("plain/code/__torch__/neuron_call.py", "def f(x):\n  return ops.neuron.forward_v2([x], None)\n")
+    (entry,) = entries(tmp_path, "neuronx", device="neuron", model="""
+          - name: compiled
+            file: neuron.pt
+            inputs: [[4]]
+    """)
+    assert entry.compiler == "neuronx"
+    (tmp_path / "out").mkdir()
+    (result,) = compile_all([entry], str(tmp_path / "out"))
+    assert result.artifact == "../neuron.pt" and not torch_neuronx_standin.calls  # not traced again
+    loaded = get_backend("torch-neuronx").load(entry, tmp_path / "out" / result.artifact, 0)
+    assert tuple(loaded(torch.randn(2, 4)).shape) == (2, 2)
+    with pytest.raises(Exception, match="runs on device_type: neuron only"):
+        entries(tmp_path, "torchscript", model="""
+          - name: compiled
+            file: neuron.pt
+            inputs: [[4]]
+        """)
