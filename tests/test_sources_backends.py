@@ -291,3 +291,20 @@ def test_a_neuron_compiled_file_is_loaded_by_the_neuron_backend(tmp_path, torch_
             file: neuron.pt
             inputs: [[4]]
         """)
+
+
+@pytest.mark.slow
+def test_a_task_the_architecture_lacks_stops_the_run_before_any_compile(checkpoint, tmp_path):
+    import shutil
+
+    shutil.copytree(checkpoint / "bert", tmp_path / "bert")
+    (tmp_path / "s.yaml").write_text(SWEEP.format(name="wrong", framework="torch", compiler="torchscript", batch="[1]",
+                                                  models="  - name: bert\n    hf: ./bert\n    hf_task: image-classification"))
+    done = subprocess.run([sys.executable, "-m", "neuronperf", "run", "s.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("s.yaml:11:14: models[0].hf_task: hf './bert': hf_task image-classification "
+                           "(AutoModelForImageClassification) does not serve this architecture; model_type 'bert' has: "
+                           "feature-extraction, text-classification")
+    assert not (tmp_path / "out-wrong" / "models").exists()
