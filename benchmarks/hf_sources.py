@@ -12,8 +12,9 @@ definition all three share: one forward pass). Each round, in an order that rota
 
 - ``neuronperf``: ``neuronperf run --fresh`` of a spec with ``hf:`` and no ``inputs:`` or factory
   (one copy, one thread: the worker gives the thread every core); ``latency_ms_p50`` per entry.
-- ``Timer``: a fresh ``python`` that loads the same folder with ``neuronperf.sources`` (the same
-  Auto class, the same eval mode), makes the same tensors (``neuronperf.sources.inputs.make_arrays``,
+- ``Timer``: a fresh ``python`` per shape (as neuronperf's worker and optimum-benchmark's load
+  are fresh per shape) that loads the same folder with ``neuronperf.sources`` (the same Auto
+  class, the same eval mode), makes the same tensors (``neuronperf.sources.inputs.make_arrays``,
   seed 0, the generated names and ranges) and calls ``model(**inputs)`` under
   ``torch.inference_mode`` in ``Timer.blocked_autorange(min_run_time=duration)``; its median.
 - ``optimum-benchmark``: its inline launcher (``InferenceConfig(latency=True)``, 5 warm-up
@@ -153,7 +154,8 @@ def main() -> None:
                                          seq_lens=", ".join(map(str, SEQ_LENS)), batch_sizes=", ".join(map(str, BATCH_SIZES))))
         sides = {
             "neuronperf": lambda: neuronperf_p50s(args.python, spec_path),
-            "Timer": lambda: last_json(run([args.python, "-c", TIMER, checkpoint, str(args.duration), json.dumps(shapes)], env=env)),
+            "Timer": lambda: {k: v for shape in shapes for k, v in last_json(
+                run([args.python, "-c", TIMER, checkpoint, str(args.duration), json.dumps([shape])], env=env)).items()},
         }
         if has_optimum:
             sides["optimum-benchmark"] = lambda: last_json(run(
