@@ -1,50 +1,78 @@
-"""The serving scenario's figures (``benchmark.scenario: server``), from raw call records.
+"""The server scenario's figures (``benchmark.scenario: server``), from the arrival schedule and
+what each measuring thread recorded per call.
 
-Pure numpy, no clock: every figure is a function of the arrival schedule and of what each
-measuring thread recorded per call. The definitions (docs/serving.md says the same in prose):
+Pure numpy, no clock. The definitions (docs/serving.md says the same in prose):
 
 - **The schedule.** A window at ``rate`` requests per second holds ``n = max(1, round(rate x
   duration), min_calls)`` requests, scheduled at ``start + offset_i`` over ``span = n / rate``
-  seconds. ``constant``: ``offset_i = i / rate``. ``poisson``: ``offset_i = span x E_1..i /
-  E_1..n+1``, the partial sums of ``n + 1`` unit exponentials drawn from
+  seconds. ``constant``: ``offset_i = i / rate``. ``poisson``: ``offset_i = span x (E_1 + .. +
+  E_i) / (E_1 + .. + E_n+1)``, the partial sums of ``n + 1`` unit exponentials drawn from
   ``numpy.random.default_rng(seed)``, normalised: ``n`` sorted uniform times, which is a Poisson
-  process of that rate conditioned on holding ``n`` requests (so the offered rate over the
-  window is exactly the target, and the same seed gives the same schedule everywhere).
-- **A call** serves requests ``first .. first + k - 1`` of the schedule (a dynamic batch; ``k <=
-  batch_size``; the call is made at the compiled batch size whatever ``k`` is). It started at
+  process of that rate conditioned on holding ``n`` requests (so the offered rate over the window
+  is exactly the target, and the same seed gives the same schedule in every process).
+- **A call** serves requests ``first .. first + k - 1`` of the schedule (a dynamic batch, ``1 <=
+  k <= batch_size``; the call runs at the compiled batch size whatever ``k`` is). It started at
   ``s`` and ended at ``e``.
 - **Latency of a request** ``j`` served by that call: ``e - t_j``, from its *scheduled* arrival,
-  never from when it was dequeued (coordinated omission cannot hide a stall: a request scheduled
-  while the model was stuck is charged the wait). ``queue = s - t_j``, ``service = e - s``, so
-  ``latency = queue + service`` for every request. Percentiles over requests (``linear``).
-- ``rate_achieved``: requests served / (from the window's start to the later of its end and the
-  last completion). Equal to ``rate_target`` (up to rounding ``n``) when the entry keeps up.
+  never from when it was taken from the queue, so a stall of the model is charged to every
+  request scheduled during it (no coordinated omission). Its parts: ``queue = s - t_j`` and
+  ``service = e - s`` (``latency = queue + service`` for every request). Percentiles and means are
+  over requests, numpy's ``linear`` method, like every percentile of a row.
+- ``rate_achieved``: requests served / ``total_s``, where ``total_s`` runs from the window's start
+  to the later of its end (``span``) and the last completion. It equals ``rate_target`` (up to
+  rounding ``n``) when the entry keeps up, and falls to what it can serve when it does not.
+  ``throughput_avg`` is ``rate_achieved`` (a request is one sample); ``throughput_peak`` the
+  busiest ``peak_window`` slice of completions; ``total_infs`` counts calls.
 - ``batch_fill_avg``: the mean over calls of ``k / batch_size``.
 - ``generator_lag_ms_p99``: the 99th percentile over requests of how much later its call started
   than it would have with a harness that loses no time. For each thread's calls in order, with
   ``due`` when the batch was due (its first request's arrival; with a queue delay ``D``, the
   earlier of that arrival + ``D`` and the arrival that filled the batch): the ideal start is
   ``I_m = max(due_m, I_(m-1) + (e_(m-1) - s_(m-1)))`` (the same calls, the same service times, no
-  time lost between them) and the lag is ``s_m - I_m``. A stall of the harness (a lock, a late
-  wake-up, the thread descheduled between calls) thus counts for every request it delayed, not
-  once. It must stay well below the latency it measures (``LAG_SHARE``).
-- ``dropped``: requests refused by a bounded queue (always 0: the queue is unbounded).
+  time lost between them) and the lag is ``s_m - I_m``. A stall of the harness (the queue's lock,
+  a late wake-up, the thread descheduled between calls) thus counts for every request it delayed.
+- ``dropped``: requests refused by a bounded queue (0: the queue is unbounded).
+- ``valid`` / ``invalid_reason``: a row is invalid when the entry did not keep up (served fewer
+  than all its requests, or ``rate_achieved`` below ``KEEP_UP_SHARE`` of the target), or when
+  the harness's lag is not well below the latency it measures (``LAG_SHARE``, ``LAG_FLOOR_MS``).
+- Generation (``task: generate``): TTFT and end-to-end latency count from the scheduled arrival
+  (``first token - t_j``, ``last token - t_j``); TPOT and inter-token latency are the call's own;
+  ``requests_per_s = rate_achieved``; ``goodput_rps`` = requests that met every bound of
+  ``objectives.slo`` (``ttft_ms_pN <= L``: its TTFT at most ``L``; ``tpot_ms_pN``: its TPOT;
+  ``latency_ms_pN``: its end-to-end latency) / ``total_s``.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import numpy as np
 
+from neuronperf.entries import Measurement, ServingWindow
+from neuronperf.errors import UsageError
+from neuronperf.stats.forward import (
+    MIN_SAMPLES,
+    NS_PER_MS,
+    NS_PER_S,
+    PERCENTILES,
+    EntryStats,
+    combine_repeats,
+    compute_stats,
+    percentile,
+)
+from neuronperf.stats.generation import GENERATION_FIGURES, empty_generation
+
 ARRIVALS = ("poisson", "constant")
 SCENARIOS = ("closed", "server")
-#: The columns a server row adds (besides the latency percentiles, which keep their names and
-#: count from the scheduled arrival), in file order.
+#: The columns a server row adds, in order, after the closed loop's. The latency percentiles keep
+#: their names and count from the scheduled arrival.
 SERVING_COLUMNS = (
+    "scenario",
     "rate_target",
+    "max_queue_delay_ms",
     "rate_achieved",
     "max_rate_under_slo",
     "queue_ms_p50",
@@ -58,16 +86,18 @@ SERVING_COLUMNS = (
     "invalid_reason",
     "probes",
 )
+#: A generation row of the server scenario adds this one.
+GOODPUT_COLUMN = "goodput_rps"
+#: The figures among the serving columns (medians over repeats).
+SERVING_FIGURES = ("rate_achieved", "queue_ms_p50", "queue_ms_p99", "service_ms_p50", "service_ms_p99",
+                   "batch_fill_avg", "generator_lag_ms_p99", GOODPUT_COLUMN)
 #: A row keeps up when it serves at least this share of its target rate.
 KEEP_UP_SHARE = 0.99
 #: The harness's own delay (generator_lag_ms_p99) must stay below this share of latency_ms_p99...
 LAG_SHARE = 0.10
-#: ...unless it is below this (ms): a sleeping thread's wake-up costs tens of microseconds on
-#: any OS, which no harness avoids and no latency bound worth stating is sensitive to.
+#: ...unless it is below this (ms): a sleeping thread's wake-up costs tens of microseconds on any
+#: OS, which no harness avoids and no latency bound worth stating notices.
 LAG_FLOOR_MS = 0.05
-
-_NS_PER_S = 1_000_000_000
-_NS_PER_MS = 1_000_000
 
 
 def request_count(rate: float, duration_s: float, min_calls: Optional[int] = None) -> int:
@@ -75,166 +105,264 @@ def request_count(rate: float, duration_s: float, min_calls: Optional[int] = Non
     return max(1, int(round(rate * duration_s)), min_calls or 0)
 
 
+def search_minimum(min_calls: Optional[int]) -> int:
+    """The fewest requests a peak search's probe serves to pass: ``min_calls``, else
+    ``MIN_SAMPLES`` (each probe's window is made long enough to hold them)."""
+    return min_calls or MIN_SAMPLES
+
+
 def schedule_offsets_ns(rate: float, count: int, arrival: str = "poisson", seed: int = 0) -> np.ndarray:
     """Each request's scheduled arrival after the window's start, int64 ns, nondecreasing."""
     if not rate > 0:
-        raise ValueError(f"rate must be positive, got {rate!r}")
+        raise UsageError(f"a rate must be positive, got {rate!r}")
     if arrival == "constant":
         offsets = np.arange(count, dtype=np.float64) / rate
     elif arrival == "poisson":
         sums = np.cumsum(np.random.default_rng(seed).standard_exponential(count + 1))
         offsets = (count / rate) * sums[:-1] / sums[-1]
     else:
-        raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
-    return np.round(offsets * _NS_PER_S).astype(np.int64)
+        raise UsageError(f"arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    return np.round(offsets * NS_PER_S).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class ServingWindow:
-    """The schedule of one measured window: ``requests`` requests at ``rate`` per second from
-    ``start_ns`` (``time.perf_counter_ns``), by ``arrival`` and ``seed``."""
-
-    rate: float
-    requests: int
-    arrival: str = "poisson"
-    seed: int = 0
-    start_ns: int = 0
-    batch_size: int = 1
-    max_queue_delay_ms: float = 0.0
-    #: Why serving stopped before every request was served ("" when it did not).
-    stopped: str = ""
-
-    @property
-    def span_ns(self) -> int:
-        """The window's length: ``requests / rate``."""
-        return int(round(self.requests / self.rate * _NS_PER_S))
-
-    def arrivals_ns(self) -> np.ndarray:
-        """Every request's scheduled arrival, absolute."""
-        return self.start_ns + schedule_offsets_ns(self.rate, self.requests, self.arrival, self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rate": self.rate, "requests": self.requests, "arrival": self.arrival, "seed": self.seed,
-                "start_ns": self.start_ns, "batch_size": self.batch_size,
-                "max_queue_delay_ms": self.max_queue_delay_ms, "stopped": self.stopped}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ServingWindow:
-        return cls(rate=float(data["rate"]), requests=int(data["requests"]), arrival=str(data["arrival"]),
-                   seed=int(data["seed"]), start_ns=int(data["start_ns"]), batch_size=int(data["batch_size"]),
-                   max_queue_delay_ms=float(data["max_queue_delay_ms"]), stopped=str(data.get("stopped", "")))
+def arrivals_ns(window: ServingWindow) -> np.ndarray:
+    """Every request's scheduled arrival in ``window``, absolute (``perf_counter_ns``)."""
+    return window.start_ns + schedule_offsets_ns(window.rate, window.requests, window.arrival, window.seed)
 
 
 @dataclass(frozen=True)
 class CallRecords:
-    """One measuring thread's calls in a server window: int64 arrays, one item per call."""
+    """One measuring thread's calls in a server window, int64 arrays with one item per call."""
 
-    first: np.ndarray  # index of the first request the call served
+    first: np.ndarray  # the index of the first request the call served
     count: np.ndarray  # how many requests it served (1..batch_size)
     start_ns: np.ndarray
     end_ns: np.ndarray
-    due_ns: np.ndarray  # when the call's batch was due (see the module docstring)
+    due_ns: np.ndarray  # when its batch was due (see the module docstring)
 
     def lag_ns(self) -> np.ndarray:
-        """Each call's start minus its ideal start (see the module docstring), int64 ns."""
+        """Each call's start minus its ideal start (see the module docstring)."""
         if not self.start_ns.size:
             return np.zeros(0, dtype=np.int64)
-        # I_m = max(due_m, I_(m-1) + d_(m-1)) is D_m + max_(k<=m)(due_k - D_k), with D_m the
-        # service time of the calls before m: a running maximum, no loop.
+        # I_m = max(due_m, I_(m-1) + d_(m-1)) is D_m + max over k <= m of (due_k - D_k), where
+        # D_m sums the service times of the calls before m: a running maximum, no loop.
         service = self.end_ns - self.start_ns
         before = np.concatenate(([0], np.cumsum(service)[:-1]))
         ideal = before + np.maximum.accumulate(self.due_ns - before)
-        return self.start_ns - ideal
+        return self.start_ns - ideal  # type: ignore[no-any-return]
+
+
+def call_records(measurement: Measurement) -> list[CallRecords]:
+    """Every measuring thread's calls (a closed-loop measurement has none: UsageError)."""
+    out = []
+    for w in measurement.workers:
+        if w.request_first is None or w.request_count is None or w.due_ns is None:
+            raise UsageError(f"copy {w.copy_idx} thread {w.thread_idx}: a server measurement without request records")
+        start = np.asarray(w.start_ns, dtype=np.int64)
+        out.append(CallRecords(np.asarray(w.request_first, dtype=np.int64), np.asarray(w.request_count, dtype=np.int64),
+                               start, start + np.asarray(w.latency_ns, dtype=np.int64), np.asarray(w.due_ns, dtype=np.int64)))
+    return out
 
 
 @dataclass(frozen=True)
 class RequestTimes:
-    """Per served request (in schedule order): scheduled arrival, its call's start and end."""
+    """Per served request, in schedule order: its index, scheduled arrival, and its call's start
+    and end, and which call (in the order of ``calls``, thread by thread) served it."""
 
+    index: np.ndarray
     arrival_ns: np.ndarray
     start_ns: np.ndarray
     end_ns: np.ndarray
+    call: np.ndarray
 
     @property
     def latency_ns(self) -> np.ndarray:
-        return self.end_ns - self.arrival_ns
+        return self.end_ns - self.arrival_ns  # type: ignore[no-any-return]
 
 
 def request_times(threads: Sequence[CallRecords], window: ServingWindow) -> RequestTimes:
-    """Each served request's arrival, start and end, from every thread's calls. A request
-    served twice or a call outside the schedule is an error of the harness, raised."""
-    first = np.concatenate([t.first for t in threads]) if threads else np.zeros(0, np.int64)
-    count = np.concatenate([t.count for t in threads]) if threads else np.zeros(0, np.int64)
-    starts = np.concatenate([t.start_ns for t in threads]) if threads else np.zeros(0, np.int64)
-    ends = np.concatenate([t.end_ns for t in threads]) if threads else np.zeros(0, np.int64)
+    """Each served request's times, from every thread's calls; a request served twice or a call
+    outside the schedule is the harness's error (UsageError)."""
+    empty = np.zeros(0, dtype=np.int64)
+    first = np.concatenate([t.first for t in threads]) if threads else empty
+    count = np.concatenate([t.count for t in threads]) if threads else empty
     if count.size and (count.min() < 1 or first.min() < 0 or (first + count).max() > window.requests):
-        raise ValueError("a call record names requests outside the window's schedule")
-    # Request j of a call that served first..first+k-1 gets that call's start and end.
-    index = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        raise UsageError("a call record names requests outside the window's schedule")
+    # Request first + m of a call is at offset (calls before it) + m of the flattened list.
+    index = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
     if np.unique(index).size != index.size:
-        raise ValueError("a request was served by two calls")
+        raise UsageError("a request was served by two calls")
     order = np.argsort(index, kind="stable")
-    arrivals = window.arrivals_ns()[index[order]]
-    return RequestTimes(arrivals, np.repeat(starts, count)[order], np.repeat(ends, count)[order])
+    call = np.repeat(np.arange(count.size), count)[order]
+    starts = np.concatenate([t.start_ns for t in threads]) if threads else empty
+    ends = np.concatenate([t.end_ns for t in threads]) if threads else empty
+    return RequestTimes(index[order], arrivals_ns(window)[index[order]], starts[call], ends[call], call)
 
 
-def _p(values: np.ndarray, q: float) -> Optional[float]:
-    return float(np.percentile(values, q)) if values.size else None
+def _ms(values: np.ndarray, q: float) -> Optional[float]:
+    return percentile(values.astype(np.float64) / NS_PER_MS, q) if values.size else None
 
 
-def serving_figures(threads: Sequence[CallRecords], window: ServingWindow, *,
-                    percentiles: Sequence[int] = (0, 50, 90, 95, 99, 100)) -> dict[str, Any]:
-    """The row figures of one server window: ``latency_ms_p*`` and ``latency_ms_avg`` (from the
-    scheduled arrival), the serving columns, ``total_infs`` (calls) and ``total_s`` (the window
-    up to the last completion); ``valid`` and ``invalid_reason`` say whether the entry kept up
-    and the harness stayed out of the way."""
+def serving_stats(measurement: Measurement, *, batch_size: int, peak_window_s: float = 1.0,
+                  cost_per_hour: Optional[float] = None, new_tokens: Optional[int] = None,
+                  slo: Sequence[tuple[str, float]] = ()) -> tuple[EntryStats, dict[str, Any]]:
+    """One server window's row figures: the ``EntryStats`` (latencies from the scheduled arrival,
+    ``throughput_avg = rate_achieved``...) and the serving columns (with the generation columns
+    and ``goodput_rps`` for a generation entry)."""
+    window = measurement.serving
+    if window is None:
+        raise UsageError("serving_stats needs a server measurement (one with a schedule)")
+    base = compute_stats(measurement, batch_size=batch_size, peak_window_s=peak_window_s)
+    threads = call_records(measurement)
     times = request_times(threads, window)
-    served = int(times.arrival_ns.size)
+    served = int(times.index.size)
     calls = sum(int(t.count.size) for t in threads)
     last_end = int(times.end_ns.max()) if served else window.start_ns
     total_ns = max(window.span_ns, last_end - window.start_ns)
-    latency = times.latency_ns / _NS_PER_MS
-    queue = (times.start_ns - times.arrival_ns) / _NS_PER_MS
-    service = (times.end_ns - times.start_ns) / _NS_PER_MS
-    lag = np.concatenate([np.repeat(t.lag_ns(), t.count) for t in threads]) / _NS_PER_MS if calls else np.zeros(0)
-    fill = np.concatenate([t.count for t in threads]) / window.batch_size if calls else np.zeros(0)
-    figures: dict[str, Any] = {f"latency_ms_p{q}": _p(latency, q) for q in percentiles}
-    figures.update(
-        latency_ms_avg=float(latency.mean()) if served else None,
-        rate_target=window.rate,
-        rate_achieved=served * _NS_PER_S / total_ns,
-        queue_ms_p50=_p(queue, 50),
-        queue_ms_p99=_p(queue, 99),
-        service_ms_p50=_p(service, 50),
-        service_ms_p99=_p(service, 99),
-        batch_fill_avg=float(fill.mean()) if calls else None,
-        dropped=0,
-        generator_lag_ms_p99=_p(lag, 99),
+    rate_achieved = served * NS_PER_S / total_ns
+    lag = np.concatenate([np.repeat(t.lag_ns(), t.count) for t in threads]) if calls else np.zeros(0, np.int64)
+    fill = np.concatenate([t.count for t in threads]) / batch_size if calls else np.zeros(0)
+    latency = times.latency_ns
+    # Completions per slice of about peak_window_s over the window (served requests only).
+    n_slices = max(1, int(round(total_ns / (peak_window_s * NS_PER_S))))
+    per_slice = np.histogram(times.end_ns, bins=n_slices, range=(window.start_ns, window.start_ns + total_ns))[0]
+    per_slice = per_slice / (total_ns / n_slices / NS_PER_S)
+    call_ms = [float((t.end_ns - t.start_ns).mean()) / NS_PER_MS for t in threads if t.count.size]
+    warnings = []
+    if served < MIN_SAMPLES:
+        warnings.append(
+            f"few samples: only {served} requests served, so the tail percentiles are rough; rerun with "
+            f"benchmark.min_calls: {MIN_SAMPLES} (a window of at least that many requests) or a longer duration"
+        )
+    late = [c.copy_idx for c in measurement.copies if c.late_ns > 0]
+    if late:
+        warnings.append(
+            f"late start: copy {', '.join(map(str, late))} learnt of the window up to "
+            f"{max(c.late_ns for c in measurement.copies) / 1e6:.1f} ms after it opened; rerun on a less busy machine"
+        )
+    percentiles: dict[str, Any] = {f"latency_ms_p{q}": _ms(latency, q) for q in PERCENTILES}
+    stats = replace(
+        base,
+        throughput_avg=rate_achieved,
+        throughput_peak=float(per_slice.max()) if per_slice.size else rate_achieved,
+        throughput_cv=float(per_slice.std(ddof=1) / per_slice.mean()) if per_slice.size >= 2 and per_slice.mean() > 0 else None,
+        latency_ms_avg=float(latency.mean()) / NS_PER_MS if served else None,
+        e2e_avg_ms=float(latency.mean()) / NS_PER_MS if served else None,
+        infer_avg_ms=sum(call_ms) / len(call_ms) if call_ms else None,
+        preprocess_avg_ms=None,
+        postprocess_avg_ms=None,
         total_infs=calls,
-        total_s=total_ns / _NS_PER_S,
-        served=served,
+        total_s=total_ns / NS_PER_S,
+        cost_per_1m_inf=cost_per_hour * 1e6 / (3600 * rate_achieved) if cost_per_hour is not None and rate_achieved else None,
+        warning=" | ".join(warnings) if warnings else None,
+        **percentiles,
     )
-    figures["invalid_reason"] = invalid_reason(figures, window)
-    figures["valid"] = figures["invalid_reason"] is None
-    return figures
+    columns: dict[str, Any] = {
+        "scenario": "server",
+        "rate_target": window.rate,
+        "max_queue_delay_ms": window.max_queue_delay_ms,
+        "rate_achieved": rate_achieved,
+        "queue_ms_p50": _ms(times.start_ns - times.arrival_ns, 50),
+        "queue_ms_p99": _ms(times.start_ns - times.arrival_ns, 99),
+        "service_ms_p50": _ms(times.end_ns - times.start_ns, 50),
+        "service_ms_p99": _ms(times.end_ns - times.start_ns, 99),
+        "batch_fill_avg": float(fill.mean()) if calls else None,
+        "dropped": 0,
+        "generator_lag_ms_p99": _ms(lag, 99),
+    }
+    if new_tokens is not None:
+        columns.update(_generation(measurement, times, new_tokens, slo, total_ns, rate_achieved))
+    reason = invalid_reason(window, served=served, rate_achieved=rate_achieved,
+                            lag_ms=columns["generator_lag_ms_p99"], p99_ms=stats.latency_ms_p99)
+    columns["valid"] = reason is None
+    columns["invalid_reason"] = reason
+    return stats, {**dict.fromkeys(SERVING_COLUMNS), **columns}
 
 
-def invalid_reason(figures: dict[str, Any], window: ServingWindow) -> Optional[str]:
-    """Why a server window's figures do not answer "can it serve this rate", or None."""
+def _generation(measurement: Measurement, times: RequestTimes, new_tokens: int, slo: Sequence[tuple[str, float]],
+                total_ns: int, rate_achieved: float) -> dict[str, Any]:
+    """TTFT, TPOT, ITL and end-to-end times of each served request, from its scheduled arrival."""
+    stamps = []
+    for w in measurement.workers:
+        tokens = np.asarray(w.token_ns if w.token_ns is not None else [], dtype=np.int64)
+        calls = int(np.asarray(w.start_ns).size)
+        if tokens.size != calls * new_tokens:
+            raise UsageError(f"copy {w.copy_idx} thread {w.thread_idx}: {tokens.size} token times for "
+                             f"{calls} calls of {new_tokens} tokens")
+        stamps.append(tokens.reshape(calls, new_tokens))
+    out = empty_generation(new_tokens)
+    if not times.index.size:
+        return {**out, GOODPUT_COLUMN: None}
+    per_call = np.concatenate(stamps)[times.call]  # each served request's token stamps
+    ttft = per_call[:, 0] - times.arrival_ns
+    e2e = per_call[:, -1] - times.arrival_ns
+    tpot = (per_call[:, -1] - per_call[:, 0]) / (new_tokens - 1) if new_tokens > 1 else np.zeros(0)
+    itl = np.diff(np.concatenate(stamps), axis=1).ravel() if new_tokens > 1 else np.zeros(0, np.int64)
+    for q in (50, 90, 99):
+        out[f"ttft_ms_p{q}"] = _ms(ttft, q)
+        out[f"tpot_ms_p{q}"] = _ms(tpot, q)
+        out[f"itl_ms_p{q}"] = _ms(itl, q)
+    out["e2e_ms_p50"], out["e2e_ms_p99"] = _ms(e2e, 50), _ms(e2e, 99)
+    out["requests_per_s"] = rate_achieved
+    out["output_tokens_per_s"] = rate_achieved * new_tokens
+    good = np.ones(times.index.size, dtype=bool)
+    for column, limit in slo:
+        per_request = {"ttft": ttft, "tpot": tpot, "latency": e2e}.get(column.split("_ms_p")[0])
+        if per_request is not None and per_request.size:
+            good &= per_request / NS_PER_MS <= limit
+    out[GOODPUT_COLUMN] = int(good.sum()) * NS_PER_S / total_ns
+    return out
+
+
+def invalid_reason(window: ServingWindow, *, served: int, rate_achieved: float, lag_ms: Optional[float],
+                   p99_ms: Optional[float]) -> Optional[str]:
+    """Why a server window's figures do not say what the entry can serve, or None."""
     reasons = []
     if window.stopped:
         reasons.append(window.stopped)
-    served, achieved = figures["served"], figures["rate_achieved"]
-    if served < window.requests or achieved < KEEP_UP_SHARE * window.rate:
+    if served < window.requests or rate_achieved < KEEP_UP_SHARE * window.rate:
         reasons.append(
-            f"overloaded: served {achieved:.6g} of {window.rate:.6g} requests/s"
-            f" ({served} of {window.requests} requests)"
+            f"overloaded: served {rate_achieved:.6g} of {window.rate:.6g} requests/s ({served} of "
+            f"{window.requests} requests); the queue grew through the window"
         )
-    lag, p99 = figures["generator_lag_ms_p99"], figures.get("latency_ms_p99")
-    if lag is not None and p99 is not None and lag > LAG_FLOOR_MS and lag > LAG_SHARE * p99:
+    if lag_ms is not None and p99_ms is not None and lag_ms > LAG_FLOOR_MS and lag_ms > LAG_SHARE * p99_ms:
         reasons.append(
-            f"generator lag: the harness started calls up to {lag:.3g} ms late (p99), more than "
-            f"{LAG_SHARE:.0%} of the p99 latency it measures ({p99:.3g} ms); the machine is too busy "
+            f"generator lag: the harness started calls {lag_ms:.3g} ms late (p99), more than "
+            f"{LAG_SHARE:.0%} of the p99 latency it measures ({p99_ms:.3g} ms); the machine is too busy "
             "for this rate, or the model's threads starve the serving threads"
         )
     return "; ".join(reasons) if reasons else None
+
+
+def combine_serving(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several repeats' serving columns: the median of each figure, valid only if every repeat
+    was, with each invalid repeat's reason."""
+    if len(per_repeat) == 1:
+        return dict(per_repeat[0])
+    out = dict(per_repeat[0])
+    for name in (*SERVING_FIGURES, *GENERATION_FIGURES):
+        numbers = [r[name] for r in per_repeat if r.get(name) is not None]
+        if name in out or numbers:
+            out[name] = float(statistics.median(numbers)) if numbers else None
+    reasons = [f"repeat {i + 1}: {r['invalid_reason']}" for i, r in enumerate(per_repeat) if r.get("invalid_reason")]
+    out["valid"] = not reasons
+    out["invalid_reason"] = "; ".join(reasons) if reasons else None
+    return out
+
+
+def serving_row_figures(measurements: Sequence[Measurement], *, batch_size: int, peak_window_s: float,
+                        cost_per_hour: Optional[float], new_tokens: Optional[int],
+                        slo: Sequence[tuple[str, float]]) -> tuple[EntryStats, dict[str, Any]]:
+    """The figures of a server row from its repeats (each one's, then their medians)."""
+    per_repeat = [serving_stats(m, batch_size=batch_size, peak_window_s=peak_window_s, cost_per_hour=cost_per_hour,
+                                new_tokens=new_tokens, slo=slo) for m in measurements]
+    return combine_repeats([s for s, _ in per_repeat]), combine_serving([c for _, c in per_repeat])
+
+
+def empty_serving(rate: Optional[float], max_queue_delay_ms: float, new_tokens: Optional[int] = None) -> dict[str, Any]:
+    """The serving columns of a server entry with no figures (failed, or never measured)."""
+    out: dict[str, Any] = dict.fromkeys(SERVING_COLUMNS)
+    out.update(scenario="server", rate_target=rate, max_queue_delay_ms=max_queue_delay_ms)
+    if new_tokens is not None:
+        out[GOODPUT_COLUMN] = None
+    return out
