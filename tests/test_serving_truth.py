@@ -55,7 +55,7 @@ def test_batcher_by_hand():
 
 def test_window_arrivals():
     t = q.window_arrivals(200.0, 5.0, seed=0)
-    assert len(t) == 1000 and 0 < t[0] and t[-1] < 5.0 and np.all(np.diff(t) > 0)
+    assert len(t) == 1000 and t[0] > 0 and t[-1] < 5.0 and np.all(np.diff(t) > 0)
     np.testing.assert_allclose(q.window_arrivals(4.0, 1.0, arrival="constant"), [0, 0.25, 0.5, 0.75])
 
 
