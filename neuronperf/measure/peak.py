@@ -26,7 +26,12 @@ from neuronperf.measure.rate_search import Probe, next_rate, result
 from neuronperf.measure.task import BenchmarkTask
 from neuronperf.results.samples import load_repeats, repeat_dir, write_samples_header
 from neuronperf.stats.forward import NS_PER_MS, percentile
-from neuronperf.stats.serving import call_records, request_times, search_minimum, serving_row_figures
+from neuronperf.stats.serving import (
+    call_records,
+    request_times,
+    search_minimum,
+    serving_row_figures,
+)
 
 PROBES_FILE = "probes.jsonl"
 

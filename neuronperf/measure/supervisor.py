@@ -276,6 +276,9 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
         requests = request_count(rate, task.settings.duration, least)
         duration_ns = int(round(requests / rate * 1e9))  # the schedule's span
         margin_ns += requests * SCHEDULE_NS_PER_REQUEST
+        # A keep-warm call in flight when Go arrives must end before the first request is due:
+        # allow two mean warm-up calls (slow first calls included, so an upper bound).
+        margin_ns += int(2e6 * max((c.ready.warmup_ms for c in copies if c.ready is not None), default=0.0))
         quotas, minimums = (None,) * n_threads, (0,) * n_threads
     now_ns = time.perf_counter_ns()
     start_ns = now_ns + margin_ns

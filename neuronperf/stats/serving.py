@@ -32,9 +32,10 @@ Pure numpy, no clock. The definitions (docs/serving.md says the same in prose):
   time lost between them) and the lag is ``s_m - I_m``. A stall of the harness (the queue's lock,
   a late wake-up, the thread descheduled between calls) thus counts for every request it delayed.
 - ``dropped``: requests refused by a bounded queue (0: the queue is unbounded).
-- ``valid`` / ``invalid_reason``: a row is invalid when the entry did not keep up (served fewer
-  than all its requests, or ``rate_achieved`` below ``KEEP_UP_SHARE`` of the target), or when
-  the harness's lag is not well below the latency it measures (``LAG_SHARE``, ``LAG_FLOOR_MS``).
+- ``valid`` / ``invalid_reason``: a row is invalid when the entry did not keep up (``keeps_up``:
+  it served fewer than all its requests, or ``rate_achieved`` fell below ``KEEP_UP_SHARE`` of the
+  target with a backlog left at the window's end), or when the harness's lag is not well below
+  the latency it measures (``LAG_SHARE``, ``LAG_FLOOR_MS``).
 - Generation (``task: generate``): TTFT and end-to-end latency count from the scheduled arrival
   (``first token - t_j``, ``last token - t_j``); TPOT and inter-token latency are the call's own;
   ``requests_per_s = rate_achieved``; ``goodput_rps`` = requests that met every bound of
@@ -272,8 +273,10 @@ def serving_stats(measurement: Measurement, *, batch_size: int, peak_window_s: f
     }
     if new_tokens is not None:
         columns.update(_generation(measurement, times, new_tokens, slo, total_ns, rate_achieved))
-    reason = invalid_reason(window, served=served, rate_achieved=rate_achieved,
-                            lag_ms=columns["generator_lag_ms_p99"], p99_ms=stats.latency_ms_p99)
+    backlog_ms = max(0, last_end - window.start_ns - window.span_ns) / NS_PER_MS
+    reason = invalid_reason(window, served=served, rate_achieved=rate_achieved, backlog_ms=backlog_ms,
+                            p50_ms=stats.latency_ms_p50, lag_ms=columns["generator_lag_ms_p99"],
+                            p99_ms=stats.latency_ms_p99)
     columns["valid"] = reason is None
     columns["invalid_reason"] = reason
     return stats, {**dict.fromkeys(SERVING_COLUMNS), **columns}
@@ -314,16 +317,28 @@ def _generation(measurement: Measurement, times: RequestTimes, new_tokens: int, 
     return out
 
 
-def invalid_reason(window: ServingWindow, *, served: int, rate_achieved: float, lag_ms: Optional[float],
-                   p99_ms: Optional[float]) -> Optional[str]:
+def keeps_up(window: ServingWindow, *, served: int, rate_achieved: float, backlog_ms: float,
+             p50_ms: Optional[float]) -> bool:
+    """Whether the entry served its window's load: every request served, and either
+    ``rate_achieved`` within ``KEEP_UP_SHARE`` of the target or, for a window so short that one
+    request's latency is more than 1% of it, the last request done within a median latency plus
+    1% of the window after the window's end (no backlog left to drain)."""
+    if served < window.requests:
+        return False
+    return rate_achieved >= KEEP_UP_SHARE * window.rate or backlog_ms <= (p50_ms or 0.0) + 0.01 * window.span_ns / NS_PER_MS
+
+
+def invalid_reason(window: ServingWindow, *, served: int, rate_achieved: float, backlog_ms: float,
+                   p50_ms: Optional[float], lag_ms: Optional[float], p99_ms: Optional[float]) -> Optional[str]:
     """Why a server window's figures do not say what the entry can serve, or None."""
     reasons = []
     if window.stopped:
         reasons.append(window.stopped)
-    if served < window.requests or rate_achieved < KEEP_UP_SHARE * window.rate:
+    if not keeps_up(window, served=served, rate_achieved=rate_achieved, backlog_ms=backlog_ms, p50_ms=p50_ms):
         reasons.append(
             f"overloaded: served {rate_achieved:.6g} of {window.rate:.6g} requests/s ({served} of "
-            f"{window.requests} requests); the queue grew through the window"
+            f"{window.requests} requests, the last {backlog_ms:.4g} ms after the window's end); the queue "
+            "grew through the window"
         )
     if lag_ms is not None and p99_ms is not None and lag_ms > LAG_FLOOR_MS and lag_ms > LAG_SHARE * p99_ms:
         reasons.append(
