@@ -25,7 +25,7 @@ def config_files() -> list[Path]:
 def test_the_expected_configs_exist():
     names = {p.name for p in config_files()}
     assert {"quickstart.yaml", "bert-seqlen-cpu.yaml", "resnet50-cpu.yaml", "inf1-bert.yaml", "inf2-bert.yaml",
-            "gpt2-generate-cpu.yaml"} <= names
+            "gpt2-generate-cpu.yaml", "serving-cpu.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)

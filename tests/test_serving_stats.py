@@ -157,3 +157,16 @@ def test_a_bound_no_rate_meets_ends_with_the_lowest_rate_tried(tmp_path):
     extra = peak.probes_extra(probes)
     assert extra["max_rate_under_slo"] is None and extra["valid"] is False
     assert "the lowest rate tried, 500 requests/s" in extra["invalid_reason"]
+
+
+def test_a_generation_request_counts_its_first_token_from_its_scheduled_arrival():
+    # A request every 100 ms; each call makes 3 tokens, 10 ms apart; the second starts 50 ms late.
+    window = ServingWindow(rate=10.0, requests=3, arrival="constant", start_ns=0)
+    m = measurement(window, [(0, 1, 0, 30 * MS, 0), (1, 1, 150 * MS, 180 * MS, 100 * MS), (2, 1, 200 * MS, 230 * MS, 200 * MS)])
+    tokens = np.array([s + k * 10 * MS for s in (0, 150 * MS, 200 * MS) for k in (1, 2, 3)], dtype=np.int64)
+    m = replace(m, workers=(replace(m.workers[0], token_ns=tokens),))
+    _, columns = serving_stats(m, batch_size=1, new_tokens=3, slo=(("ttft_ms_p99", 50.0), ("tpot_ms_p99", 20.0)))
+    assert columns["ttft_ms_p99"] == pytest.approx(np.percentile([10, 60, 10], 99))  # 150 + 10 - 100 = 60 ms
+    assert columns["tpot_ms_p50"] == pytest.approx(10.0) and columns["e2e_ms_p99"] == pytest.approx(np.percentile([30, 80, 30], 99))
+    # Two of three requests met both bounds, over the 300 ms window.
+    assert columns["goodput_rps"] == pytest.approx(2 / 0.3) and columns["requests_per_s"] == pytest.approx(3 / 0.3)
