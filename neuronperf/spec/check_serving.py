@@ -22,21 +22,21 @@ def serving_pass(ctx: CheckContext, data: dict) -> dict[str, list[Any]]:
     if scenario != "server":
         for key in SERVER_AXES:
             if key in sweep:
-                ctx.problem(("sweep", key), f"sweep.{key} needs benchmark.scenario: server (requests arriving at a "
-                            f"rate); this spec's scenario is {show(scenario)}", at_key=True)
+                ctx.problem(("sweep", key), f"requires benchmark.scenario: server (requests arriving at a rate); this "
+                            f"spec's scenario is {show(scenario)}", at_key=True)
         for key in ("arrival", "rate_precision"):
             if key in bench:
-                ctx.problem(("benchmark", key), f"benchmark.{key} applies only to benchmark.scenario: server", at_key=True)
+                ctx.problem(("benchmark", key), "applies only to benchmark.scenario: server", at_key=True)
         return {}
     rates = sweep.get("rates")
     slo = (data.get("objectives") or {}).get("slo") if isinstance(data.get("objectives"), dict) else None
     bounds = [str(k) for k in slo] if isinstance(slo, dict) else []
     if rates is None:
-        ctx.problem(("benchmark", "scenario"), "scenario: server needs sweep.rates: the request rates to measure "
-                    "(requests per second, e.g. [100, 200, 400]), or max with a latency bound in objectives.slo")
+        ctx.problem(("benchmark", "scenario"), "server needs sweep.rates: the request rates to measure (requests per "
+                    "second, e.g. [100, 200, 400]), or max with a latency bound in objectives.slo")
     elif rates == MAX_RATE:
         if not any(b.startswith(("latency_ms_p", "ttft_ms_p")) for b in bounds):
-            ctx.problem(("sweep", "rates"), "rates: max needs a latency bound to search under: objectives.slo with "
+            ctx.problem(("sweep", "rates"), "max needs a latency bound to search under: objectives.slo with "
                         "latency_ms_pN (or ttft_ms_pN for task: generate), e.g. objectives: {slo: {latency_ms_p99: 20}}")
         else:
             models: list = data["models"] if isinstance(data.get("models"), list) else []
@@ -45,10 +45,10 @@ def serving_pass(ctx: CheckContext, data: dict) -> dict[str, list[Any]]:
                 ctx.problem(("models", forward[0]), "rates: max needs a latency_ms_pN bound in objectives.slo for a "
                             "forward model (its rows have no ttft or tpot)")
     if "rate_precision" in bench and rates != MAX_RATE:
-        ctx.problem(("benchmark", "rate_precision"), "benchmark.rate_precision applies only to sweep.rates: max", at_key=True)
+        ctx.problem(("benchmark", "rate_precision"), "applies only to sweep.rates: max", at_key=True)
     if bench.get("max_infers") is not None:
-        ctx.problem(("benchmark", "max_infers"), "max_infers does not apply to scenario: server: rate x duration "
-                    "sets a window's requests (min_calls raises them)", at_key=True)
+        ctx.problem(("benchmark", "max_infers"), "does not apply to scenario: server: rate x duration sets a window's "
+                    "requests (min_calls raises them)", at_key=True)
     for i, model in enumerate(data["models"] if isinstance(data.get("models"), list) else []):
         params = model.get("params") if isinstance(model, dict) else None
         for name in SERVER_AXES.values():
