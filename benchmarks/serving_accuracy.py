@@ -49,7 +49,7 @@ import queueing  # noqa: E402  (a sibling file: the truths)
 
 SERVICE_S = 0.002
 BOUND_MS = 10.0
-LADDER = (10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000)
+LADDER = (10_000, 20_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000)
 
 
 # ---- neuronperf's side: `neuronperf run` on a generated spec ----------------------------------
