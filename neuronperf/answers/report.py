@@ -146,7 +146,8 @@ def rate_figure(label: str, rows: Sequence[Row], bounds: Sequence[LatencyBound] 
     against the offered rate, one line per configuration (``gid`` "rate <configuration>"). A
     searched entry's probes (``probes``: its key -> ``rate_search.Probe``) are its points, passing
     ones filled and failing ones hollow, with its answer starred (``gid`` "max <configuration>");
-    each bound is a dashed horizontal line (``gid`` "slo")."""
+    an invalid row (overloaded, or too much harness lag) is crossed (``gid`` "invalid"); each
+    bound is a dashed horizontal line (``gid`` "slo")."""
     fig = _figure()
     ax = fig.add_subplot()
     column = bounds[0].column if bounds else "latency_ms_p99"
@@ -166,6 +167,11 @@ def rate_figure(label: str, rows: Sequence[Row], bounds: Sequence[LatencyBound] 
         (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
                           linestyle="-" if all(p[2] is None for p in points) else ":")
         line.set_gid(f"rate {name}")
+        invalid = [(number(r.get("rate_target")), number(r.get(column))) for r in members
+                   if r.get("valid") is False and r.get("probes") is None and number(r.get(column)) is not None]
+        if invalid:
+            ax.scatter([x for x, _ in invalid], [y for _, y in invalid], marker="x", s=70, color="black",
+                       zorder=4).set_gid("invalid")
         failed = [p for p in points if p[2] is False]
         if failed:
             ax.scatter([p[0] for p in failed], [p[1] for p in failed], s=40, facecolors="white",
@@ -183,7 +189,9 @@ def rate_figure(label: str, rows: Sequence[Row], bounds: Sequence[LatencyBound] 
         ax.set_yscale("log")
     ax.set_xlabel("offered rate (requests/s)")
     ax.set_ylabel(f"{column.replace('_ms_', ' ')} (ms, from the scheduled arrival)")
-    ax.set_title(f"{label}: latency against rate (hollow: probe failed, star: max rate under the SLO)")
+    notes = (["x: invalid, see invalid_reason"] if any(c.get_gid() == "invalid" for c in ax.collections) else [])
+    notes += ["hollow: probe failed, star: max rate under the SLO"] if probes and any(r.get("probes") for r in rows) else []
+    ax.set_title(f"{label}: latency against rate" + (f" ({'; '.join(notes)})" if notes else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     return fig
