@@ -195,16 +195,39 @@ def fixed_rate(label: str, rate: float, servers: int, duration: float, use_loadg
     print(f"\n{label}: {rate:g} requests/s, {servers} copy x 1 thread, 2 ms busy-wait, {duration:g} s window "
           f"({'M/D/1' if servers == 1 else f'M/D/{servers}'})")
     print(f"  neuronperf: mean {row['latency_ms_avg']:.4f} ms, p99 {row['latency_ms_p99']:.4f} ms "
-          f"(rate_achieved {row['rate_achieved']:.1f}, service p50 {row['service_ms_p50']:.4f} ms, "
-          f"generator_lag_ms_p99 {row['generator_lag_ms_p99']:.4f}, valid {row['valid']})")
+          f"(rate_achieved {row['rate_achieved']:.1f}, service p50 {row['service_ms_p50']:.4f} ms, p99 "
+          f"{row['service_ms_p99']:.4f} ms, generator_lag_ms_p99 {row['generator_lag_ms_p99']:.4f}, valid {row['valid']})")
     for name, (mean, p99) in truths.items():
         print(f"  truth, {name}: mean {mean:.4f} ms, p99 {p99:.4f} ms; neuronperf mean {pct(row['latency_ms_avg'], mean)}, "
               f"p99 {pct(row['latency_ms_p99'], p99)}")
+    mean, p99 = replay(Path(workdir) / label / "out", servers)
+    print(f"  diagnosis, the same queue replayed with the calls' measured times (what the machine gave the model): "
+          f"mean {mean:.4f} ms, p99 {p99:.4f} ms; neuronperf mean {pct(row['latency_ms_avg'], mean)}, "
+          f"p99 {pct(row['latency_ms_p99'], p99)}")
     if use_loadgen and servers == 1:
         lg = loadgen(rate, duration, SERVICE_S)
         mean, p99 = truths["10^6 arrivals"]
         print(f"  LoadGen (its own schedule): mean {lg.mean_ms:.4f} ms ({pct(lg.mean_ms, mean)} against 10^6), "
               f"p99 {lg.p99_ms:.4f} ms ({pct(lg.p99_ms, p99)}), completed {lg.completed_qps:.1f}/s")
+
+
+def replay(out: Path, servers: int) -> tuple[float, float]:
+    """Mean and p99 latency (ms) of the exact FIFO queue fed the run's own arrivals and, as each
+    request's service time, its call's measured duration: what a harness that adds nothing
+    would report on the calls this machine actually ran. The gap to it is the harness's; the
+    gap between it and the constant-time truth is the machine's (a call preempted, a core shared)."""
+    from neuronperf.results.samples import load_repeats
+    from neuronperf.stats.serving import call_records, request_times
+
+    (folder,) = (out / "samples").iterdir()
+    (m,) = load_repeats(str(folder))
+    assert m.serving is not None
+    times = request_times(call_records(m), m.serving)
+    arrivals = (times.arrival_ns - m.serving.start_ns) / 1e9
+    services = (times.end_ns - times.start_ns) / 1e9
+    starts = queueing.fifo_starts(arrivals, 0.0, servers, services=services)
+    lat = (starts + services - arrivals) * 1e3
+    return float(lat.mean()), queueing.percentile(lat, 99)
 
 
 def peak(duration: float, use_loadgen: bool, workdir: str) -> None:
