@@ -248,7 +248,8 @@ def peak(duration: float, use_loadgen: bool, workdir: str) -> None:
     print(f"  neuronperf: max_rate_under_slo {found:.1f} ({pct(found, truth)} against 10^6, {pct(found, windows)} "
           f"against its windows), {row['probes']} probes, {took:.0f} s; p99 there {row['latency_ms_p99']:.3f} ms")
     if use_loadgen:
-        lg = loadgen(0.5 / SERVICE_S, duration, SERVICE_S, peak=True)  # from half the capacity, which passes
+        # FindPeakPerformance must start from a rate that passes (else it stops): 200/s, 71% of the peak.
+        lg = loadgen(200.0, duration, SERVICE_S, peak=True)
         if lg.peak_qps is None:
             print(f"  LoadGen FindPeakPerformance: no peak found ({lg.seconds:.0f} s)")
         else:
