@@ -30,7 +30,13 @@ from neuronperf.answers.slo import (
     qualifies,
     served_rate,
 )
-from neuronperf.answers.summary import SERVER_TABLE_COLUMNS, TABLE_COLUMNS, answer_lines, memory_table, ranking_table
+from neuronperf.answers.summary import (
+    SERVER_TABLE_COLUMNS,
+    TABLE_COLUMNS,
+    answer_lines,
+    memory_table,
+    ranking_table,
+)
 from neuronperf.errors import UsageError
 
 #: Figure size in inches and resolution: 8 x 5 in at 100 dpi = 800 x 500 px.

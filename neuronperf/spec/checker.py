@@ -14,8 +14,8 @@ from neuronperf.spec.build import make_spec
 from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
-from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_serving import serving_pass
+from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
 from neuronperf.spec.check_task import task_pass
