@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from neuronperf.answers.prices import Pricing
-from neuronperf.answers.slo import Choice, LatencyBound, answers, number
+from neuronperf.answers.slo import THROUGHPUT, Choice, LatencyBound, Objective, answers, number
 from neuronperf.results.columns import DEFAULT_PRINT_COLS, MISSING
 
 Row = Mapping[str, Any]
@@ -39,12 +39,13 @@ def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -
     return "\n".join(out)
 
 
-def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> list[str]:
-    """The best configuration of each model (and swept parameter values), overall and under
-    each latency bound, with the cheapest under it where rows carry a cost."""
+def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
+                 objective: Objective = THROUGHPUT) -> list[str]:
+    """The best configuration of each model (and swept parameter values) by ``objective``,
+    overall and under each latency bound, with the cheapest under it where rows carry a cost."""
     lines: list[str] = []
     current = None
-    for choice in answers(rows, bounds):
+    for choice in answers(rows, bounds, objective):
         if choice.group != current:
             current = choice.group
             lines.append(f"best configurations for {choice.group.label}:")
@@ -60,7 +61,10 @@ def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), prici
 
 
 def _choice_lines(choice: Choice) -> list[str]:
-    what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
+    if choice.objective == THROUGHPUT:
+        what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
+    else:
+        what = choice.objective.label + ("" if not choice.bounds else " under " + " and ".join(str(b) for b in choice.bounds))
     if choice.candidates == 0:
         return [f"  {what}: none (no entry of it was measured)"]
     if choice.best is None:
@@ -69,6 +73,8 @@ def _choice_lines(choice: Choice) -> list[str]:
             text += f"; closest: {_describe(choice.closest, choice.bounds)}"
         return [text]
     line = f"  {what}: {_describe(choice.best, choice.bounds)}"
+    if choice.objective != THROUGHPUT:
+        line += f", {choice.objective.column} {_value(choice.best.get(choice.objective.column))}"
     cheapest = choice.cheapest
     if cheapest is None:
         return [line]
@@ -88,6 +94,11 @@ def _describe(row: Row, bounds: Sequence[LatencyBound]) -> str:
     return f"{row.get('id')} at {throughput:.1f} inf/s ({latencies})"
 
 
+def _value(value: Any) -> str:
+    n = number(value)
+    return f"{n:.4g}" if n is not None else MISSING
+
+
 def _ms(value: Any) -> str:
     n = number(value)
     return f"{n:.3f} ms" if n is not None else MISSING
@@ -101,10 +112,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> str:
+def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
+           objective: Objective = THROUGHPUT) -> str:
     """The whole summary: the entries table (generation entries in a table of their own), a
-    blank line, the best configurations."""
+    blank line, the best configurations by ``objective``."""
     forward = [r for r in rows if "ttft_ms_p50" not in r]
     generation = [r for r in rows if "ttft_ms_p50" in r]
     tables = ([entries_table(forward)] if forward else []) + ([entries_table(generation, GENERATION_TABLE_COLUMNS)] if generation else [])
-    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing))
+    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing, objective))

@@ -110,6 +110,7 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
         cost_per_hour=spec.cost_per_hour,
         executor=spec.executor,
         ray=spec.ray,
+        search=spec.search,
     )
 
 

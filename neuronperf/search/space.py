@@ -1,0 +1,121 @@
+"""The shape of a plan as a search sees it: questions, coordinates, the order a bound prunes
+along, and neighbours.
+
+A *question* is one model at one combination of its swept parameters (BERT at sequence 128 and
+at 512 are different questions, as in the summary's answers); its entries differ only in batch
+size, pipeline size, copies and threads, the *coordinates*, each an index into that axis's
+values in increasing order. Entries the exclude rules dropped are simply absent: a neighbour is
+the nearest planned entry along an axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from neuronperf.entries import RunEntry
+
+#: The axes a search moves along, in the order neighbours are listed.
+AXES = ("batch_size", "pipeline_size", "n_models", "workers_per_model")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One model at one combination of its swept parameters: the entries compared with each other."""
+
+    model: str
+    params: tuple[tuple[str, Any], ...]
+
+    @property
+    def label(self) -> str:
+        values = " ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.model} {values}" if values else self.model
+
+
+def question_of(entry: RunEntry) -> Question:
+    return Question(entry.compile.model.name, entry.compile.params)
+
+
+def axis_values(entry: RunEntry) -> tuple[int, int, int, int]:
+    """The entry's values on ``AXES``."""
+    c = entry.compile
+    return (c.batch_size, c.pipeline_size, entry.n_models, entry.workers_per_model)
+
+
+def below(smaller: RunEntry, bigger: RunEntry) -> bool:
+    """Whether ``bigger`` is ``smaller`` with a bigger batch size or more threads, or both
+    (same question, pipeline size and copies; not the same entry): the order along which the
+    monotonic assumption says latency does not fall."""
+    if smaller is bigger or question_of(smaller) != question_of(bigger):
+        return False
+    sb, sp, sm, sw = axis_values(smaller)
+    bb, bp, bm, bw = axis_values(bigger)
+    return sp == bp and sm == bm and sb <= bb and sw <= bw and (sb, sw) != (bb, bw)
+
+
+class Space:
+    """The run entries of a plan grouped into questions, with coordinates and neighbours."""
+
+    def __init__(self, entries: Iterable[RunEntry]):
+        self.entries: tuple[RunEntry, ...] = tuple(entries)
+        self.position = {e: i for i, e in enumerate(self.entries)}
+        self.questions: dict[Question, list[RunEntry]] = {}
+        for entry in self.entries:
+            self.questions.setdefault(question_of(entry), []).append(entry)
+        # Per question: each axis's values in increasing order, and coordinates -> entry.
+        self._values: dict[Question, tuple[tuple[int, ...], ...]] = {}
+        self._at: dict[Question, dict[tuple[int, ...], RunEntry]] = {}
+        self._coords: dict[RunEntry, tuple[int, ...]] = {}
+        for question, members in self.questions.items():
+            values = tuple(tuple(sorted({axis_values(e)[a] for e in members})) for a in range(len(AXES)))
+            self._values[question] = values
+            index = [{v: i for i, v in enumerate(axis)} for axis in values]
+            at = {}
+            for entry in members:
+                coords = tuple(index[a][v] for a, v in enumerate(axis_values(entry)))
+                at[coords] = entry
+                self._coords[entry] = coords
+            self._at[question] = at
+
+    def coordinates(self, entry: RunEntry) -> tuple[int, ...]:
+        return self._coords[entry]
+
+    def smallest(self, question: Question) -> RunEntry:
+        """Where ``quick`` starts: the entry with the smallest values on every axis (batch size
+        first when the exclude rules dropped that corner)."""
+        return min(self.questions[question], key=lambda e: (sum(self._coords[e]), self._coords[e]))
+
+    def neighbours(self, entry: RunEntry) -> list[RunEntry]:
+        """One step along one axis, down then up on each axis in ``AXES`` order: the nearest
+        planned entry that differs from ``entry`` only on that axis."""
+        question = question_of(entry)
+        at, coords = self._at[question], self._coords[entry]
+        found = []
+        for axis, values in enumerate(self._values[question]):
+            for step in (-1, 1):
+                i = coords[axis] + step
+                while 0 <= i < len(values):
+                    other = at.get(coords[:axis] + (i,) + coords[axis + 1:])
+                    if other is not None:
+                        found.append(other)
+                        break
+                    i += step
+        return found
+
+    def minimal(self, candidates: Sequence[RunEntry]) -> list[RunEntry]:
+        """The candidates that have no other candidate below them, in plan order."""
+        chosen = set(candidates)
+        ordered = sorted(chosen, key=self.position.__getitem__)
+        return [e for e in ordered if not any(below(other, e) for other in self._same_slice(e, chosen))]
+
+    def _same_slice(self, entry: RunEntry, pool: set) -> list[RunEntry]:
+        question, coords = question_of(entry), self._coords[entry]
+        return [other for other in pool if other is not entry and question_of(other) == question
+                and self._coords[other][1:3] == coords[1:3]]
+
+    def axis_value_of(self, entry: RunEntry, axis: str) -> int:
+        return axis_values(entry)[AXES.index(axis)]
+
+    def entry_at(self, question: Question, coords: tuple[int, ...]) -> Optional[RunEntry]:
+        return self._at[question].get(coords)
