@@ -95,10 +95,17 @@ def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from neuronperf import results
+    from neuronperf.answers.slo import Objective
     from neuronperf.answers.summary import render
+    from neuronperf.results import frame
 
     rows, bounds, pricing = _answers_input(args)
-    print(render(rows, bounds, pricing))
+    # The objective the run was for (objectives.maximize), as run.json recorded it.
+    output_dir = frame.locate(args.results).output_dir
+    info = (results.read_run_info(output_dir) if output_dir else None) or {}
+    objective = Objective.parse(str((info.get("objectives") or {}).get("maximize") or "throughput_avg"))
+    print(render(rows, bounds, pricing, objective))
     return 0
 
 

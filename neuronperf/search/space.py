@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from neuronperf.entries import RunEntry
 
@@ -103,6 +103,11 @@ class Space:
                     i += step
         return found
 
+    def neighbours_up(self, entry: RunEntry) -> list[RunEntry]:
+        """The neighbours one step up (a bigger value on one axis)."""
+        mine = self._coords[entry]
+        return [n for n in self.neighbours(entry) if self._coords[n] > mine]
+
     def minimal(self, candidates: Sequence[RunEntry]) -> list[RunEntry]:
         """The candidates that have no other candidate below them, in plan order."""
         chosen = set(candidates)
@@ -113,9 +118,3 @@ class Space:
         question, coords = question_of(entry), self._coords[entry]
         return [other for other in pool if other is not entry and question_of(other) == question
                 and self._coords[other][1:3] == coords[1:3]]
-
-    def axis_value_of(self, entry: RunEntry, axis: str) -> int:
-        return axis_values(entry)[AXES.index(axis)]
-
-    def entry_at(self, question: Question, coords: tuple[int, ...]) -> Optional[RunEntry]:
-        return self._at[question].get(coords)

@@ -93,9 +93,14 @@ def prune(space: Space, question: Question, bounds: Sequence[LatencyBound]) -> W
 
 
 def quick(space: Space, question: Question, bounds: Sequence[LatencyBound], objective: Objective, min_gain: float) -> Waves:
-    """Start at the smallest entry; measure its neighbours (those the pruning rule does not
-    already rule out); move to the best feasible one if it beats the current entry by more than
-    ``min_gain``; stop when none does.
+    """Start at the smallest entry and climb: measure its neighbours (those the pruning rule
+    does not already rule out), move to the best feasible one if it beats the current entry by
+    more than ``min_gain``, stop when no neighbour does.
+
+    The neighbourhood is measured in two halves: first the steps up (a bigger batch, more
+    copies, more threads: where throughput usually grows); only when none of them gains enough
+    the steps down, before the climb may stop. Every neighbour is measured before the climb
+    stops, but a climb that keeps finding gains upwards does not pay for the steps down.
 
     While no feasible entry has been found (the start is over a bound, or failed), the climb
     moves to a feasible neighbour if there is one, else to the neighbour closest to the bounds,
@@ -103,11 +108,14 @@ def quick(space: Space, question: Question, bounds: Sequence[LatencyBound], obje
     current = space.smallest(question)
     rows: Rows = dict((yield [current]))
     while True:
-        around = space.neighbours(current)
-        wave = [e for e in around if e not in rows and ruled_out(e, rows, bounds, space) is None]
-        if wave:
-            rows.update((yield wave))
-        step = _step(current, [e for e in around if e in rows], rows, bounds, objective, min_gain)
+        step = None
+        for half in space.neighbours_up(current), space.neighbours(current):
+            wave = [e for e in half if e not in rows and ruled_out(e, rows, bounds, space) is None]
+            if wave:
+                rows.update((yield wave))
+            step = _step(current, [e for e in half if e in rows], rows, bounds, objective, min_gain)
+            if step is not None:
+                break
         if step is None:
             return
         current = step

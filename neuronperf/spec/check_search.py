@@ -36,5 +36,5 @@ def search_pass(ctx: CheckContext, data: dict) -> None:
     bounds = objectives.get("slo") if isinstance(objectives, dict) else None
     if strategy == "prune" and not bounds:
         where = ("search", "strategy") if isinstance(search, dict) else ("search",)
-        ctx.problem(where, "search: prune rules entries out by a latency bound, and the spec has none: add one "
+        ctx.problem(where, "prune rules entries out by a latency bound, and the spec has none: add one "
                            "(objectives: {slo: {latency_ms_p99: 20}}) or use search: grid")
