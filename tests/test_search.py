@@ -272,3 +272,68 @@ def test_a_new_bound_measures_only_what_it_needs(strategy):
     after, _, measured_now = measure_all(plan_entries, settings, looser, saturating, known=rows)
     assert set(measured_now) == set(fresh[2]) - set(rows)  # nothing measured twice
     assert after.best == fresh[0].best
+
+
+# ---- the spec ------------------------------------------------------------------------------
+
+SPEC = """\
+version: 1
+framework: torch
+device_type: cpu
+models:
+  - name: mlp
+    factory: "neuronperf.zoo:mlp"
+    params: {{hidden: [64, 128]}}
+    kwargs: {{hidden: $hidden}}
+    inputs: [[16]]
+sweep:
+  batch_sizes: [1, 8]
+{extra}
+"""
+
+
+@pytest.mark.parametrize("extra, line", [
+    ("search: quick\nobjectives: {maximize: throughput}",
+     "13:24: objectives.maximize: unknown column 'throughput'; did you mean 'throughput_avg'?"),
+    ("search: quick\nobjectives: {maximize: -cost_per_1m_inf}",
+     "13:24: objectives.maximize: rows have a cost_per_1m_inf only with a price: give cost_per_hour (USD) or instance_type in the spec"),
+    ("search: quick\nobjectives: {maximize: accuracy}",
+     "13:24: objectives.maximize: model 'mlp' does not evaluate accuracy (evaluate: {dataset: ..., metrics: [accuracy]}), so its rows have no such column"),
+    ("search: quick\nobjectives: {maximize: hidden}",
+     "13:24: objectives.maximize: hidden is a swept model parameter: each of its values is a question of its own, answered separately; name a measured column such as throughput_avg"),
+    ("search: quick\nobjectives: {maximize: throughput_ci_low}",
+     "13:24: objectives.maximize: rows have throughput_ci_low only with benchmark.repeat of 2 or more"),
+    ("search: quick\nobjectives: {maximize: max_rate_under_slo}",
+     "13:24: objectives.maximize: max_rate_under_slo is a column of the server scenario (benchmark.scenario: server with sweep.rates: max), which this neuronperf does not have yet; maximize throughput_avg or another column of these rows"),
+    ("search: {strategy: prune, min_gain: 0.1}\nobjectives: {slo: {latency_ms_p99: 5}}",
+     "12:27: search.min_gain: min_gain applies to strategy: quick (the climb's step); prune does not climb"),
+    ("search: quick\nobjectives: {maximize: '-cost per'}",
+     "13:24: objectives.maximize: '-cost per' is not a column name (a row column such as throughput_avg, or -column to minimise it)"),
+])
+def test_search_spec_errors_are_located(cli, tmp_path, extra, line):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.format(extra=extra))
+    for command in ("validate", "plan"):
+        result = cli(command, str(path))
+        # (an unknown column's line goes on to list the columns rows have)
+        assert result.code == 2 and len(result.err.splitlines()) == 1, result.err
+        assert result.err.startswith(f"{path}:{line}"), result.err
+
+
+@pytest.mark.parametrize("extra", [
+    "search: quick\nobjectives: {maximize: -latency_ms_p99}",
+    "search: quick\ncost_per_hour: 1.5\nobjectives: {maximize: -cost_per_1m_inf}",
+    "search: {strategy: quick, min_gain: 0.02, budget: 3}",
+    "search: prune\nobjectives: {slo: {latency_ms_p99: 5}}",
+])
+def test_search_specs_that_are_right(cli, tmp_path, extra):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.format(extra=extra))
+    result = cli("validate", str(path))
+    assert result.code == 0, result.err
+
+
+def test_search_is_not_part_of_an_entrys_identity():
+    grid = parse_spec(SPEC.format(extra=""))
+    searched = parse_spec(SPEC.format(extra="search: quick\nobjectives: {maximize: -latency_ms_p50}"))
+    assert [e.key for e in plan(grid).run_entries] == [e.key for e in plan(searched).run_entries]

@@ -67,6 +67,11 @@ class Space:
         self._values: dict[Question, tuple[tuple[int, ...], ...]] = {}
         self._at: dict[Question, dict[tuple[int, ...], RunEntry]] = {}
         self._coords: dict[RunEntry, tuple[int, ...]] = {}
+        #: (question, pipeline size, copies) -> its entries in plan order: the slices along
+        #: which the pruning order runs.
+        self._slices: dict[tuple[Question, int, int], list[RunEntry]] = {}
+        self._slice_of: dict[RunEntry, tuple[Question, int, int]] = {}
+        self._below: dict[RunEntry, list[RunEntry]] = {}
         for question, members in self.questions.items():
             values = tuple(tuple(sorted({axis_values(e)[a] for e in members})) for a in range(len(AXES)))
             self._values[question] = values
@@ -77,6 +82,25 @@ class Space:
                 at[coords] = entry
                 self._coords[entry] = coords
             self._at[question] = at
+        for entry in self.entries:
+            _, pipeline, copies, _ = axis_values(entry)
+            key = (question_of(entry), pipeline, copies)
+            self._slice_of[entry] = key
+            self._slices.setdefault(key, []).append(entry)
+
+    def below_in_slice(self, entry: RunEntry) -> list[RunEntry]:
+        """The entries ``below`` ``entry`` (smaller or equal batch size and threads, same
+        question, pipeline size and copies), in plan order."""
+        found = self._below.get(entry)
+        if found is None:
+            batch, _, _, threads = axis_values(entry)
+            found = []
+            for other in self._slices[self._slice_of[entry]]:
+                b, _, _, t = axis_values(other)
+                if b <= batch and t <= threads and (b, t) != (batch, threads):
+                    found.append(other)
+            self._below[entry] = found
+        return found
 
     def coordinates(self, entry: RunEntry) -> tuple[int, ...]:
         return self._coords[entry]
@@ -110,11 +134,6 @@ class Space:
 
     def minimal(self, candidates: Sequence[RunEntry]) -> list[RunEntry]:
         """The candidates that have no other candidate below them, in plan order."""
-        chosen = set(candidates)
-        ordered = sorted(chosen, key=self.position.__getitem__)
-        return [e for e in ordered if not any(below(other, e) for other in self._same_slice(e, chosen))]
-
-    def _same_slice(self, entry: RunEntry, pool: set) -> list[RunEntry]:
-        question, coords = question_of(entry), self._coords[entry]
-        return [other for other in pool if other is not entry and question_of(other) == question
-                and self._coords[other][1:3] == coords[1:3]]
+        pool = set(candidates)
+        return [e for e in sorted(pool, key=self.position.__getitem__)
+                if not any(other in pool for other in self.below_in_slice(e))]

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from neuronperf.answers.slo import LatencyBound, Objective, number
 from neuronperf.entries import RunEntry
-from neuronperf.search.space import Question, Space, below
+from neuronperf.search.space import Question, Space
 
 Row = Mapping[str, Any]
 Rows = dict[RunEntry, Row]
@@ -47,8 +47,9 @@ def ruled_out(entry: RunEntry, rows: Mapping[RunEntry, Row], bounds: Sequence[La
     mlp-bs8-p1-m1-w2``; None if no measured entry rules it out."""
     if not bounds:
         return None
-    culprits = [p for p in rows if below(p, entry)]
-    for other in sorted(culprits, key=space.position.__getitem__):
+    for other in space.below_in_slice(entry):
+        if other not in rows:
+            continue
         failed = failed_bound(rows[other], bounds)
         if failed is not None:
             bound, value = failed
