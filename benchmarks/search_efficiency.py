@@ -106,7 +106,7 @@ benchmark: {{duration: {duration}, warmup: 3, timeout: 120}}
 """
 
 #: Each part's spec, its default p99 bound (ms) and benchmark.duration (s).
-PARTS = {"synthetic": (SYNTHETIC, 6.0, 0.5), "bert": (BERT, 60.0, 1.0)}
+PARTS = {"synthetic": (SYNTHETIC, 10.0, 0.5), "bert": (BERT, 40.0, 1.0)}
 STRATEGIES = ("grid", "prune", "quick")
 
 
@@ -233,13 +233,21 @@ def main() -> None:
     parser.add_argument("--scan", metavar="MS", type=float, nargs="+",
                         help="run the grid only and replay the searches over its rows at these bounds")
     parser.add_argument("--keep", metavar="DIR", help="keep the specs and output_dirs in DIR")
+    parser.add_argument("--grid-from", metavar="DIR", help="with --scan: replay over the grid kept in DIR (a folder "
+                        "--keep left, holding grid.yaml and grid/) instead of running one")
     args = parser.parse_args()
     parts = ["synthetic", "bert"] if args.part == "all" else [args.part]
     for part in parts:
         template, default_bound, default_duration = PARTS[part]
         bound = args.bound or default_bound
         duration = args.duration or default_duration
-        folder = Path(tempfile.mkdtemp(prefix=f"search-{part}-", dir=args.keep))
+        folder = Path(tempfile.mkdtemp(prefix=f"search-{part}-", dir=args.keep)) if not args.grid_from else Path()
+        if args.scan and args.grid_from:
+            folder = Path(args.grid_from)
+            outcome = Outcome("grid", 0.0, json.loads((folder / "grid" / "results.json").read_text()))
+            print(f"## {part}: the grid of {len(outcome.rows)} entries in {folder}")
+            scan(outcome, folder, args.scan)
+            continue
         if args.scan:
             outcome = run(template, folder, "grid", bound, duration)
             print(f"## {part}: grid of {len(outcome.rows)} entries in {outcome.wall_s:.0f} s ({folder})")

@@ -99,8 +99,10 @@ def decide(entries: Sequence[RunEntry], settings: SearchSettings, bounds: Sequen
     skipped = _ruled_out(space, seen, bounds)
     for entry in space.entries:
         if entry not in skipped and entry not in seen[question_of(entry)]:
-            skipped[entry] = (f"not measured: search.budget ({budget} entries) was reached" if budget_reached
-                              else NOT_VISITED)
+            if budget_reached:
+                skipped[entry] = f"not measured: search.budget ({budget} entries) was reached"
+            else:  # (a finished prune rules out every entry it did not measure)
+                skipped[entry] = NOT_VISITED if settings.strategy == "quick" else f"not visited by the {settings.strategy} search"
     return Decision(settings.strategy, (), tuple(visited), skipped, True, budget_reached, rounds,
                     _best(seen, bounds, objective))
 

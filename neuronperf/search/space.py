@@ -127,6 +127,12 @@ class Space:
                     i += step
         return found
 
+    def direction(self, start: RunEntry, end: RunEntry) -> tuple[int, int]:
+        """The step from ``start`` to its neighbour ``end``: (axis index, +1 up or -1 down)."""
+        a, b = self._coords[start], self._coords[end]
+        axis = next(i for i in range(len(a)) if a[i] != b[i])
+        return axis, 1 if b[axis] > a[axis] else -1
+
     def neighbours_up(self, entry: RunEntry) -> list[RunEntry]:
         """The neighbours one step up (a bigger value on one axis)."""
         mine = self._coords[entry]

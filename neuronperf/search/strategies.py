@@ -98,27 +98,33 @@ def quick(space: Space, question: Question, bounds: Sequence[LatencyBound], obje
     does not already rule out), move to the best feasible one if it beats the current entry by
     more than ``min_gain``, stop when no neighbour does.
 
-    The neighbourhood is measured in two halves: first the steps up (a bigger batch, more
-    copies, more threads: where throughput usually grows); only when none of them gains enough
-    the steps down, before the climb may stop. Every neighbour is measured before the climb
-    stops, but a climb that keeps finding gains upwards does not pay for the steps down.
+    The neighbourhood is measured in up to three waves, and the climb moves as soon as one of
+    them holds a neighbour that gains enough: first the step that continues the last move (one
+    more step up the batch sizes, say), then the other steps up (a bigger batch, more copies,
+    more threads: where throughput usually grows), then the steps down. Every neighbour is
+    measured before the climb stops, but a climb that keeps gaining along one axis pays one
+    entry per step.
 
     While no feasible entry has been found (the start is over a bound, or failed), the climb
     moves to a feasible neighbour if there is one, else to the neighbour closest to the bounds,
     as long as it is closer than where it stands."""
     current = space.smallest(question)
     rows: Rows = dict((yield [current]))
+    last: Optional[tuple[int, int]] = None  # the direction of the last move
     while True:
+        around = space.neighbours(current)
+        ahead = [e for e in around if last is not None and space.direction(current, e) == last]
         step = None
-        for half in space.neighbours_up(current), space.neighbours(current):
-            wave = [e for e in half if e not in rows and ruled_out(e, rows, bounds, space) is None]
+        for tier in ahead, space.neighbours_up(current), around:
+            wave = [e for e in tier if e not in rows and ruled_out(e, rows, bounds, space) is None]
             if wave:
                 rows.update((yield wave))
-            step = _step(current, [e for e in half if e in rows], rows, bounds, objective, min_gain)
+            step = _step(current, [e for e in around if e in rows], rows, bounds, objective, min_gain)
             if step is not None:
                 break
         if step is None:
             return
+        last = space.direction(current, step)
         current = step
 
 
