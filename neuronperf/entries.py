@@ -20,6 +20,8 @@ from typing import Any, Optional
 Frozen = Any
 
 STATUSES = ("ok", "error", "timeout", "skipped")
+#: ``benchmark.telemetry.period_ms`` when the spec does not say.
+DEFAULT_TELEMETRY_PERIOD_MS = 100.0
 
 
 class FrozenDict(tuple):  # type: ignore[type-arg]
@@ -61,14 +63,61 @@ class TensorSpec:
     #: Generated values are uniform in [low, high) (integers) or normal (floats) when unset.
     low: Optional[float] = None
     high: Optional[float] = None
+    #: The keyword the tensor is passed by (``model(input_ids=...)``); None: by position.
+    name: Optional[str] = None
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+        # "name" only when set, so that the keys of unnamed inputs stay what they always were.
+        named = {"name": self.name} if self.name is not None else {}
+        return {**named, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+
+
+#: The spec keys of the built-in model sources beside ``factory`` (``ModelSource.kind``).
+SOURCE_KINDS = ("hf", "timm", "torchvision", "file")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model from a built-in source (spec keys ``hf``, ``timm``, ``torchvision``, ``file``)
+    rather than a factory: ``kind`` is the key and ``value`` what the spec wrote for it."""
+
+    kind: str
+    value: str
+    hf_task: Optional[str] = None
+    #: ``hf_kwargs`` (to ``from_pretrained``) or a timm/torchvision constructor's ``kwargs``.
+    kwargs: Frozen = FrozenDict()
+    pretrained: bool = False
+    #: What makes the model's results what they are, found by ``neuronperf.sources`` when the
+    #: sweep is planned (a checkpoint's or artifact's content digest, a hub id and revision, an
+    #: architecture): the source's part of every entry key. Empty until then.
+    identity: Frozen = FrozenDict()
+    #: The spec's folder, which relative paths resolve against; not part of any identity.
+    base_dir: str = field(default=".", compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``hf './distilbert-rand'``, ``timm 'resnet18'``."""
+        return f"{self.kind} {self.value!r}"
+
+    def kwargs_dict(self) -> dict:
+        return dict(thaw(self.kwargs) or {})
+
+    def to_dict(self) -> dict:
+        """The source as the spec wrote it (paths as written), for plans and messages."""
+        out: dict[str, Any] = {self.kind: self.value}
+        if self.hf_task is not None:
+            out["hf_task"] = self.hf_task
+        if self.kwargs:
+            out["hf_kwargs" if self.kind == "hf" else "kwargs"] = self.kwargs_dict()
+        if self.pretrained:
+            out["pretrained"] = True
+        return out
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How to build a model: a factory reference and its keyword arguments."""
+    """How to build a model: a factory reference and its keyword arguments, or a built-in
+    ``source`` (then ``factory`` is empty)."""
 
     name: str
     #: "package.module:callable", or "path/to/file.py:callable" (relative to ``base_dir``).
@@ -77,9 +126,19 @@ class ModelRef:
     #: The folder that a file-relative factory resolves against (the spec's folder). Not part
     #: of any identity hash: moving a checkout must not invalidate its results.
     base_dir: str = field(default=".", compare=False)
+    source: Optional[ModelSource] = None
 
     def to_dict(self) -> dict:
+        if self.source is not None:
+            # The source's identity, not its path: a checkpoint folder moved elsewhere keeps its
+            # results, one whose files changed is measured again.
+            return {"name": self.name, "source": thaw(self.source.identity)}
         return {"name": self.name, "factory": self.factory, "kwargs": thaw(self.kwargs)}
+
+    @property
+    def label(self) -> str:
+        """How messages name where the model comes from."""
+        return self.source.label if self.source is not None else f"factory {self.factory!r}"
 
 
 @dataclass(frozen=True)
@@ -100,9 +159,13 @@ class BenchmarkSettings:
     #: the machine does not line up with a swept axis. Neither changes an entry's result.
     order: str = "planned"
     seed: int = 0
+    #: How often the supervisor samples device telemetry (``benchmark.telemetry.period_ms``);
+    #: None: telemetry off (``telemetry: false``).
+    telemetry_period_ms: Optional[float] = DEFAULT_TELEMETRY_PERIOD_MS
 
     def to_dict(self) -> dict:
-        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed}
+        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
+                "telemetry_period_ms": self.telemetry_period_ms}
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""
@@ -116,6 +179,9 @@ class BenchmarkSettings:
             "peak_window_s": self.peak_window_s,
             # Absent at its default, so that plans written before repeats existed keep their keys.
             **({"repeat": self.repeat} if self.repeat != 1 else {}),
+            # Likewise: entries measured before telemetry existed resume unless it is changed.
+            **({"telemetry_period_ms": self.telemetry_period_ms}
+               if self.telemetry_period_ms != DEFAULT_TELEMETRY_PERIOD_MS else {}),
         }
 
 
@@ -299,6 +365,28 @@ class CopyStats:
     #: How late the copy learnt when the window opens, in ns after it opened (0: in time). A late
     #: copy's threads began measuring after the others: the row says so.
     late_ns: int = 0
+    #: The device memory allocator's peak in the copy since it started (CUDA:
+    #: ``torch.cuda.max_memory_allocated``), read by the copy after its window; None elsewhere.
+    device_mem_peak_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One repeat's device telemetry (``neuronperf.trackers``), before it becomes row columns.
+    ``energy_j`` covers the measured window; the row divides it by the inferences made in that
+    window (``energy_j_per_inf``). Empty figures are None, and ``note`` says why."""
+
+    energy_source: Optional[str] = None
+    device_mem_mb_peak: Optional[float] = None
+    device_mem_mb_nvml_peak: Optional[float] = None
+    device_util_pct_avg: Optional[float] = None
+    power_w_avg: Optional[float] = None
+    power_w_idle: Optional[float] = None
+    energy_j: Optional[float] = None
+    note: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -312,6 +400,8 @@ class Measurement:
     window_end_ns: int = 0
     workers: tuple[WorkerSamples, ...] = ()
     copies: tuple[CopyStats, ...] = ()
+    #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
+    telemetry: Optional[Telemetry] = None
 
 
 def _id_value(value: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from neuronperf.answers.prices import Pricing
 from neuronperf.answers.slo import LatencyBound, Row, group_rows, measured, number
-from neuronperf.answers.summary import TABLE_COLUMNS, answer_lines
+from neuronperf.answers.summary import TABLE_COLUMNS, answer_lines, memory_table, ranking_table
 from neuronperf.errors import UsageError
 
 #: Figure size in inches and resolution: 8 x 5 in at 100 dpi = 800 x 500 px.
@@ -124,6 +124,33 @@ def batch_figure(label: str, rows: Sequence[Row]) -> Any:
     return fig
 
 
+#: Telemetry columns the entries table shows when some row has them.
+TELEMETRY_TABLE_COLUMNS = ("device_mem_mb_peak", "device_util_pct_avg", "power_w_avg", "power_w_idle", "energy_j_per_inf", "energy_source")
+
+
+def memory_figure(rows: Sequence[Row], column: str = "device_mem_mb_peak") -> Any:
+    """Peak device memory (``column``) against the number of copies, one line per
+    configuration (the entry id without its copies); the lines are labelled like the ids."""
+    fig = _figure()
+    ax = fig.subplots()
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in measured(rows):
+        copies, mem = number(row.get("n_models")), number(row.get(column))
+        if copies is not None and mem is not None:
+            config = str(row.get("id") or "").rsplit("-m", 1)[0] + f"-w{row.get('workers_per_model')}"
+            series.setdefault(config, []).append((copies, mem))
+    for config, points in series.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=config)
+    ax.set_xlabel("model copies (n_models)")
+    ax.set_ylabel(f"{column} (MB)")
+    ax.set_xticks(sorted({p[0] for points in series.values() for p in points}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Device memory against copies")
+    return fig
+
+
 def histogram_figure(row: Row, latencies_ms: Sequence[float]) -> Any:
     """The latency histogram of one entry's raw samples, p50 and p99 marked."""
     fig = _figure()
@@ -164,9 +191,12 @@ def write_report(
     dest: Optional[str] = None,
     bounds: Sequence[LatencyBound] = (),
     pricing: Optional[Pricing] = None,
+    rank_by: Optional[str] = None,
 ) -> Report:
     """Write the PNGs and ``report.html`` of ``output_dir`` into ``dest`` (default:
-    ``output_dir/report``); return their paths and what could not be shown."""
+    ``output_dir/report``); return their paths and what could not be shown. Rows with device
+    telemetry add a device memory figure and table and a ranking by energy per inference;
+    ``rank_by`` adds a ranking by that column."""
     require_matplotlib()
     from neuronperf import results
     from neuronperf.results import frame
@@ -203,10 +233,23 @@ def write_report(
             images.append(("histogram.png", f"Latency histogram of {best.get('id')}, the best entry", png_bytes(histogram_figure(best, latencies))))
         else:
             missing.append(f"no raw samples for {best.get('id')}: no latency histogram")
+        mem_column = next((c for c in ("device_mem_mb_peak", "device_mem_mb_nvml_peak")
+                           if any(number(r.get(c)) is not None for r in ok)), None)
+        if mem_column is not None:
+            images.append(("device-memory.png", f"Device memory ({mem_column}) against the number of copies",
+                           png_bytes(memory_figure(rows, mem_column))))
+    telemetry: list[str] = []
+    memory = memory_table(rows)
+    if memory is not None:
+        telemetry.append(memory)
+    if any(number(r.get("energy_j_per_inf")) is not None for r in ok):
+        telemetry.append(ranking_table(rows, "energy_j_per_inf"))
+    if rank_by is not None and rank_by != "energy_j_per_inf":
+        telemetry.append(ranking_table(rows, rank_by))
     for name, _, data in images:
         with open(os.path.join(dest, name), "wb") as f:
             f.write(data)
-    page = _page(rows, images, answer_lines(rows, bounds, pricing), info, missing)
+    page = _page(rows, images, answer_lines(rows, bounds, pricing), info, missing, telemetry)
     page_path = os.path.join(dest, "report.html")
     with open(page_path, "w", encoding="utf-8") as f:
         f.write(page)
@@ -241,7 +284,7 @@ pre { background: #f6f6f6; padding: 0.75em; overflow-x: auto; }
 
 def _page(
     rows: Sequence[Row], images: Sequence[tuple[str, str, bytes]], answers: Sequence[str],
-    info: Optional[Mapping[str, Any]], missing: Sequence[str],
+    info: Optional[Mapping[str, Any]], missing: Sequence[str], rankings: Sequence[str] = (),
 ) -> str:
     e = html.escape
     name = (info or {}).get("name") or "sweep"
@@ -256,10 +299,13 @@ def _page(
     if missing:
         parts.append("<h2>What is missing</h2><ul>" + "".join(f'<li class="missing">{e(m)}</li>' for m in missing) + "</ul>")
     parts.append("<h2>Best configurations</h2><pre>" + e("\n".join(answers)) + "</pre>")
+    if rankings:
+        parts.append('<h2>Device memory and energy</h2><pre id="telemetry">' + e("\n\n".join(rankings)) + "</pre>")
     for file_name, caption, data in images:
         encoded = base64.b64encode(data).decode("ascii")
         parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{e(caption)}" data-file="{e(file_name)}"><figcaption>{e(caption)}</figcaption></figure>')
     columns = list(TABLE_COLUMNS[:-1]) + ["latency_ms_p90", "throughput_peak", "cost_per_1m_inf", "input_shapes", "error"]
+    columns += [c for c in TELEMETRY_TABLE_COLUMNS if any(r.get(c) not in (None, "") for r in rows)]
     parts.append('<h2>Entries</h2><table id="entries"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr></thead><tbody>")
     for row in rows:
         cells = []

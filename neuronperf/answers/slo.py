@@ -244,5 +244,33 @@ def answers(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), objective:
     return [choose(group, members, b, objective) for group, members in group_rows(rows).items() for b in asked]
 
 
+#: The columns an answer can rank rows by, and which way is better. Telemetry columns are
+#: among them: ``neuronperf summary --rank-by energy_j_per_inf`` puts the fewest joules per
+#: inference first.
+RANK_DIRECTIONS: dict[str, str] = {
+    "throughput_avg": "higher", "throughput_peak": "higher",
+    **{f"latency_ms_p{q}": "lower" for q in REPORTED_PERCENTILES}, "latency_ms_avg": "lower",
+    "cost_per_1m_inf": "lower",
+    "energy_j_per_inf": "lower", "power_w_avg": "lower",
+    "device_mem_mb_peak": "lower", "device_mem_mb_nvml_peak": "lower", "device_util_pct_avg": "higher",
+    "output_tokens_per_s": "higher", "requests_per_s": "higher",
+}
+
+
+def check_rank_column(column: str) -> str:
+    """``column`` if rows can be ranked by it, else a one-line ``UsageError`` naming the choices."""
+    if column not in RANK_DIRECTIONS:
+        raise UsageError(f"--rank-by {column!r}: not a column to rank by; choose one of {', '.join(RANK_DIRECTIONS)}")
+    return column
+
+
+def ranked(rows: Sequence[Row], column: str) -> list[Row]:
+    """The measured rows that have a value in ``column``, best first (ties keep plan order)."""
+    check_rank_column(column)
+    sign = -1.0 if RANK_DIRECTIONS[column] == "higher" else 1.0
+    valued = [r for r in measured(rows) if number(r.get(column)) is not None]
+    return sorted(valued, key=lambda r: sign * (number(r.get(column)) or 0.0))
+
+
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -10,7 +10,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from neuronperf.answers.prices import Pricing
-from neuronperf.answers.slo import THROUGHPUT, Choice, LatencyBound, Objective, answers, number
+from neuronperf.answers.slo import (
+    RANK_DIRECTIONS,
+    THROUGHPUT,
+    Choice,
+    LatencyBound,
+    Objective,
+    answers,
+    group_rows,
+    measured,
+    number,
+    ranked,
+)
 from neuronperf.results.columns import DEFAULT_PRINT_COLS, MISSING
 
 Row = Mapping[str, Any]
@@ -42,14 +53,20 @@ def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -
 def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
                  objective: Objective = THROUGHPUT) -> list[str]:
     """The best configuration of each model (and swept parameter values) by ``objective``,
-    overall and under each latency bound, with the cheapest under it where rows carry a cost."""
+    overall and under each latency bound, with the cheapest under it where rows carry a cost,
+    and the most frugal where rows carry energy per inference."""
     lines: list[str] = []
     current = None
+    groups = group_rows(rows)
     for choice in answers(rows, bounds, objective):
         if choice.group != current:
+            if current is not None:
+                lines.extend(_energy_lines(groups[current]))
             current = choice.group
             lines.append(f"best configurations for {choice.group.label}:")
         lines.extend(_choice_lines(choice))
+    if current is not None:
+        lines.extend(_energy_lines(groups[current]))
     if not lines:
         lines.append("best configurations: none (no entry was measured)")
     if pricing is not None and pricing.note:
@@ -58,6 +75,51 @@ def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), prici
         where = f"{pricing.instance_type}, " if pricing.instance_type else ""
         lines.append(f"  (costs at {where}${pricing.cost_per_hour:g}/hour from {pricing.source})")
     return lines
+
+
+def _energy_lines(rows: Sequence[Row]) -> list[str]:
+    frugal = ranked(rows, "energy_j_per_inf")
+    if not frugal:
+        return []
+    row = frugal[0]
+    power, idle = number(row.get("power_w_avg")), number(row.get("power_w_idle"))
+    watts = f"{power:.1f} W" if power is not None else "power unknown"
+    if idle is not None:
+        watts += f", idle {idle:.1f} W"
+    energy = number(row.get("energy_j_per_inf")) or 0.0
+    return [f"  least energy per inference: {row.get('id')} at {energy * 1000:.4g} mJ/inf ({watts}, {row.get('energy_source')})"]
+
+
+def ranking_table(rows: Sequence[Row], column: str, limit: int = 10) -> str:
+    """The measured rows ranked by ``column`` (``--rank-by``), best first, at most ``limit``."""
+    best = ranked(rows, column)
+    direction = "lower" if RANK_DIRECTIONS[column] == "lower" else "higher"
+    if not best:
+        return f"ranked by {column}: no measured entry has it"
+    shown = ["id", column, "throughput_avg", "latency_ms_p99", "n_models"]
+    title = f"ranked by {column} ({direction} is better{f', the best {limit} of {len(best)}' if len(best) > limit else ''}):"
+    return title + "\n" + entries_table(best[:limit], list(dict.fromkeys(shown)))
+
+
+def memory_table(rows: Sequence[Row]) -> Optional[str]:
+    """Device memory against copies: per configuration (model, parameters, batch, pipeline and
+    threads), the peak device memory at each number of copies; None when no row has any."""
+    column = next((c for c in ("device_mem_mb_peak", "device_mem_mb_nvml_peak")
+                   if any(number(r.get(c)) is not None for r in measured(rows))), None)
+    if column is None:
+        return None
+    copies = sorted({int(n) for r in measured(rows) if (n := number(r.get("n_models"))) is not None})
+    table: dict[str, dict[int, Any]] = {}
+    for row in measured(rows):
+        config = str(row.get("id") or "").rsplit("-m", 1)[0] + f"-w{row.get('workers_per_model')}"
+        table.setdefault(config, {})[int(number(row.get("n_models")) or 0)] = number(row.get(column))
+    header = ["configuration", *[f"{n} copies" if n != 1 else "1 copy" for n in copies]]
+    body = [[config, *[_cell(values.get(n)) for n in copies]] for config, values in table.items()]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths))).rstrip()
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return f"device memory against copies ({column}, MB):\n" + "\n".join(lines)
 
 
 def _choice_lines(choice: Choice) -> list[str]:
@@ -113,10 +175,16 @@ def _cell(value: Any) -> str:
 
 
 def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
-           objective: Objective = THROUGHPUT) -> str:
-    """The whole summary: the entries table (generation entries in a table of their own), a
+           rank_by: Optional[str] = None, objective: Objective = THROUGHPUT) -> str:
+    """The whole summary: the entries table (generation entries in a table of their own), the
+    device memory against copies where rows carry it, the ranking by ``rank_by`` if asked, a
     blank line, the best configurations by ``objective``."""
     forward = [r for r in rows if "ttft_ms_p50" not in r]
     generation = [r for r in rows if "ttft_ms_p50" in r]
     tables = ([entries_table(forward)] if forward else []) + ([entries_table(generation, GENERATION_TABLE_COLUMNS)] if generation else [])
+    memory = memory_table(rows)
+    if memory is not None:
+        tables.append(memory)
+    if rank_by is not None:
+        tables.append(ranking_table(rows, rank_by))
     return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing, objective))

@@ -283,7 +283,7 @@ def _print_summary(
         bounds = slo.merge_bounds(cli_bounds, slo.bounds_from_columns(plan.slo))
         pricing = prices.resolve_pricing(plan.instance_type, cost_per_hour or plan.cost_per_hour, price_file)
         print()
-        print(render(summary.rows, bounds, pricing, slo.Objective.parse(plan.search.maximize)))
+        print(render(summary.rows, bounds, pricing, objective=slo.Objective.parse(plan.search.maximize)))
         print()
     print(f"  results: {summary.output_dir / 'results.csv'}")
 

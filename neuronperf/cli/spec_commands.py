@@ -100,7 +100,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from neuronperf.plan.render import plan_json
+    from neuronperf.plan.render import inputs_lines, plan_json
     from neuronperf.sweep.state import load_plan
 
     try:
@@ -111,7 +111,14 @@ def _plan(args: argparse.Namespace) -> int:
         return e.exit_code
     if args.search:
         return _plan_search(args)
-    text = plan_json(the_plan) if args.json else format_plan_table(the_plan)
+    if args.json:
+        text = plan_json(the_plan)
+    else:
+        text = format_plan_table(the_plan)
+        if any(t.name for e in the_plan.compile_entries for t in e.inputs):
+            # Inputs passed by name (a model source's, or named in the spec): say what each gets.
+            text = "\n".join(["inputs of each compiled model (batch first; named ones by keyword):",
+                              *(f"  {line}" for line in inputs_lines(the_plan)), "", text])
     sys.stdout.write(text + "\n")
     return 0
 

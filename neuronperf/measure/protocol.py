@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import ProtocolError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ class Samples:
     load_ms: float
     warmup_ms: float
     late_ns: int
+    #: The device allocator's peak in this copy (``Backend.device_memory_peak``), or None.
+    device_mem_peak_bytes: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
         return Samples(
             threads=tuple(threads), load_ms=float(body["load_ms"]), warmup_ms=float(body["warmup_ms"]),
             late_ns=_int(body["late_ns"]),
+            device_mem_peak_bytes=None if body["device_mem_peak_bytes"] is None else _int(body["device_mem_peak_bytes"]),
         )
     return cls(**body)  # type: ignore[no-any-return]
 

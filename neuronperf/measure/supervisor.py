@@ -22,6 +22,7 @@ where there is no forkserver (Windows) or when asked for.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import multiprocessing
 import os
@@ -36,11 +37,12 @@ from typing import Any, Callable, NoReturn, Optional
 
 import psutil
 
-from neuronperf.entries import CopyStats, Measurement, WorkerSamples
+from neuronperf.entries import CopyStats, Measurement, Telemetry, WorkerSamples
 from neuronperf.errors import ProtocolError, UsageError
 from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, recv, send
 from neuronperf.measure.task import BenchmarkTask, check_task, split_quota, visible_devices_env
 from neuronperf.results.samples import copy_samples_path, read_copy_timings
+from neuronperf.trackers import Sampler, Tracker, tracker_for
 from neuronperf.util import processes as procutil
 
 #: How far in the future the shared window starts once every copy is ready: long enough for each
@@ -206,10 +208,15 @@ class _Failure(Exception):
         self.message = message
 
 
-def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str] = None) -> Measurement:
+def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str] = None,
+            tracker: Optional[Tracker] = None) -> Measurement:
     """Measure one repeat of an entry in ``task.n_models`` worker processes, their raw timings
     written under ``samples_dir`` (created if needed); failures come back as a ``Measurement``
-    with status "error" or "timeout". Raises ``UsageError`` for a bad task."""
+    with status "error" or "timeout". Raises ``UsageError`` for a bad task.
+
+    With ``benchmark.telemetry`` on, a sampler thread of this process reads the device's
+    telemetry source (``tracker``, or the device type's own: ``trackers.tracker_for``) from
+    2 s before the copies start (idle power) until the window has ended."""
     check_task(task)
     payload = pickle.dumps(task)
     device_envs = [visible_devices_env(task, i) for i in range(task.n_models)]
@@ -218,8 +225,12 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
     from neuronperf.measure.worker import worker_main
 
     copies: list[_Copy] = []
+    sampler = _sampler(task, device_envs, tracker)
     with _sigterm_stops_workers():
         try:
+            if sampler is not None:
+                sampler.start()
+                sampler.measure_idle()  # before any copy exists, and outside the entry's timeout
             deadline = time.monotonic() + task.settings.timeout
             parent_env = dict(os.environ)
             for idx in range(task.n_models):
@@ -238,12 +249,45 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
                 with contextlib.suppress(psutil.Error):
                     copy.handle = psutil.Process(process.pid)
                 copies.append(copy)
-            return _run(task, copies, deadline, samples_dir)
+            if sampler is not None:
+                sampler.watch([c.process.pid for c in copies])
+            measurement = _run(task, copies, deadline, samples_dir)
+            if sampler is not None and measurement.status == "ok":
+                sampler.stop()  # its last reading comes after the window's end
+                telemetry = _with_allocator_peak(sampler.telemetry(measurement.window_start_ns, measurement.window_end_ns),
+                                                 measurement.copies, task.device_type)
+                measurement = dataclasses.replace(measurement, telemetry=telemetry)
+            return measurement
         except _Failure as failure:
             return Measurement(status=failure.status, error=failure.message)
         finally:
             with _signals_deferred():
                 _stop(copies)
+                if sampler is not None:
+                    sampler.stop()
+
+
+def _sampler(task: BenchmarkTask, device_envs: Sequence[dict[str, str]], tracker: Optional[Tracker]) -> Optional[Sampler]:
+    """The telemetry sampler of one repeat, or None when ``benchmark.telemetry`` is off."""
+    period_ms = task.settings.telemetry_period_ms
+    if period_ms is None:
+        return None
+    period_s = period_ms / 1000
+    if tracker is None:
+        visible = [env["CUDA_VISIBLE_DEVICES"] for env in device_envs if "CUDA_VISIBLE_DEVICES" in env]
+        tracker = tracker_for(task.device_type, period_s=period_s, visible_devices=visible)
+    return Sampler(tracker, period_s)
+
+
+def _with_allocator_peak(telemetry: Telemetry, copies: Sequence[CopyStats], device_type: str) -> Telemetry:
+    """``device_mem_mb_peak`` on CUDA: the allocator peaks the copies reported, summed."""
+    if device_type != "cuda":
+        return telemetry
+    peaks = [c.device_mem_peak_bytes for c in copies]
+    if peaks and all(p is not None for p in peaks):
+        return dataclasses.replace(telemetry, device_mem_mb_peak=sum(p for p in peaks if p is not None) / (1024 * 1024))
+    note = "device_mem_mb_peak needs torch's CUDA allocator (this backend reports none)"
+    return dataclasses.replace(telemetry, note="; ".join(n for n in (telemetry.note, note) if n))
 
 
 def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir: str) -> Measurement:
@@ -302,6 +346,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             peak_rss_bytes=max(c.rss) if c.rss else None,
             mem_avg_percent=sum(c.rss) / len(c.rss) / total_memory * 100 if c.rss and total_memory else None,
             late_ns=c.samples.late_ns,
+            device_mem_peak_bytes=c.samples.device_mem_peak_bytes,
         ))
     ends = [int(ws.start_ns[-1]) + int(ws.latency_ns[-1]) for ws in workers if len(ws.start_ns)]
     if not ends:

@@ -153,13 +153,16 @@ class _Worker:
         shared.raise_first_error(self)
 
         self.phase = "writing samples"
+        # Read after the window, never sampled during it: nothing extra runs while measuring.
+        mem_peak = backend.device_memory_peak(task.device_type) if backend is not None else None
         write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
-                                    [t.tokens for t in threads] if task.new_tokens is not None else None)
+                           [t.tokens for t in threads] if task.new_tokens is not None else None)
         send(self.conn, Samples(
             threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,
             warmup_ms=warmup_ms,
             late_ns=max(0, received_ns - go.start_ns),
+            device_mem_peak_bytes=mem_peak,
         ))
 
     def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> None:

@@ -15,6 +15,7 @@ Pure like the spec stage: no framework, backend or user code.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
@@ -22,6 +23,7 @@ from typing import Any, Optional
 from neuronperf.entries import (
     CompileEntry,
     ModelRef,
+    ModelSource,
     Plan,
     RunEntry,
     freeze,
@@ -29,19 +31,33 @@ from neuronperf.entries import (
 )
 from neuronperf.errors import SpecError
 from neuronperf.spec.load import spec_problem
-from neuronperf.spec.values import MAX_COPIES, ExcludeRule, Spec, substitute
+from neuronperf.spec.values import (
+    MAX_COPIES,
+    ExcludeRule,
+    InputTemplate,
+    ModelSpec,
+    Spec,
+    substitute,
+)
 
 # Axes decided by the compile entry, and those decided at run time.
 _RUN_AXES = ("n_models", "workers_per_model")
 
 
-def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
+def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None,
+         sources: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Plan:
     """Expand ``spec`` into its entries; raise a located ``SpecError`` if nothing is left.
 
     ``device_count`` says how many devices (NeuronCores, GPUs; 1 on a CPU) this machine has; it
     is asked once, and only when ``n_models`` lists ``max``, which becomes
     ``max(1, device_count // pipeline_size)`` for each pipeline size (a value already listed is
-    not planned twice). The plan stage cannot ask a backend itself: the driver passes it."""
+    not planned twice). The plan stage cannot ask a backend itself: the driver passes it.
+
+    ``sources`` describes each model that has a built-in source (``hf``, ``timm``,
+    ``torchvision``, ``file``), by name: ``neuronperf.sources.describe_spec`` finds its
+    ``inputs`` (input dicts, used when the spec gives none), its ``identity`` (part of every
+    entry key) and, for an artifact, the ``compiler`` that loads it. The plan stage reads no
+    checkpoint itself: the driver passes them, as it passes ``device_count``."""
     rules = [_Rule(rule) for rule in spec.exclude]
     excluded = [0] * len(rules)
     copies = _copies_per_pipeline(spec, device_count)
@@ -54,6 +70,7 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
     id_owner: dict[str, int] = {}  # compile id -> index of the model that produced it
     for model in spec.models:
         names = [name for name, _ in model.params]
+        source, templates, compiler = _source_of(spec, model, sources)
         for combo in itertools.product(*(values for _, values in model.params)):
             params = tuple(zip(names, combo))
             values = dict(params)
@@ -62,8 +79,9 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                 factory=model.factory,
                 kwargs=freeze(substitute(thaw(model.kwargs), values)),
                 base_dir=model.base_dir,
+                source=source,
             )
-            tensors = tuple(t.resolve(values) for t in model.inputs)
+            tensors = tuple(t.resolve(values) for t in templates)
             for batch_size in spec.sweep.batch_sizes:
                 for pipeline_size in spec.sweep.pipeline_sizes:
                     axes = {"model": model.name, "batch_size": batch_size, "pipeline_size": pipeline_size, **values}
@@ -86,7 +104,7 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                         pipeline_size=pipeline_size,
                         framework=spec.framework,
                         device_type=spec.device_type,
-                        compiler=spec.compiler,
+                        compiler=compiler,
                         compiler_args=spec.compile.compiler_args,
                         input_idx=input_idx.setdefault((model.index, params, batch_size), len(input_idx)),
                         timeout=spec.compile.timeout,
@@ -112,6 +130,26 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
         ray=spec.ray,
         search=spec.search,
     )
+
+
+def _source_of(spec: Spec, model: ModelSpec, sources: Optional[Mapping[str, Mapping[str, Any]]],
+               ) -> tuple[Optional[ModelSource], tuple[InputTemplate, ...], str]:
+    """A model's source with its identity, its input templates (the spec's own win) and the
+    compiler of its entries (an artifact's kind fixes it)."""
+    if model.source is None:
+        return None, model.inputs, spec.compiler
+    described = (sources or {}).get(model.name)
+    if described is None:
+        raise SpecError([spec_problem(spec, f"models[{model.index}].{model.source.kind}",
+                                      f"{model.source.label} was not described; plan it with `neuronperf plan` or `run`, "
+                                      f"or neuronperf.sources.plan_spec (which read its config)")])
+    source = dataclasses.replace(model.source, identity=freeze(dict(described["identity"])))
+    templates = model.inputs or tuple(
+        InputTemplate(shape=tuple(t["shape"]), dtype=str(t.get("dtype", "float32")), low=t.get("low"),
+                      high=t.get("high"), name=t.get("name"))
+        for t in described["inputs"]
+    )
+    return source, templates, str(described.get("compiler") or spec.compiler)
 
 
 def _new_tokens(value: Any, params: Mapping[str, Any]) -> Optional[int]:

@@ -8,6 +8,18 @@ from __future__ import annotations
 RESULTS_FORMAT = 1
 
 
+#: The device telemetry columns (``neuronperf.trackers``; docs/measurement.md, "Telemetry").
+TELEMETRY_COLUMNS: tuple[str, ...] = (
+    "device_mem_mb_peak",
+    "device_mem_mb_nvml_peak",
+    "device_util_pct_avg",
+    "power_w_avg",
+    "power_w_idle",
+    "energy_j_per_inf",
+    "energy_source",
+    "telemetry_note",
+)
+
 #: NeuronPerf's default CSV columns, in its order: users' scripts parse these first.
 DEFAULT_CSV_COLS: tuple[str, ...] = (
     "model_name",
@@ -64,6 +76,8 @@ OUR_COLS: tuple[str, ...] = (
     "latency_ms_p50_ci_high",
     "method_version",
     "node",  # the machine that measured the row (on Ray: host/node id)
+    # Device telemetry, last so that scripts reading columns by position keep working.
+    *TELEMETRY_COLUMNS,
 )
 
 
@@ -73,7 +87,7 @@ RESULT_COLUMNS: tuple[str, ...] = DEFAULT_CSV_COLS + OTHER_REPORT_COLS + OUR_COL
 #: The fixed columns that hold text, not numbers (the rest are numbers, or empty).
 TEXT_COLUMNS: tuple[str, ...] = (
     "model_name", "model_filename", "device_type", "instance_type", "status", "id", "key", "error",
-    "input_shapes", "percentile_method", "warning", "node",
+    "input_shapes", "percentile_method", "warning", "node", "energy_source", "telemetry_note",
 )
 
 #: The columns ``print_reports`` shows unless told otherwise (NeuronPerf's defaults).

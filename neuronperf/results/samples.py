@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.entries import CopyStats, Measurement, WorkerSamples
+from neuronperf.entries import CopyStats, Measurement, Telemetry, WorkerSamples
 from neuronperf.errors import JournalError, ProtocolError
 from neuronperf.results.journal import newer_format_error
 from neuronperf.util.atomic import atomic_write_bytes, dumps_strict, json_ready
@@ -64,6 +64,7 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
                 for w in m.workers
             ],
             "copies": [json_ready(dataclasses.asdict(c)) for c in m.copies],
+            "telemetry": json_ready(m.telemetry.to_dict()) if m.telemetry is not None else None,
         })
     header = {"format": SAMPLES_FORMAT, "id": entry_id, "key": key, "repeats": repeats}
     path = os.path.join(samples_dir, SAMPLES_HEADER)
@@ -106,6 +107,8 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 window_end_ns=repeat["window_end_ns"],
                 workers=tuple(workers),
                 copies=tuple(CopyStats(**c) for c in repeat["copies"]),
+                # Absent in folders written before telemetry existed.
+                telemetry=Telemetry(**repeat["telemetry"]) if repeat.get("telemetry") else None,
             ))
     except JournalError:
         raise

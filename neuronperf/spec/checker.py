@@ -15,6 +15,7 @@ from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
 from neuronperf.spec.check_search import search_pass
+from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
 from neuronperf.spec.check_task import task_pass
@@ -46,6 +47,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     if isinstance(benchmark, dict):
         benchmark_pass(ctx, benchmark)
     if isinstance(models, list):
+        sources_pass(ctx, models, target)
         task_pass(ctx, models, target)
     search_pass(ctx, data)
     size_pass(ctx, params_by_model, axes)

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from neuronperf.entries import (
+    SOURCE_KINDS,
     BenchmarkSettings,
     Frozen,
     FrozenDict,
+    ModelSource,
     RaySettings,
     SearchSettings,
     TensorSpec,
@@ -74,6 +76,19 @@ MAX_COPIES = "max"
 SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
 
 
+#: The keys that name where a model comes from; a model has exactly one.
+MODEL_SOURCE_KEYS = ("factory", *SOURCE_KINDS)
+
+#: Parameters that size the inputs a model source generates: the sequence length (the prompt's
+#: for ``task: generate``) and a vision model's image side.
+GENERATED_SIZE_PARAMS = ("seq_len", "prompt_len", "image_size")
+
+#: The parameter that casts a model and its floating inputs, and the dtypes it takes.
+DTYPE_PARAM = "dtype"
+CAST_DTYPES = ("float32", "bfloat16", "float16")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
 DEFAULT_DURATION = 5.0
 
 
@@ -101,20 +116,28 @@ class InputTemplate:
     dtype: str = "float32"
     low: Optional[float] = None
     high: Optional[float] = None
+    #: The keyword it is passed by; None: by position.
+    name: Optional[str] = None
 
     def resolve(self, params: Mapping[str, Any]) -> TensorSpec:
-        """The concrete ``TensorSpec`` for one combination of the model's parameters."""
+        """The concrete ``TensorSpec`` for one combination of the model's parameters; a
+        ``dtype`` parameter casts a floating input."""
         dims = tuple(int(params[d[1:]]) if isinstance(d, str) else d for d in self.shape)
-        return TensorSpec(shape=dims, dtype=self.dtype, low=self.low, high=self.high)
+        dtype = self.dtype
+        if DTYPE_PARAM in params and dtype in FLOAT_DTYPES:
+            dtype = str(params[DTYPE_PARAM])
+        return TensorSpec(shape=dims, dtype=dtype, low=self.low, high=self.high, name=self.name)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One entry of ``models``: a factory, its kwargs, its inputs and its swept parameters."""
+    """One entry of ``models``: a factory (or a built-in ``source``), its kwargs, its inputs
+    and its swept parameters."""
 
     name: str
-    factory: str
+    factory: str  # "" for a model from a built-in source
     kwargs: Frozen  # may hold "$param" strings, substituted per combination by the planner
+    #: As written; empty when a source generates them (``neuronperf.sources`` describes them).
     inputs: tuple[InputTemplate, ...]
     #: Swept parameters in declared order: (("seq_len", (128, 256)),).
     params: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -131,6 +154,9 @@ class ModelSpec:
     #: ``generate.new_tokens`` of a generate model: an integer, or a ``"$param"`` reference that
     #: the planner substitutes.
     new_tokens: Union[int, str, None] = None
+    #: ``hf``, ``timm``, ``torchvision`` or ``file`` instead of ``factory`` (its ``identity`` is
+    #: filled in when the sweep is planned).
+    source: Optional[ModelSource] = None
 
 
 @dataclass(frozen=True)

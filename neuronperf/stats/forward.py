@@ -53,7 +53,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.entries import Measurement
+from neuronperf.entries import Measurement, Telemetry
 from neuronperf.errors import UsageError
 
 #: The version of the definitions above. It is part of every entry's identity, so results of
@@ -125,6 +125,15 @@ class EntryStats:
     throughput_ci_high: Optional[float] = None
     latency_ms_p50_ci_low: Optional[float] = None
     latency_ms_p50_ci_high: Optional[float] = None
+    # Device telemetry (docs/measurement.md, "Telemetry"); empty when it is off or unreadable.
+    device_mem_mb_peak: Optional[float] = None
+    device_mem_mb_nvml_peak: Optional[float] = None
+    device_util_pct_avg: Optional[float] = None
+    power_w_avg: Optional[float] = None
+    power_w_idle: Optional[float] = None
+    energy_j_per_inf: Optional[float] = None
+    energy_source: Optional[str] = None
+    telemetry_note: Optional[str] = None
     warning: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -257,6 +266,7 @@ def compute_stats(
         "cpu_avg_percent": _mean([c.cpu_avg_percent for c in copies]),
         "mem_avg_percent": _mean([c.mem_avg_percent for c in copies]),
         "peak_rss_mb": _max_mb([c.peak_rss_bytes for c in copies]),
+        **telemetry_figures(measurement.telemetry, n_calls * batch_size),
     }
     if n_calls == 0:
         return EntryStats(
@@ -282,7 +292,7 @@ def compute_stats(
 
     latency_ns = np.concatenate([t.end - t.start for t in threads])
     latency_ms = latency_ns.astype(np.float64) / NS_PER_MS
-    percentiles = {f"latency_ms_p{q}": percentile(latency_ms, q) for q in PERCENTILES}
+    percentiles: dict[str, Any] = {f"latency_ms_p{q}": percentile(latency_ms, q) for q in PERCENTILES}
     latency_avg = float(latency_ms.mean())
     # The call-to-call spread of a steady model, robust to the rare stall that instability is
     # made of: the interquartile range as a normal's standard deviation, over the median.
@@ -320,6 +330,24 @@ def compute_stats(
         **percentiles,
         **copy_figures,
     )
+
+
+def telemetry_figures(telemetry: Optional[Telemetry], inferences: int) -> dict[str, Any]:
+    """A repeat's telemetry columns: the sampled figures as they are, and the window's energy
+    over the inferences made in it (``total_infs x batch_size``)."""
+    if telemetry is None:
+        return {}
+    per_inf = telemetry.energy_j / inferences if telemetry.energy_j is not None and inferences > 0 else None
+    return {
+        "device_mem_mb_peak": telemetry.device_mem_mb_peak,
+        "device_mem_mb_nvml_peak": telemetry.device_mem_mb_nvml_peak,
+        "device_util_pct_avg": telemetry.device_util_pct_avg,
+        "power_w_avg": telemetry.power_w_avg,
+        "power_w_idle": telemetry.power_w_idle,
+        "energy_j_per_inf": per_inf,
+        "energy_source": telemetry.energy_source,
+        "telemetry_note": telemetry.note,
+    }
 
 
 def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:
