@@ -9,12 +9,12 @@ from typing import Callable, Optional
 
 import pytest
 
-from neuronperf.answers.slo import LatencyBound
+from neuronperf.answers.slo import THROUGHPUT, LatencyBound
 from neuronperf.entries import RunEntry, SearchSettings
 from neuronperf.plan.expand import plan
 from neuronperf.search.replay import NOT_VISITED, Decision, decide
 from neuronperf.search.space import Space, below
-from neuronperf.search.strategies import over
+from neuronperf.search.strategies import failed_bound, feasible, over
 from neuronperf.spec.load import parse_spec
 
 pytestmark = pytest.mark.pure
@@ -304,7 +304,9 @@ sweep:
     ("search: quick\nobjectives: {maximize: throughput_ci_low}",
      "13:24: objectives.maximize: rows have throughput_ci_low only with benchmark.repeat of 2 or more"),
     ("search: quick\nobjectives: {maximize: max_rate_under_slo}",
-     "13:24: objectives.maximize: max_rate_under_slo is a column of the server scenario (benchmark.scenario: server with sweep.rates: max), which this neuronperf does not have yet; maximize throughput_avg or another column of these rows"),
+     "13:24: objectives.maximize: max_rate_under_slo is a column of the server scenario (benchmark.scenario: server), and this spec measures the closed loop; maximize throughput_avg or another column of these rows"),
+    ("  rates: [100, 200]\nbenchmark: {scenario: server}\nsearch: quick\nobjectives: {maximize: max_rate_under_slo}",
+     "15:24: objectives.maximize: max_rate_under_slo is found by the peak search: set sweep.rates: max (with a bound in objectives.slo), or maximize rate_achieved at the listed rates"),
     ("search: {strategy: prune, min_gain: 0.1}\nobjectives: {slo: {latency_ms_p99: 5}}",
      "12:27: search.min_gain: min_gain applies to strategy: quick (the climb's step); prune does not climb"),
     ("search: quick\nobjectives: {maximize: '-cost per'}",
@@ -325,6 +327,8 @@ def test_search_spec_errors_are_located(cli, tmp_path, extra, line):
     "search: quick\ncost_per_hour: 1.5\nobjectives: {maximize: -cost_per_1m_inf}",
     "search: {strategy: quick, min_gain: 0.02, budget: 3}",
     "search: prune\nobjectives: {slo: {latency_ms_p99: 5}}",
+    "  rates: max\nbenchmark: {scenario: server}\nsearch: quick\nobjectives: {maximize: max_rate_under_slo, slo: {latency_ms_p99: 10}}",
+    "  rates: [100, 200]\nbenchmark: {scenario: server}\nsearch: prune\nobjectives: {maximize: rate_achieved, slo: {latency_ms_p99: 10}}",
 ])
 def test_search_specs_that_are_right(cli, tmp_path, extra):
     path = tmp_path / "s.yaml"
@@ -337,3 +341,36 @@ def test_search_is_not_part_of_an_entrys_identity():
     grid = parse_spec(SPEC.format(extra=""))
     searched = parse_spec(SPEC.format(extra="search: quick\nobjectives: {maximize: -latency_ms_p50}"))
     assert [e.key for e in plan(grid).run_entries] == [e.key for e in plan(searched).run_entries]
+
+
+def server_entries(rates: str) -> tuple[RunEntry, ...]:
+    return plan(parse_spec(SPEC.format(extra=f"  rates: {rates}\nbenchmark: {{scenario: server}}\n"
+                                             "objectives: {slo: {latency_ms_p99: 10}}"))).run_entries
+
+
+def test_each_offered_rate_is_a_question_of_its_own():
+    space = Space(server_entries("[100, 200]"))
+    assert sorted(q.label for q in space.questions) == [
+        "mlp hidden=128 rate=100.0 max_queue_delay_ms=0.0", "mlp hidden=128 rate=200.0 max_queue_delay_ms=0.0",
+        "mlp hidden=64 rate=100.0 max_queue_delay_ms=0.0", "mlp hidden=64 rate=200.0 max_queue_delay_ms=0.0"]
+
+
+def test_a_server_row_at_a_fixed_rate_rules_nothing_out_but_a_failed_peak_search_does():
+    bound = [LatencyBound(99, 10.0)]
+    fixed = {"status": "ok", "scenario": "server", "latency_ms_p99": 40.0, "probes": None, "valid": False}
+    searched = {"status": "ok", "scenario": "server", "latency_ms_p99": 12.0, "probes": 6, "max_rate_under_slo": None}
+    # Overloaded at one rate: a bigger batch adds capacity, so it says nothing about bigger entries.
+    assert failed_bound(fixed, bound) is None
+    # No rate met the bound: even the lowest rate's latency, where nothing queues, was over it.
+    assert failed_bound(searched, bound) == (bound[0], 12.0)
+
+
+def test_the_default_objective_scores_a_server_row_by_the_rate_it_serves():
+    searched = {"status": "ok", "scenario": "server", "throughput_avg": 270.0, "max_rate_under_slo": 281.0,
+                "probes": 6, "latency_ms_p99": 9.5, "valid": True}
+    invalid = {"status": "ok", "scenario": "server", "throughput_avg": 400.0, "rate_target": 500.0,
+               "probes": None, "latency_ms_p99": 9.0, "valid": False}
+    assert THROUGHPUT.value(searched) == 281.0
+    assert feasible(searched, [LatencyBound(99, 10.0)], THROUGHPUT)
+    # An invalid row (overloaded, or too much harness lag) is never chosen, whatever its latency.
+    assert not feasible(invalid, [LatencyBound(99, 10.0)], THROUGHPUT)

@@ -13,11 +13,15 @@ from neuronperf.answers.slo import Objective
 from neuronperf.errors import Problem
 from neuronperf.results.columns import RESULT_COLUMNS, TEXT_COLUMNS
 from neuronperf.spec.load import spec_problem
+from neuronperf.spec.values import MAX_RATE
 from neuronperf.spec.wording import suggestion
 from neuronperf.stats.generation import GENERATION_FIGURES
+from neuronperf.stats.serving import GOODPUT_COLUMN
 
-#: Columns that only the server scenario's rows have (``scenario: server``), not this version's.
-SERVER_COLUMNS = ("max_rate_under_slo",)
+#: The numeric columns only the server scenario's rows have (``benchmark.scenario: server``).
+SERVER_COLUMNS = ("rate_target", "max_queue_delay_ms", "rate_achieved", "max_rate_under_slo", "queue_ms_p50",
+                  "queue_ms_p99", "service_ms_p50", "service_ms_p99", "batch_fill_avg", "dropped",
+                  "generator_lag_ms_p99", GOODPUT_COLUMN)
 
 #: Extra numeric columns of repeated measurements (``benchmark.repeat`` > 1).
 _REPEATED = ("throughput_ci_low", "throughput_ci_high", "latency_ms_p50_ci_low", "latency_ms_p50_ci_high")
@@ -30,10 +34,17 @@ def objective_problems(spec: Any) -> list[Problem]:
     text = spec.search.maximize
     column = Objective.parse(text).column
     at = "objectives.maximize"
-    if column in SERVER_COLUMNS:
-        return [spec_problem(spec, at, f"{column} is a column of the server scenario (benchmark.scenario: server with "
-                                       "sweep.rates: max), which this neuronperf does not have yet; maximize throughput_avg "
-                                       "or another column of these rows")]
+    server = spec.benchmark.scenario == "server"
+    if column in SERVER_COLUMNS and not server:
+        return [spec_problem(spec, at, f"{column} is a column of the server scenario (benchmark.scenario: server), "
+                                       "and this spec measures the closed loop; maximize throughput_avg or another "
+                                       "column of these rows")]
+    if column == "max_rate_under_slo" and spec.sweep.rates != MAX_RATE:
+        return [spec_problem(spec, at, "max_rate_under_slo is found by the peak search: set sweep.rates: max (with a "
+                                       "bound in objectives.slo), or maximize rate_achieved at the listed rates")]
+    if column == GOODPUT_COLUMN and not any(model.task == "generate" for model in spec.models):
+        return [spec_problem(spec, at, f"{column} counts generation requests that met their bounds: only "
+                                       "'task: generate' models have it")]
     if column in TEXT_COLUMNS:
         return [spec_problem(spec, at, f"{column} holds text, not a number; name a numeric column such as throughput_avg")]
     params = {name for model in spec.models for name, _ in model.params}
@@ -48,6 +59,10 @@ def objective_problems(spec: Any) -> list[Problem]:
     problems = []
     for model in spec.models:
         have = set(_EVERY_ROW)
+        if server:
+            have.update(c for c in SERVER_COLUMNS if c != GOODPUT_COLUMN)
+            if model.task == "generate":
+                have.add(GOODPUT_COLUMN)
         if model.task == "generate":
             have.update(GENERATION_FIGURES)
         if model.evaluate is not None:

@@ -26,15 +26,22 @@ class Question:
 
     model: str
     params: tuple[tuple[str, Any], ...]
+    #: The server scenario's load, ``(("rate", 200.0), ("max_queue_delay_ms", 1.0))`` (rate None:
+    #: ``sweep.rates: max``): each offered load is a question of its own, as latencies at
+    #: different rates answer different questions. Empty in the closed loop.
+    load: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
-        values = " ".join(f"{k}={v}" for k, v in self.params)
+        values = " ".join(f"{k}={v}" for k, v in self.params + self.load)
         return f"{self.model} {values}" if values else self.model
 
 
 def question_of(entry: RunEntry) -> Question:
-    return Question(entry.compile.model.name, entry.compile.params)
+    serving = entry.serving
+    load = () if serving is None else (("rate", "max" if serving.rate is None else serving.rate),
+                                       ("max_queue_delay_ms", serving.max_queue_delay_ms))
+    return Question(entry.compile.model.name, entry.compile.params, load)
 
 
 def axis_values(entry: RunEntry) -> tuple[int, int, int, int]:

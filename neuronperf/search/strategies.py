@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Optional
 
-from neuronperf.answers.slo import LatencyBound, Objective, number
+from neuronperf.answers.slo import LatencyBound, Objective, is_server, number, qualifies
 from neuronperf.entries import RunEntry
 from neuronperf.search.space import Question, Space
 
@@ -31,8 +31,15 @@ Waves = Generator[list[RunEntry], Rows, None]
 
 def failed_bound(row: Row, bounds: Sequence[LatencyBound]) -> Optional[tuple[LatencyBound, float]]:
     """The first bound an ``ok`` row is over, with its latency; None if it meets them all (or
-    it is not ``ok``, or has no latency there: then it says nothing about other entries)."""
+    it is not ``ok``, or has no latency there: then it says nothing about other entries).
+
+    A server row at a fixed rate says nothing either: a bigger batch or more threads add
+    capacity, so an entry overloaded at that rate may have bigger neighbours that keep up. A
+    searched server row (``sweep.rates: max``) over its bound found no rate that met it: its
+    latency is the lowest rate's, where queueing is negligible, so the assumption holds."""
     if row.get("status") != "ok":
+        return None
+    if is_server(row) and row.get("probes") is None:
         return None
     for bound in bounds:
         value = bound.latency(row)
@@ -69,7 +76,7 @@ def over(value: float, limit: float) -> str:
 
 def feasible(row: Optional[Row], bounds: Sequence[LatencyBound], objective: Objective) -> bool:
     """A row the search may choose: ``ok``, within every bound, with a value for the objective."""
-    return (row is not None and row.get("status") == "ok" and all(b.met_by(row) for b in bounds)
+    return (row is not None and row.get("status") == "ok" and qualifies(row, bounds)
             and objective.value(row) is not None)
 
 
