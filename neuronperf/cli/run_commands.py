@@ -93,7 +93,10 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
         printer.close()
         if "neuronperf.measure.supervisor" in sys.modules:  # workers were started: their server is idle now
             sys.modules["neuronperf.measure.supervisor"].stop_forkserver()
-    if summary.write_error:
+    if summary.refused:
+        print(f"neuronperf: error: {summary.refused}; the sweep stopped, finished entries are kept",
+              file=sys.stderr)
+    elif summary.write_error:
         # One line naming the file, then what finished: the journal kept it for the rerun.
         print(f"neuronperf: error: {summary.write_error}; the sweep stopped, finished entries are "
               "kept: free some space and rerun to go on", file=sys.stderr)

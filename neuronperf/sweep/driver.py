@@ -21,6 +21,7 @@ from neuronperf.entries import CompileEntry, Plan, thaw
 from neuronperf.errors import (
     OutputWriteFailed,
     SpecError,
+    UnsafeOutputDir,
     UsageError,
 )
 from neuronperf.plan.index import MODELS_DIR
@@ -34,7 +35,7 @@ from neuronperf.sweep.environments import (
 )
 from neuronperf.sweep.measuring import cannot_host, evaluate_all, measure_all, not_measured_row
 from neuronperf.sweep.outcome import Observer, SweepOptions, SweepSummary
-from neuronperf.sweep.output_dir import check_fresh_allowed, remove_owned
+from neuronperf.sweep.output_dir import check_fresh_allowed, check_output_dir, remove_owned
 from neuronperf.sweep.state import SweepState, backend_for, load_plan, needs_run
 
 #: How long importing the factories' modules may take, checked before a sweep starts.
@@ -78,6 +79,8 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
 
     output_dir = Path(plan.output_dir).resolve()
+    # Before any work: an output_dir others could turn against this run is one line, exit 2.
+    check_output_dir(output_dir)
     if options.fresh:
         check_fresh_allowed(output_dir)
     _prepare(spec, plan, output_dir, backend, options)
@@ -221,11 +224,17 @@ def _run_with(
         # A full disk: stop here. The journal holds every entry that finished (an append the
         # disk refused is cut off again), so a rerun once there is space goes on from there.
         summary.write_error = str(e)
+    except UnsafeOutputDir as e:
+        # A link (or another user's file) appeared where the sweep writes: stop, as for a full
+        # disk, without writing through it.
+        summary.refused = str(e)
     if not options.compile_only:
         try:
             writer.flush(rows.ordered)
         except OutputWriteFailed as e:
             summary.write_error = summary.write_error or str(e)
+        except UnsafeOutputDir as e:
+            summary.refused = summary.refused or str(e)
     return summary
 
 
@@ -285,7 +294,7 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
         else:  # a journal record of an earlier run
             config["status"] = result.get("status")
             config["compile_s"] = _seconds(result.get("compile_s"))
-    model_index.save(index, str(output_dir / "model_index.json"))
+    model_index.save(index, str(output_dir / "model_index.json"), root=str(output_dir))
 
 
 def _seconds(value: Optional[float]) -> Optional[float]:
