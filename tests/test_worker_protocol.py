@@ -25,6 +25,7 @@ from neuronperf.measure.protocol import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Error,
+    FileFailed,
     Go,
     Loaded,
     Ready,
@@ -66,6 +67,7 @@ MESSAGES = [
                 last_ns=1_002_000_000_000, samples_path="/tmp/x/copy-0.npz"),
     SAMPLES,
     Error(phase="loading", message="ValueError: bad"),
+    FileFailed(path="/tmp/x/copy-0.npz", reason="No space left on device", errno=28),
 ]
 
 
@@ -78,7 +80,7 @@ def test_every_message_round_trips_through_json(message):
 
 
 def test_every_message_type_is_defined_once():
-    assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error"}
+    assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error", "file_failed"}
 
 
 @pytest.mark.parametrize(
@@ -88,20 +90,21 @@ def test_every_message_type_is_defined_once():
         (b"[1, 2]", "expected a JSON object"),
         (b'{"type": "loaded", "load_ms": 1}', f"protocol version None received, {PROTOCOL_VERSION} expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 5, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 5, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 5, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 5, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
-        (b'{"v": 5, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
+        (b'{"v": 6, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 6, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 6, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 6, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
+        (b'{"v": 6, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, '
+            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, '
             b'"calls": 1, "infer_ns_total": 0}]}',
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []}',
+            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []}',
             "0.5 is not an integer",
         ),
+        (b'{"v": 6, "type": "file_failed", "path": "x", "reason": "full", "errno": "28"}', "'28' is not an integer"),
     ],
 )
 def test_bad_messages_are_protocol_errors(data, expected):

@@ -1,5 +1,7 @@
 """The measure step of a sweep: each run entry becomes a job for the benchmark core; each row is
-journaled (durably) and published in the results files as soon as it exists.
+journaled (durably) and published in the results files as soon as it exists. An entry's raw
+samples go to ``samples/<entry>/`` and its workers' output to ``logs/run-<entry>.log``, both
+made afresh for each attempt without following links.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from typing import Any, Optional
 
 from neuronperf import results
 from neuronperf.backends.base import Backend
+from neuronperf.compilation.jobs import LOGS_DIR
 from neuronperf.entries import CompileEntry, RunEntry
-from neuronperf.measure.entryloop import Job, JobResult, Sink, run_entries
+from neuronperf.errors import OutputWriteFailed
+from neuronperf.measure.entryloop import Job, JobResult, Sink, WorkerLog, run_entries
 from neuronperf.results.samples import samples_relpath
 from neuronperf.sweep.outcome import Observer, SweepSummary
 from neuronperf.sweep.state import SweepState
+from neuronperf.util import nofollow
+from neuronperf.util.paths import safe_file_stem
 
 
 def cannot_host(executor: Any, backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, str]:
@@ -99,7 +105,23 @@ class _JournalSink(Sink):
         self.node_measured = node_measured
 
     def samples_dir(self, job: Job) -> Optional[str]:
-        return str(self.state.output_dir / samples_relpath(job.id, self.state.identities[job.ref]))
+        out, rel = str(self.state.output_dir), samples_relpath(job.id, self.state.identities[job.ref])
+        path = os.path.join(out, rel)
+        try:
+            nofollow.remove(out, rel)  # what an interrupted earlier attempt left
+            nofollow.make_folders(out, rel)
+        except OSError as e:
+            raise OutputWriteFailed(path, e) from None
+        return path
+
+    def worker_log(self, job: Job) -> Optional[WorkerLog]:
+        out, rel = str(self.state.output_dir), worker_log_relpath(job.id, self.state.identities[job.ref])
+        path = os.path.join(out, rel)
+        try:
+            os.close(nofollow.open_file(out, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_folders=True))
+        except OSError as e:
+            raise OutputWriteFailed(path, e) from None
+        return WorkerLog(path, rel)
 
     def started(self, job: Job, position: int, total: int) -> None:
         self.observer.run_started(job.ref, position, total)
@@ -122,6 +144,11 @@ class _JournalSink(Sink):
         self.summary.ran += 1
         self.publish()
         self.observer.run_finished(entry, result.row)
+
+
+def worker_log_relpath(entry_id: str, key: str) -> str:
+    """Where an entry's worker processes write their output, relative to output_dir."""
+    return f"{LOGS_DIR}/run-{safe_file_stem(entry_id, key)}.log"
 
 
 def not_measured_row(entry: RunEntry, identity: str) -> dict:

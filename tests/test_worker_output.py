@@ -1,0 +1,178 @@
+"""What worker processes write, in real sweeps (issue 27): their output goes to a log of the entry
+(a model that prints megabytes on an unread pipe still finishes, a failed row names its log),
+and a full disk while a worker writes its samples stops the sweep like a full journal (exit 3)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_hostile_inputs import REPO, snapshot, write
+
+pytestmark = pytest.mark.slow
+
+FACTORY = '''
+import errno
+import os
+import sys
+import time
+
+import torch
+
+CHUNK = "p" * 65536
+
+
+class Printer(torch.nn.Module):
+    """Prints 64 KB to stdout and to stderr in every forward pass."""
+
+    def forward(self, x):
+        print(CHUNK, flush=True)
+        print(CHUNK, file=sys.stderr, flush=True)
+        time.sleep(0.01)
+        return x
+
+
+class Raiser(torch.nn.Module):
+    def forward(self, x):
+        raise ValueError("this model fails on purpose")
+
+
+def fill_disk_at_samples():
+    """In this (worker) process: the first write to a copy's samples file is short, every later
+    one finds the disk full."""
+    real_write, state = os.write, {"full": False}
+
+    def write(fd, data):
+        try:
+            name = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            name = ""
+        if "/samples/" in name and os.path.basename(name).startswith(".copy-"):
+            if state["full"]:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            state["full"] = True
+            return real_write(fd, bytes(memoryview(data)[: max(1, len(data) // 2)]))
+        return real_write(fd, data)
+
+    os.write = write
+
+
+def build(kind="plain"):
+    if os.environ.get("NP_TEST_FULL_DISK"):
+        fill_disk_at_samples()
+    if kind == "print":
+        return Printer().eval()
+    if kind == "raise":
+        return Raiser().eval()
+    return torch.nn.Sequential(torch.nn.Linear(8, 8)).eval()
+'''
+
+
+def sweep(folder: Path, *, kinds: str = '["plain"]', batch_sizes: str = "[1]", axes: str = "",
+          benchmark: str = "") -> Path:
+    write(folder / "printing.py", FACTORY)
+    return write(folder / "sweep.yaml", f"""
+        version: 1
+        name: workers
+        framework: torch
+        device_type: cpu
+        compiler: eager
+        output_dir: out
+        models:
+          - name: m
+            factory: "printing.py:build"
+            kwargs: {{kind: $kind}}
+            params: {{kind: {kinds}}}
+            inputs: [[8]]
+        sweep: {{batch_sizes: {batch_sizes}{axes}}}
+        benchmark: {{duration: 0.3, warmup: {{calls: 2}}, timeout: 60{benchmark}}}
+        """)
+
+
+def rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_model_printing_megabytes_on_an_unread_pipe_finishes(tmp_path):
+    spec = sweep(tmp_path, kinds='["print"]')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)])))
+    # stdout and stderr are pipes that nobody reads while it runs (a pipe holds 64 KB): a worker
+    # that wrote its prints there would block inside the measured window until the timeout.
+    process = subprocess.Popen([sys.executable, "-m", "neuronperf", "run", str(spec)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    stdout, stderr = process.communicate()
+    assert code == 0, stderr.decode()
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok"
+    [log] = (tmp_path / "out" / "logs").glob("run-m-kindprint-*.log")
+    assert log.stat().st_size > 2 * 2**20, "the prints went to the entry's log"
+    assert b"ppppp" not in stdout + stderr, "and not to the driver's output"
+
+
+def test_a_failed_row_names_its_log_which_holds_the_traceback(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = sweep(tmp_path, kinds='["plain", "raise"]')
+    code, stdout, stderr = cli("run", str(spec))
+    assert code == 1, stderr
+    ok, failed = rows(tmp_path / "out")
+    assert ok["status"] == "ok" and failed["status"] == "error"
+    error, _, log = failed["error"].rpartition(" (log: ")
+    assert error == "ValueError: this model fails on purpose (copy 0, while warming up)"
+    assert log.startswith("logs/run-m-kindraise-bs1-p1-m1-w1-") and log.endswith(".log)")
+    text = (tmp_path / "out" / log[:-1]).read_text()
+    assert text.startswith("neuronperf: copy 0 (pid ")
+    assert "Traceback (most recent call last)" in text and "ValueError: this model fails on purpose" in text
+    assert "Traceback" not in stderr + stdout, "tracebacks stay out of the progress display"
+    assert f"(log: {log}" in stdout
+
+
+def test_a_full_disk_while_a_worker_writes_its_samples_stops_the_sweep(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = sweep(tmp_path, batch_sizes="[1, 2]")
+    out = tmp_path / "out"
+    before = snapshot(tmp_path, skip=out)
+    monkeypatch.setenv("NP_TEST_FULL_DISK", "1")  # the workers inherit it: their samples write fails
+    code, stdout, stderr = cli("run", str(spec))
+    monkeypatch.delenv("NP_TEST_FULL_DISK")
+    assert code == 3, stderr
+    assert "Traceback" not in stderr
+    [folder] = (out / "samples").iterdir()
+    [line] = [line for line in stderr.splitlines() if line.startswith("neuronperf: error:")]
+    assert line == (f"neuronperf: error: {folder / 'repeat-0' / 'copy-0.npz'}: cannot be written: No space left "
+                    "on device; the sweep stopped, finished entries are kept: free some space and rerun to go on")
+    assert "workers: 0 ok, 0 failed, 0 reused, 0 run, 2 not measured" in stdout, "one line, not an error row per entry"
+    assert os.listdir(folder / "repeat-0") == [], "the half-written temporary is removed"
+    assert [r["status"] for r in rows(out)] == ["skipped", "skipped"]
+    assert snapshot(tmp_path, skip=out) == before
+
+    code, stdout, stderr = cli("run", str(spec))
+    assert code == 0, stderr
+    assert "workers: running 2 entries" in stderr and [r["status"] for r in rows(out)] == ["ok", "ok"]
+
+
+def test_the_python_api_keeps_the_log_of_a_failed_configuration_only(tmp_path, monkeypatch):
+    import tempfile
+
+    import models_for_tests as m
+
+    import neuronperf.cpu
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary logs go
+    [ok] = neuronperf.cpu.benchmark(m.SleepModel, [1], batch_sizes=1, n_models=1, workers_per_model=1, duration=0.2)
+    [failed] = neuronperf.cpu.benchmark(m.RaiseModel, [1], batch_sizes=1, n_models=1, workers_per_model=1, duration=0.2)
+    assert ok["status"] == "ok"
+    error, _, log = failed["error"].rpartition(" (log: ")
+    assert error == "ValueError: model exploded on purpose (copy 0, while warming up)"
+    path = Path(log[:-1])
+    assert path.parent == tmp_path and path.name.startswith("neuronperf-RaiseModel-bs1-p1-m1-w1-")
+    assert "ValueError: model exploded on purpose" in path.read_text()
+    assert [p.name for p in tmp_path.glob("neuronperf-*.log")] == [path.name], "the ok configuration's log is removed"
