@@ -162,10 +162,17 @@ class BenchmarkSettings:
     #: How often the supervisor samples device telemetry (``benchmark.telemetry.period_ms``);
     #: None: telemetry off (``telemetry: false``).
     telemetry_period_ms: Optional[float] = DEFAULT_TELEMETRY_PERIOD_MS
+    #: Measure entries with more measuring threads than the machine's cores can carry (see
+    #: ``measure.contract.oversubscribed``) instead of making them rows that say why. It decides
+    #: only whether an entry is measured, so it is not part of the entry's identity.
+    allow_oversubscription: bool = False
 
     def to_dict(self) -> dict:
-        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
-                "telemetry_period_ms": self.telemetry_period_ms}
+        out = {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
+               "telemetry_period_ms": self.telemetry_period_ms}
+        if self.allow_oversubscription:  # absent at its default: plans written before it read the same
+            out["allow_oversubscription"] = True
+        return out
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""

@@ -1,10 +1,12 @@
 """What worker processes write, in real sweeps (issue 27): their output goes to a log of the entry
 (a model that prints megabytes on an unread pipe still finishes, a failed row names its log),
-and a full disk while a worker writes its samples stops the sweep like a full journal (exit 3)."""
+a full disk while a worker writes its samples stops the sweep like a full journal (exit 3), and
+entries beyond the machine's cores are rows that say why unless allowed."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -159,6 +161,40 @@ def test_a_full_disk_while_a_worker_writes_its_samples_stops_the_sweep(tmp_path,
     assert "workers: running 2 entries" in stderr and [r["status"] for r in rows(out)] == ["ok", "ok"]
 
 
+def test_entries_beyond_the_machine_are_rows_that_say_why_unless_allowed(tmp_path, cli, monkeypatch):
+    from neuronperf.measure.contract import MAX_THREADS_PER_CORE, machine_cores
+
+    monkeypatch.chdir(tmp_path)
+    cores = machine_cores()
+    many = MAX_THREADS_PER_CORE * cores + 1
+    spec = sweep(tmp_path, axes=f", n_models: [1, {many}], workers_per_model: [1, {many}]")
+    code, stdout, stderr = cli("run", str(spec))
+    assert code == 1, stderr
+    found = {(r["n_models"], r["workers_per_model"]): r for r in rows(tmp_path / "out")}
+    assert found[("1", "1")]["status"] == "ok"
+    plural = "s" if cores != 1 else ""
+    for n, w in ((1, many), (many, 1), (many, many)):
+        row = found[(str(n), str(w))]
+        assert row["status"] == "error"
+        assert row["error"] == (
+            f"beyond this machine: {n * w} measuring threads (n_models {n} x workers_per_model {w}) on {cores} "
+            f"usable core{plural}, where at most {MAX_THREADS_PER_CORE} per core ({MAX_THREADS_PER_CORE * cores}) "
+            "are measured; nothing of it ran. Set benchmark.allow_oversubscription: true to measure it anyway")
+    assert list((tmp_path / "out" / "logs").glob("run-*")) == list((tmp_path / "out" / "logs").glob("run-*-m1-w1-*")), \
+        "no worker of a refused entry started"
+    # Asking for them keeps every identity: the measured entry stays done, the others are retried.
+    from neuronperf.sweep.state import load_plan
+
+    _, plain = load_plan(str(spec))
+    allowed = sweep(tmp_path, axes=f", n_models: [1, {many}], workers_per_model: [1, {many}]",
+                    benchmark=", allow_oversubscription: true")
+    _, asked = load_plan(str(allowed))
+    assert all(e.benchmark.allow_oversubscription for e in asked.run_entries)
+    assert [e.key for e in asked.run_entries] == [e.key for e in plain.run_entries]
+    code, stdout, _ = cli("status", "--json", str(allowed))
+    assert code == 0 and json.loads(stdout)["counts"] == {"done": 1, "failed": 3, "todo": 0}
+
+
 def test_the_python_api_keeps_the_log_of_a_failed_configuration_only(tmp_path, monkeypatch):
     import tempfile
 
@@ -176,3 +212,15 @@ def test_the_python_api_keeps_the_log_of_a_failed_configuration_only(tmp_path, m
     assert path.parent == tmp_path and path.name.startswith("neuronperf-RaiseModel-bs1-p1-m1-w1-")
     assert "ValueError: model exploded on purpose" in path.read_text()
     assert [p.name for p in tmp_path.glob("neuronperf-*.log")] == [path.name], "the ok configuration's log is removed"
+
+
+def test_the_python_api_refuses_more_threads_than_the_cores_carry():
+    import models_for_tests as m
+
+    import neuronperf.cpu
+    from neuronperf.measure.contract import MAX_THREADS_PER_CORE, machine_cores
+
+    many = MAX_THREADS_PER_CORE * machine_cores() + 1
+    [refused] = neuronperf.cpu.benchmark(m.SleepModel, [1], batch_sizes=1, n_models=1, workers_per_model=many,
+                                         duration=0.2)
+    assert refused["status"] == "error" and refused["error"].startswith(f"beyond this machine: {many} measuring threads")

@@ -159,6 +159,7 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         order=str(bench.get("order", "planned")),
         seed=int(bench.get("seed", 0)),
         telemetry_period_ms=_telemetry_period(bench.get("telemetry", True)),
+        allow_oversubscription=bench.get("allow_oversubscription") is True,
     )
 
 
