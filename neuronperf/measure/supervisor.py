@@ -184,6 +184,13 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
 
 
 def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # What the call prints (a module that prints as it is imported) goes nowhere, not to the
+    # parent's output, which may be a pipe nobody reads; its failure comes back in one line.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     try:
         result = ("ok", fn(*args))
     except BaseException as e:  # whatever it is, the caller reports it in one line

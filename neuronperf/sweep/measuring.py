@@ -51,11 +51,13 @@ def evaluate_all(spec: Any, pending: set, compiled: dict, state: SweepState) -> 
             continue
         ev = model.evaluate
         artifact = str(state.output_dir / result.artifact) if result.artifact else None
+        log = _empty_log(state, f"{LOGS_DIR}/evaluate-{safe_file_stem(entry.id, state.compile_keys[entry])}.log")
         task = evaluation_task(
             entry.id, BackendLoader(backend=state.backend.name, entry=entry, artifact_path=artifact),
             DatasetRef(ev.dataset, model.base_dir), ev.metrics, eval_target_col=ev.target_col,
             device_type=entry.device_type, device_backend=state.backend.name,
             device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size),
+            log_path=log.path, log_name=log.name,
         )
         out[entry] = run_evaluation(task).columns(ev.metrics)
     return out
@@ -115,13 +117,7 @@ class _JournalSink(Sink):
         return path
 
     def worker_log(self, job: Job) -> Optional[WorkerLog]:
-        out, rel = str(self.state.output_dir), worker_log_relpath(job.id, self.state.identities[job.ref])
-        path = os.path.join(out, rel)
-        try:
-            os.close(nofollow.open_file(out, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_folders=True))
-        except OSError as e:
-            raise OutputWriteFailed(path, e) from None
-        return WorkerLog(path, rel)
+        return _empty_log(self.state, worker_log_relpath(job.id, self.state.identities[job.ref]))
 
     def started(self, job: Job, position: int, total: int) -> None:
         self.observer.run_started(job.ref, position, total)
@@ -144,6 +140,17 @@ class _JournalSink(Sink):
         self.summary.ran += 1
         self.publish()
         self.observer.run_finished(entry, result.row)
+
+
+def _empty_log(state: SweepState, rel: str) -> WorkerLog:
+    """The log ``rel`` in output_dir, made empty (never through a link) for a worker to append to."""
+    out = str(state.output_dir)
+    path = os.path.join(out, rel)
+    try:
+        os.close(nofollow.open_file(out, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_folders=True))
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
+    return WorkerLog(path, rel)
 
 
 def worker_log_relpath(entry_id: str, key: str) -> str:
