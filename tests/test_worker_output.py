@@ -135,6 +135,7 @@ def test_a_failed_row_names_its_log_which_holds_the_traceback(tmp_path, cli, mon
     assert "Traceback (most recent call last)" in text and "ValueError: this model fails on purpose" in text
     assert "Traceback" not in stderr + stdout, "tracebacks stay out of the progress display"
     assert f"(log: {log}" in stdout
+    assert f"  worker log of m-kindraise-bs1-p1-m1-w1: out/{log[:-1]}" in stdout.splitlines()
 
 
 def test_a_full_disk_while_a_worker_writes_its_samples_stops_the_sweep(tmp_path, cli, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -102,6 +103,10 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
               "kept: free some space and rerun to go on", file=sys.stderr)
     _print_summary(summary, compile_only, cli_bounds, getattr(args, "cost_per_hour", None), getattr(args, "prices", None))
     return summary.exit_code
+
+
+#: How a failed row names its workers' log (``sweep.measuring.worker_log_relpath``).
+_RUN_LOG = re.compile(r"\(log: (logs/run-[^)]+\.log)\)$")
 
 
 def display_path(path: Any) -> str:
@@ -258,6 +263,11 @@ def _print_summary(
     for result in summary.compile_failed:
         if result.log_file:
             print(f"  compile log of {result.entry.id}: {display_path(summary.output_dir / result.log_file)}")
+    for row in summary.failed_rows:
+        # The row names its workers' log relative to output_dir; say where it is from here.
+        log = _RUN_LOG.search(str(row.get("error") or ""))
+        if log is not None:
+            print(f"  worker log of {row.get('id')}: {display_path(summary.output_dir / log.group(1))}")
     if summary.rows:
         from neuronperf.answers import prices, slo
         from neuronperf.answers.summary import render
