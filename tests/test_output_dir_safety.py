@@ -186,6 +186,25 @@ def test_an_output_dir_or_file_of_another_user_is_refused(tmp_path, cli):
             Journal(str(out)).record_run("k", "a", {"status": "ok"})
 
 
+@as_root
+def test_an_output_dir_reached_through_another_users_link_is_refused(tmp_path, cli):
+    """A link pre-created in a shared folder under the output_dir's name chooses where the run
+    writes; links of your own on the way are followed."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "out").symlink_to(tmp_path / "mine")
+    os.lchown(tmp_path / "shared" / "out", 65534, 65534)
+    spec = spec_in(tmp_path, str(tmp_path / "shared" / "out"))
+    code, _, err = cli("run", str(spec))
+    assert code == 2
+    assert refused_line(err) == (
+        f"neuronperf: error: {tmp_path / 'shared' / 'out'} is a symbolic link of another user (nobody, uid 65534), "
+        "who chooses where it leads: use an output_dir of your own")
+    assert os.listdir(tmp_path / "mine") == []
+    os.lchown(tmp_path / "shared" / "out", 0, 0)
+    nofollow.check_links_to(str(tmp_path / "shared" / "out" / "below"))
+
+
 def test_atomic_writes_inside_a_root_keep_modes_and_durability(tmp_path):
     root = tmp_path / "r"
     nofollow.write_atomic(str(root), "a/b.txt", b"one")

@@ -78,9 +78,9 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
     except UsageError as e:
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
 
-    output_dir = Path(plan.output_dir).resolve()
     # Before any work: an output_dir others could turn against this run is one line, exit 2.
-    check_output_dir(output_dir)
+    check_output_dir(Path(os.path.abspath(plan.output_dir)))
+    output_dir = Path(plan.output_dir).resolve()
     if options.fresh:
         check_fresh_allowed(output_dir)
     _prepare(spec, plan, output_dir, backend, options)

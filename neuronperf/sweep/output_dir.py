@@ -31,8 +31,10 @@ def check_output_dir(output_dir: Path) -> None:
     bit), or that holds a symbolic link where a sweep writes (its own files and folders, and the
     names directly inside ``models/``, ``logs/`` and ``samples/``). Every open checks again
     (``util.nofollow``), which is the guarantee; this makes the common case one line before
-    anything starts. A folder that does not exist yet passes."""
+    anything starts. A folder that does not exist yet passes. ``output_dir`` is the path as the
+    user gave it (not resolved): a link of another user on the way to it is refused too."""
     root = str(output_dir)
+    nofollow.check_links_to(root)
     try:
         os.close(nofollow.open_folder(root))
     except FileNotFoundError:

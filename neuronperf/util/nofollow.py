@@ -233,6 +233,44 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def check_links_to(path: str) -> None:
+    """Refuse a path to a root that goes through a symbolic link of another user (root's are
+    trusted): whoever owns a link chooses where it leads, so a link pre-created in ``/tmp`` under
+    the name of your output_dir could send a run's files into any folder of yours. Links of your
+    own on the way (``runs -> /data/runs``) are followed, and so are their targets' links, each
+    checked the same way. Stops quietly at the first missing name (what is made later is yours)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:
+        return
+    trusted = {geteuid(), 0}
+    pending = parts(os.path.abspath(path).lstrip(os.sep))
+    current, hops = os.sep, 0
+    while pending:
+        name = pending.pop(0)
+        if name == os.pardir:
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            return
+        if not stat.S_ISLNK(st.st_mode):
+            current = candidate
+            continue
+        if st.st_uid not in trusted:
+            raise UnsafeOutputDir(
+                f"{candidate} is a symbolic link of another user ({_user_name(st.st_uid)}), who chooses where "
+                f"it leads: {_OWN_FOLDER}")
+        hops += 1
+        if hops > 40:
+            return  # a loop: opening the folder says so
+        target = os.readlink(candidate)
+        if os.path.isabs(target):
+            current = os.sep
+        pending = [p for p in target.replace(os.sep, "/").split("/") if p not in ("", os.curdir)] + pending
+
+
 def check_folder(st: os.stat_result, path: str) -> None:
     """Raise ``UnsafeOutputDir`` unless the folder ``st`` describes is the user's own (see the
     module docstring)."""
