@@ -108,6 +108,22 @@ def test_every_open_refuses_a_link_even_one_planted_after_the_first_check(tmp_pa
     assert snapshot(tmp_path / "outside") == before
 
 
+def test_report_writes_nothing_through_a_link_in_the_output_dir(tmp_path, cli):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("[]")
+    _, folder = victim(tmp_path)
+    (out / "report").symlink_to(folder)
+    before = snapshot(tmp_path / "outside")
+    code, _, err = cli("report", str(out))
+    assert code == 2 and refused_line(err).startswith(f"neuronperf: error: {out / 'report'} is a symbolic link;")
+    assert snapshot(tmp_path / "outside") == before
+    (out / "report").unlink()
+    code, _, err = cli("report", str(out))
+    assert code == 0, err
+    assert "the results hold no entries" in (out / "report" / "report.html").read_text()
+
+
 def test_links_fifos_and_foreign_kinds_are_refused_without_blocking(tmp_path):
     root = tmp_path / "root"
     (root / "real").mkdir(parents=True)
