@@ -210,9 +210,10 @@ def test_the_python_api_keeps_the_log_of_a_failed_configuration_only(tmp_path, m
     error, _, log = failed["error"].rpartition(" (log: ")
     assert error == "ValueError: model exploded on purpose (copy 0, while warming up)"
     path = Path(log[:-1])
-    assert path.parent == tmp_path and path.name.startswith("neuronperf-RaiseModel-bs1-p1-m1-w1-")
+    assert path.parent.parent == tmp_path and path.parent.name.startswith("neuronperf-logs-")
+    assert path.name.startswith("RaiseModel-bs1-p1-m1-w1-") and path.suffix == ".log"
     assert "ValueError: model exploded on purpose" in path.read_text()
-    assert [p.name for p in tmp_path.glob("neuronperf-*.log")] == [path.name], "the ok configuration's log is removed"
+    assert [p.name for p in tmp_path.glob("neuronperf-logs-*/*")] == [path.name], "the ok configuration's log is removed"
 
 
 def test_the_python_api_refuses_more_threads_than_the_cores_carry():

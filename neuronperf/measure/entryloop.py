@@ -136,6 +136,7 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
     position = 0
     folders: dict[int, tuple[str, bool]] = {}  # id(job) -> (its samples folder, kept by the sink)
     logs: dict[int, tuple[WorkerLog, bool]] = {}  # id(job) -> (its worker log, a temporary file)
+    log_folder: list[str] = []  # the folder of the temporary logs, made when the first is needed
 
     def started(work: EntryWork) -> None:
         nonlocal position
@@ -157,7 +158,11 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
             log = sink.worker_log(job)
             temporary = log is None
             if log is None:
-                fd, path = tempfile.mkstemp(prefix=f"neuronperf-{safe_name(job.id)}-", suffix=".log")
+                # In a folder of this user's own (the system's temporary folder is root's, and
+                # workers open their log only in a folder of the user's: ``util.nofollow``).
+                if not log_folder:
+                    log_folder.append(tempfile.mkdtemp(prefix="neuronperf-logs-"))
+                fd, path = tempfile.mkstemp(dir=log_folder[0], prefix=f"{safe_name(job.id)}-", suffix=".log")
                 os.close(fd)
                 log = WorkerLog(path, path)
             logs[id(job)] = (log, temporary)
@@ -186,6 +191,9 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
         for log, temporary in logs.values():
             if temporary:
                 _remove_file(log.path)
+        if log_folder:
+            with contextlib.suppress(OSError):  # kept while it holds the log of a failed entry
+                os.rmdir(log_folder[0])
 
 
 def _unmeasured(job: Job, error: str, status: str = "error", node: Optional[str] = None) -> JobResult:

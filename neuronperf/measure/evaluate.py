@@ -109,7 +109,9 @@ def run_evaluation(task: EvaluationTask, start_method: Optional[str] = None) -> 
     if log_path is None:
         from neuronperf.util.paths import safe_name
 
-        fd, log_path = tempfile.mkstemp(prefix=f"neuronperf-eval-{safe_name(task.entry_id)}-", suffix=".log")
+        # A folder of this user's own: a worker opens its log only in one (``util.nofollow``).
+        fd, log_path = tempfile.mkstemp(dir=tempfile.mkdtemp(prefix="neuronperf-logs-"),
+                                        prefix=f"evaluate-{safe_name(task.entry_id)}-", suffix=".log")
         os.close(fd)
         log_name = log_path
     ctx = worker_context(start_method)
@@ -144,6 +146,7 @@ def run_evaluation(task: EvaluationTask, start_method: Optional[str] = None) -> 
     if task.log_path is None:
         with contextlib.suppress(OSError):
             os.unlink(log_path)
+            os.rmdir(os.path.dirname(log_path))
     instances: dict[str, Any] = message["instances"]
     figures = {name: cls.aggregate([instances[name]]) for name, cls, _ in task.metrics}  # type: ignore[attr-defined]
     return EvaluationResult(figures, items=message["items"])
