@@ -221,6 +221,17 @@ def test_an_output_dir_reached_through_another_users_link_is_refused(tmp_path, c
     nofollow.check_links_to(str(tmp_path / "shared" / "out" / "below"))
 
 
+def test_folders_neuronperf_makes_are_never_writable_by_others_whatever_the_umask(tmp_path):
+    old = os.umask(0)  # as in some containers: without a fixed mode, its own folders would be 0777
+    try:
+        nofollow.write_atomic(str(tmp_path / "out"), "logs/deep/x.log", b"x")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "out", tmp_path / "out" / "logs", tmp_path / "out" / "logs" / "deep"):
+        assert stat.S_IMODE(folder.stat().st_mode) == nofollow.FOLDER_MODE == 0o755
+    nofollow.make_folders(str(tmp_path / "out"), "logs/deep")  # and the next open accepts them
+
+
 def test_atomic_writes_inside_a_root_keep_modes_and_durability(tmp_path):
     root = tmp_path / "r"
     nofollow.write_atomic(str(root), "a/b.txt", b"one")

@@ -37,6 +37,7 @@ from neuronperf.sweep.measuring import cannot_host, evaluate_all, measure_all, n
 from neuronperf.sweep.outcome import Observer, SweepOptions, SweepSummary
 from neuronperf.sweep.output_dir import check_fresh_allowed, check_output_dir, remove_owned
 from neuronperf.sweep.state import SweepState, backend_for, load_plan, needs_run
+from neuronperf.util import nofollow
 
 #: How long importing the factories' modules may take, checked before a sweep starts.
 FACTORY_CHECK_TIMEOUT_S = 600.0
@@ -85,7 +86,7 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
         check_fresh_allowed(output_dir)
     _prepare(spec, plan, output_dir, backend, options)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True, mode=nofollow.FOLDER_MODE)
     except OSError as e:
         raise SpecError([spec_problem(spec, "output_dir", f"cannot create {output_dir}: {e.strerror}")]) from None
     with OutputDirLock(str(output_dir)):

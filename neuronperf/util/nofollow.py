@@ -39,6 +39,11 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a planted FIFO must fail, not wait for a reader
 _FOLDER_FLAGS = os.O_RDONLY | _DIRECTORY | _CLOEXEC
 
+#: The mode of the folders neuronperf makes (less the umask): never writable by others, so that a
+#: permissive umask (002 on Debian and Ubuntu, 000 in some containers) does not make a folder
+#: that the next open refuses.
+FOLDER_MODE = 0o755
+
 _REMEDY = "remove it, or use another output_dir"
 _OWN_FOLDER = "use an output_dir of your own"
 
@@ -66,7 +71,7 @@ def open_folder(root: str, rel: str = "", *, create: bool = False, writing: bool
     except FileNotFoundError:
         if not create:
             raise
-        os.makedirs(root, exist_ok=True)
+        os.makedirs(root, mode=FOLDER_MODE, exist_ok=True)
         fd = os.open(root, _FOLDER_FLAGS)
     path = root
     try:
@@ -305,7 +310,7 @@ def _open_child_folder(parent: int, name: str, path: str, create: bool) -> int:
             raise refusal from None
         raise
     with contextlib.suppress(FileExistsError):  # made meanwhile: opened and checked below
-        os.mkdir(name, 0o777, dir_fd=parent)
+        os.mkdir(name, FOLDER_MODE, dir_fd=parent)
     try:
         return os.open(name, _FOLDER_FLAGS | _NOFOLLOW, dir_fd=parent)
     except OSError:
