@@ -226,3 +226,68 @@ def test_the_python_api_refuses_more_threads_than_the_cores_carry():
     [refused] = neuronperf.cpu.benchmark(m.SleepModel, [1], batch_sizes=1, n_models=1, workers_per_model=many,
                                          duration=0.2)
     assert refused["status"] == "error" and refused["error"].startswith(f"beyond this machine: {many} measuring threads")
+
+
+def test_server_entries_log_like_closed_ones_and_are_bounded_alike(tmp_path, cli, monkeypatch):
+    """The server scenario's copies write to the entry's log (a model printing megabytes still
+    finishes, a failed row names its log) and its entries are refused beyond the machine's cores."""
+    from neuronperf.measure.contract import MAX_THREADS_PER_CORE, machine_cores
+
+    monkeypatch.chdir(tmp_path)
+    many = MAX_THREADS_PER_CORE * machine_cores() + 1
+    spec = sweep(tmp_path, kinds='["print", "raise"]', axes=f", rates: [50], workers_per_model: [1, {many}]",
+                 benchmark=", scenario: server")
+    code, stdout, stderr = cli("run", str(spec))
+    assert code == 1, stderr
+    found = {(r["kind"], r["workers_per_model"]): r for r in rows(tmp_path / "out")}
+    printed, failed = found[("print", "1")], found[("raise", "1")]
+    assert printed["status"] == "ok" and printed["rate_target"] == "50.0"
+    [log] = (tmp_path / "out" / "logs").glob("run-m-kindprint-*-w1-*.log")
+    assert log.stat().st_size > 2**20, "the prints went to the entry's log"
+    assert "ppppp" not in stdout + stderr
+    error, _, named = failed["error"].rpartition(" (log: ")
+    assert error.startswith("ValueError: this model fails on purpose (copy 0, while ")
+    assert "ValueError: this model fails on purpose" in (tmp_path / "out" / named[:-1]).read_text()
+    for kind in ("print", "raise"):
+        assert found[(kind, str(many))]["error"].startswith(f"beyond this machine: {many} measuring threads")
+    assert not list((tmp_path / "out" / "logs").glob(f"run-*-w{many}-*")), "no worker of a refused entry started"
+
+
+def _worker_with_no_room_for_files(conn, log_path):
+    """A worker process in which no file may grow (RLIMIT_FSIZE 0: a write is EFBIG, as on a
+    full disk), so its log's first line cannot be written."""
+    import resource
+    import signal
+
+    from neuronperf.measure.worker import worker_main
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    worker_main(b"never unpickled", 0, conn, {}, {}, os.getppid(), log_path)
+
+
+def test_a_log_the_disk_refuses_is_the_sweeps_failure_not_the_models(tmp_path):
+    """Before any of the model's code runs, a copy that cannot write its log's first line says
+    so in a FileFailed message (the supervisor raises ``OutputWriteFailed``: exit 3) instead of
+    dying, which made every remaining entry an error row."""
+    import errno
+    import multiprocessing
+
+    from neuronperf.measure.protocol import FileFailed, recv
+    from neuronperf.measure.supervisor import file_error
+
+    log = tmp_path / "run.log"
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_worker_with_no_room_for_files,
+                                                            args=(child, str(log)))
+    process.start()
+    child.close()
+    try:
+        assert parent.poll(60), "the worker said nothing"
+        message = recv(parent)
+    finally:
+        process.join(timeout=30)
+    assert message == FileFailed(path=str(log), reason=os.strerror(errno.EFBIG), errno=errno.EFBIG)
+    failure = file_error(message)
+    assert failure.exit_code == 3 and failure.out_of_space
+    assert str(failure) == f"{log}: cannot be written: File too large"

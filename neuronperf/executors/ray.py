@@ -113,7 +113,8 @@ class _NodeJob:
 
 @dataclass(frozen=True)
 class _NodeResult:
-    """What one Ray task sends back: the measurements, per repeat the copy files' bytes, and
+    """What one Ray task sends back: the measurements, per repeat the copy files' bytes (and a
+    peak search's probes: its measurements are those of the probe its answer rests on), and
     what the workers wrote to their log on the node."""
 
     node: str
@@ -122,6 +123,7 @@ class _NodeResult:
     error: Optional[str]
     files: tuple[tuple[tuple[str, bytes], ...], ...]
     log: bytes = b""
+    probes: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -383,7 +385,8 @@ class RayExecutor(Executor):
                 atomic_write_bytes(os.path.join(folder, os.path.basename(name)), data, root=work.samples_dir)
         if result.log and work.task.log_path:
             _append_log(work.task.log_path, result.log)
-        return EntryOutcome(work.ref, measurements=result.measurements, error=result.error, node=result.node)
+        return EntryOutcome(work.ref, measurements=result.measurements, error=result.error, node=result.node,
+                            probes=result.probes)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -424,7 +427,8 @@ def _run_on_node(job: _NodeJob) -> _NodeResult:
             repeat = os.path.join(folder, f"repeat-{r}")
             names = sorted(n for n in os.listdir(repeat) if n.endswith(".npz")) if os.path.isdir(repeat) else []
             files.append(tuple((n, _read(os.path.join(repeat, n))) for n in names))
-        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files), _read_log(log_path))
+        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files), _read_log(log_path),
+                           outcome.probes)
     except Exception as e:  # a backend missing on this node, an artifact that cannot be written
         return _NodeResult(node, node_id, (), f"on node {node}: {type(e).__name__}: {_first_line(e)}", (),
                            _read_log(log_path))

@@ -93,8 +93,10 @@ class Sink:
         self.results: list[JobResult] = []
 
     def samples_dir(self, job: Job) -> Optional[str]:
-        """An empty folder, made by the sink, to keep ``job``'s raw samples in (what an earlier
-        attempt left there removed); None: a temporary folder, removed once the row is computed."""
+        """A folder, made by the sink, to keep ``job``'s raw samples in, with what an earlier
+        attempt left there removed, except a peak search's recorded probes, from which the
+        search resumes (``measure.peak.keep_recorded``); None: a temporary folder, removed once
+        the row is computed."""
         return None
 
     def worker_log(self, job: Job) -> Optional[WorkerLog]:
@@ -209,9 +211,15 @@ def _result(job: Job, outcome: EntryOutcome, kept: Optional[str], log: Optional[
         _name_log(result.row, log)
         return result
     measurements = list(outcome.measurements)
+    extra: dict[str, Any] = {"node": outcome.node} if outcome.node is not None else {}
+    if outcome.probes and all(m.status == "ok" for m in measurements):
+        from neuronperf.measure.peak import probes_extra, record_probes
+
+        extra.update(probes_extra(outcome.probes))
+        if kept is not None:
+            record_probes(kept, outcome.probes)  # measured elsewhere (a Ray node): keep them here too
     row = report_row(job.config, measurements, model_name=job.model_name, model_filename=job.model_filename,
-                     instance_type=job.instance_type, cost_per_hour=job.cost_per_hour,
-                     extra={"node": outcome.node} if outcome.node is not None else None)
+                     instance_type=job.instance_type, cost_per_hour=job.cost_per_hour, extra=extra or None)
     _name_log(row, log)
     if kept is not None:
         write_samples_header(kept, job.id, job.config.key or "", measurements)

@@ -17,6 +17,7 @@ from neuronperf.compilation.jobs import LOGS_DIR
 from neuronperf.entries import CompileEntry, RunEntry
 from neuronperf.errors import OutputWriteFailed
 from neuronperf.measure.entryloop import Job, JobResult, Sink, WorkerLog, run_entries
+from neuronperf.measure.peak import keep_recorded
 from neuronperf.results.samples import samples_relpath
 from neuronperf.sweep.outcome import Observer, SweepSummary
 from neuronperf.sweep.state import SweepState
@@ -109,9 +110,15 @@ class _JournalSink(Sink):
     def samples_dir(self, job: Job) -> Optional[str]:
         out, rel = str(self.state.output_dir), samples_relpath(job.id, self.state.identities[job.ref])
         path = os.path.join(out, rel)
+        task = job.task
         try:
-            nofollow.remove(out, rel)  # what an interrupted earlier attempt left
-            nofollow.make_folders(out, rel)
+            if task is not None and task.serving is not None and task.serving.search:
+                # A peak search resumes from the probes an interrupted attempt recorded.
+                nofollow.make_folders(out, rel)
+                keep_recorded(path)
+            else:
+                nofollow.remove(out, rel)  # what an interrupted earlier attempt left
+                nofollow.make_folders(out, rel)
         except OSError as e:
             raise OutputWriteFailed(path, e) from None
         return path
