@@ -170,14 +170,21 @@ class BenchmarkSettings:
     arrival: str = "poisson"
     #: The peak search (``sweep.rates: max``) stops when its bracket is within this share of its rate.
     rate_precision: float = 0.02
+    #: Measure entries with more measuring threads than the machine's cores can carry (see
+    #: ``measure.contract.oversubscribed``) instead of making them rows that say why. It decides
+    #: only whether an entry is measured, so it is not part of the entry's identity.
+    allow_oversubscription: bool = False
 
     def to_dict(self) -> dict:
         serving = (
             {"scenario": self.scenario, "arrival": self.arrival, "rate_precision": self.rate_precision}
             if self.scenario != "closed" else {}
         )
-        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
-                "telemetry_period_ms": self.telemetry_period_ms, **serving}
+        out = {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
+               "telemetry_period_ms": self.telemetry_period_ms, **serving}
+        if self.allow_oversubscription:  # absent at its default: plans written before it read the same
+            out["allow_oversubscription"] = True
+        return out
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""

@@ -130,6 +130,16 @@ class OutputWriteFailed(NeuronPerfError, OSError):
         return self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
+class UnsafeOutputDir(NeuronPerfError):
+    """neuronperf refused to open something inside an output_dir: a symbolic link (never
+    followed there), something that is not a regular file or folder where it expects one, or a
+    folder another user owns or may write to (see docs/security.md). Nothing was opened or
+    written through it. Not an ``OSError``: no handler of failed writes may take it for a full
+    disk and go on."""
+
+    exit_code = 2
+
+
 class ProtocolError(NeuronPerfError):
     """A worker message or a copy's samples file could not be read: malformed, of an unknown
     type, or written by another version of neuronperf."""

@@ -91,9 +91,10 @@ def create(
     return index
 
 
-def save(index: IndexLike, filename: Union[str, os.PathLike[str], None] = None) -> str:
+def save(index: IndexLike, filename: Union[str, os.PathLike[str], None] = None, *, root: Optional[str] = None) -> str:
     """Write ``index`` to ``filename`` (default: a new ``model_<8 chars>.json`` in the working
-    directory) atomically, and return the path written."""
+    directory) atomically, and return the path written. With ``root`` (a folder that holds
+    ``filename``, such as a sweep's output_dir), no symbolic link below it is followed."""
     data, source = _resolve(index)
     if filename is None:
         path = _unused_name()
@@ -106,7 +107,7 @@ def save(index: IndexLike, filename: Union[str, os.PathLike[str], None] = None) 
         configs = _anchor(configs, source)
     out = dict(data)
     out["model_configs"] = _relative_inside(configs, os.path.dirname(os.path.abspath(path)))
-    _write_index(path, out)
+    _write_index(path, out, root)
     return path
 
 
@@ -428,7 +429,7 @@ def _check_index(data: Any, source: str, error: type[NeuronPerfError]) -> Index:
     return data
 
 
-def _write_index(path: str, index: Index) -> None:
+def _write_index(path: str, index: Index, root: Optional[str] = None) -> None:
     """Write ``index`` as JSON via a temporary file in the same folder, so readers only ever
     see the old file or the complete new one."""
     # "version" first and "model_configs" second, as NeuronPerf wrote them; other keys after.
@@ -439,7 +440,7 @@ def _write_index(path: str, index: Index) -> None:
     except (TypeError, ValueError) as e:
         raise UsageError(f"{path}: cannot save model index: a value is not JSON: {e}") from None
     try:
-        atomic_write_text(path, text)
+        atomic_write_text(path, text, root=root)
     except OutputWriteFailed as e:
         if e.out_of_space:
             raise  # a full disk is not a wrong index path: it keeps its own exit code

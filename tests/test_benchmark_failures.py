@@ -271,3 +271,17 @@ def _fail_second_copy(path: str, device_id: int) -> m.SleepModel:
     with open(pid_file, "a") as f:
         f.write(f"worker {os.getpid()}\n")
     return m.SleepModel(5)
+
+
+def test_a_call_in_a_worker_sees_the_drivers_environment_as_it_is_now(monkeypatch):
+    """A forkserver child starts with the server's environment, as it was when the server
+    started; ``run_in_worker`` does the driver's work (checking factories and sources), so it
+    must see what the driver sees now: a variable set since, and none removed since."""
+    from neuronperf.measure.supervisor import run_in_worker
+
+    monkeypatch.setenv("NEURONPERF_TEST_REMOVED", "set before the forkserver started")
+    run_in_worker(os.getpid, (), timeout=60)  # the forkserver runs from here on
+    monkeypatch.setenv("NEURONPERF_TEST_ADDED", "set after the forkserver started")
+    monkeypatch.delenv("NEURONPERF_TEST_REMOVED")
+    assert run_in_worker(os.getenv, ("NEURONPERF_TEST_ADDED",), timeout=60) == "set after the forkserver started"
+    assert run_in_worker(os.getenv, ("NEURONPERF_TEST_REMOVED",), timeout=60) is None

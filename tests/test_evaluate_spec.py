@@ -57,6 +57,9 @@ def test_a_dataset_of_lists_is_each_rows_reason_not_a_traceback(tmp_path, cli):
     for row in rows:
         assert row["accuracy"] == ""
         assert "dataset item 0 is a list, not a tuple" in row["eval_error"]
+        # The evaluation worker's traceback is in its log, which the reason names (issue 27).
+        log = row["eval_error"].rpartition(" (log: ")[2].rstrip(")")
+        assert log.startswith("logs/evaluate-clf-bs4-p1-") and "Traceback" in (tmp_path / "out" / log).read_text()
 
 
 @pytest.mark.pure

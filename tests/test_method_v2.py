@@ -136,6 +136,26 @@ def test_infeasible_is_decided_by_device_count():
     assert infeasible(BenchmarkTask("cpu", factory_loader(m.SleepModel), n_models=64), lambda d: 1) is None
 
 
+def test_oversubscription_is_decided_by_the_cores_unless_allowed():
+    from neuronperf.measure.contract import MAX_THREADS_PER_CORE, oversubscribed
+
+    def task(n: int, w: int, allow: bool = False) -> BenchmarkTask:
+        return BenchmarkTask("e", factory_loader(m.SleepModel), n_models=n, workers_per_model=w,
+                             settings=BenchmarkSettings(allow_oversubscription=allow))
+
+    assert MAX_THREADS_PER_CORE == 4
+    assert oversubscribed(task(2, 4), cores=2) is None  # 8 threads on 2 cores: the limit itself
+    assert oversubscribed(task(1, 400), cores=2) == (
+        "beyond this machine: 400 measuring threads (n_models 1 x workers_per_model 400) on 2 usable cores, where "
+        "at most 4 per core (8) are measured; nothing of it ran. Set benchmark.allow_oversubscription: true to "
+        "measure it anyway")
+    assert "64 measuring threads (n_models 64 x workers_per_model 1) on 1 usable core," in oversubscribed(task(64, 1), 1)
+    assert oversubscribed(task(64, 1, allow=True), cores=1) is None
+    # Allowing it changes no identity: it decides whether an entry runs, not what it measures.
+    assert BenchmarkSettings(allow_oversubscription=True).identity_dict() == BenchmarkSettings().identity_dict()
+    assert "allow_oversubscription" not in BenchmarkSettings().to_dict()
+
+
 def test_shuffled_order_is_seeded():
     jobs = [Job(config=RowConfig(id=f"j{i}", batch_size=1)) for i in range(8)]
     first = [j.id for j in ordered(jobs, "shuffled", 7)]

@@ -199,5 +199,8 @@ def test_the_hard_timeout_holds_on_the_node(tmp_path: Path, cli, cluster):
     assert result.code == 1
     (row,) = read_csv(tmp_path / "out" / "results.csv")
     assert row["status"] == "timeout"
-    assert row["error"] == "timed out after 4 s (benchmark.timeout): copy 0 was starting or loading"
+    error, _, log = row["error"].rpartition(" (log: ")
+    assert error == "timed out after 4 s (benchmark.timeout): copy 0 was starting or loading"
+    # What the worker printed on the node came back into the entry's log on the driver.
+    assert (tmp_path / "out" / log.rstrip(")")).read_text().startswith("neuronperf: copy 0 (pid ")
     assert row["node"].startswith(socket.gethostname() + "/")

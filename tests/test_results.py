@@ -149,7 +149,7 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     write_results(str(tmp_path), rows)
     before = {name: (tmp_path / name).read_bytes() for name in ("results.csv", "results.json")}
 
-    def crash(src, dst):
+    def crash(*args, **kwargs):  # also relative to folder descriptors
         raise OSError("simulated crash during rename")
 
     monkeypatch.setattr(os, "replace", crash)

@@ -76,3 +76,40 @@ def test_a_bound_no_rate_can_meet_is_a_row_that_says_so(tmp_path, cli):
     assert row["status"] == "ok" and row["max_rate_under_slo"] is None and row["probes"] == 1
     assert row["valid"] is False and "no rate met the bound: the lowest rate tried" in row["invalid_reason"]
     assert row["latency_ms_p99"] > 5.0
+
+
+def test_a_probe_line_the_disk_refuses_stops_the_sweep_and_a_planted_link_is_refused(tmp_path, cli, monkeypatch):
+    """``probes.jsonl`` is a file of the output_dir like the journal (issue 27): a write the disk
+    refuses stops the sweep with one line naming it (exit 3), and on the rerun a link planted in
+    its place is refused (exit 2) with what it points at untouched."""
+    from test_hostile_inputs import ShortDisk, snapshot
+    from test_output_dir_safety import victim
+
+    def error_line(err: str) -> str:
+        assert "Traceback" not in err, err
+        [line] = [line for line in err.splitlines() if line.startswith("neuronperf: error:")]
+        return line
+
+    spec = search_spec(tmp_path)
+    out = tmp_path / "out"
+    disk = ShortDisk(monkeypatch, "probes.jsonl", room=10)  # the first line fits half way, then ENOSPC
+    code, _, err = cli("run", str(spec))
+    assert code == 3, err
+    (folder,) = out.glob("samples/*")
+    probes = folder / "probes.jsonl"
+    assert error_line(err) == (f"neuronperf: error: {probes}: cannot be written: No space left on device; the "
+                               "sweep stopped, finished entries are kept: free some space and rerun to go on")
+    assert disk.refused == 1 and (folder / "probe-0").is_dir()
+    monkeypatch.setattr("os.write", disk.real_write)  # space came back
+
+    file, _ = victim(tmp_path)
+    before = snapshot(tmp_path / "outside")
+    probes.unlink()
+    probes.symlink_to(file)
+    code, _, err = cli("run", str(spec))
+    assert code == 2, err
+    assert error_line(err) == (
+        f"neuronperf: error: {probes} is a symbolic link; neuronperf follows none inside an output_dir (one could "
+        "make it overwrite the file it points to): remove it, or use another output_dir; the sweep stopped, finished "
+        "entries are kept")
+    assert snapshot(tmp_path / "outside") == before

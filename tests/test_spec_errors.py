@@ -106,6 +106,9 @@ EXPECTED = {
     'tab_indent.yaml': [
         "4:1: YAML syntax error: found character '\\t' that cannot start any token",
     ],
+    'oversubscription_not_a_boolean.yaml': [
+        "12:27: benchmark.allow_oversubscription: expected true or false, got the string 'yes'",
+    ],
     'timeout_too_short.yaml': [
         '12:12: benchmark.timeout: timeout (20 s) must be longer than duration (30 s) plus warm-up seconds (10)',
     ],

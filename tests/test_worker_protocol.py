@@ -25,6 +25,7 @@ from neuronperf.measure.protocol import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Error,
+    FileFailed,
     Go,
     Loaded,
     Ready,
@@ -66,6 +67,7 @@ MESSAGES = [
                 last_ns=1_002_000_000_000, samples_path="/tmp/x/copy-0.npz"),
     SAMPLES,
     Error(phase="loading", message="ValueError: bad"),
+    FileFailed(path="/tmp/x/copy-0.npz", reason="No space left on device", errno=28),
 ]
 
 
@@ -78,7 +80,12 @@ def test_every_message_round_trips_through_json(message):
 
 
 def test_every_message_type_is_defined_once():
-    assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error"}
+    assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error", "file_failed"}
+
+
+def _msg(fields: str) -> bytes:
+    """A message of this protocol version with ``fields`` (JSON members, without braces)."""
+    return ("{" + f'"v": {PROTOCOL_VERSION}, ' + fields + "}").encode()
 
 
 @pytest.mark.parametrize(
@@ -88,20 +95,21 @@ def test_every_message_type_is_defined_once():
         (b"[1, 2]", "expected a JSON object"),
         (b'{"type": "loaded", "load_ms": 1}', f"protocol version None received, {PROTOCOL_VERSION} expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 6, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 6, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 6, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 6, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0}', "1.5 is not an integer"),
-        (b'{"v": 6, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0}', "samples_path must be a string"),
+        (_msg('"type": "hello"'), "unknown message type 'hello'"),
+        (_msg('"type": "loaded"'), "missing fields ['load_ms']"),
+        (_msg('"type": "loaded", "load_ms": 1, "x": 2'), "unexpected fields ['x']"),
+        (_msg('"type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0'), "1.5 is not an integer"),
+        (_msg('"type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0'), "samples_path must be a string"),
         (
-            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, '
-            b'"calls": 1, "infer_ns_total": 0}]}',
+            _msg('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, '
+                 '"threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]'),
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []}',
+            _msg('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []'),
             "0.5 is not an integer",
         ),
+        (_msg('"type": "file_failed", "path": "x", "reason": "full", "errno": "28"'), "'28' is not an integer"),
     ],
 )
 def test_bad_messages_are_protocol_errors(data, expected):
@@ -287,16 +295,3 @@ def test_kill_tree_of_a_finished_process_is_a_no_op():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert procutil.kill_tree(proc.pid) == []
-
-
-@pytest.mark.slow
-def test_a_worker_call_sees_the_drivers_environment_as_it_is_now(monkeypatch):
-    """A forkserver's children inherit the environment of when it started; a variable set since
-    (HF_HUB_OFFLINE set by a script before planning) must still reach the work done in them. The
-    first call starts the forkserver, the variable is set after it."""
-    from neuronperf.measure.supervisor import run_in_worker
-
-    monkeypatch.delenv("NEURONPERF_TEST_LATE_VARIABLE", raising=False)
-    assert run_in_worker(m.environment_variable, ("NEURONPERF_TEST_LATE_VARIABLE",), timeout=120) is None
-    monkeypatch.setenv("NEURONPERF_TEST_LATE_VARIABLE", "set later")
-    assert run_in_worker(m.environment_variable, ("NEURONPERF_TEST_LATE_VARIABLE",), timeout=120) == "set later"

@@ -38,6 +38,7 @@ from neuronperf.answers.summary import (
     ranking_table,
 )
 from neuronperf.errors import UsageError
+from neuronperf.util.atomic import atomic_write_bytes, atomic_write_text
 
 #: Figure size in inches and resolution: 8 x 5 in at 100 dpi = 800 x 500 px.
 FIGSIZE, DPI = (8.0, 5.0), 100
@@ -265,6 +266,11 @@ class Report:
     missing: tuple[str, ...]
 
 
+def _inside(path: str, folder: str) -> bool:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return rel != os.pardir and not rel.startswith(os.pardir + os.sep)
+
+
 def write_report(
     output_dir: str,
     dest: Optional[str] = None,
@@ -284,7 +290,8 @@ def write_report(
     rows = frame.records(frame.frame_of(frame.read_records(source.path)))
     run_dir = source.output_dir or os.path.dirname(os.path.abspath(source.path))
     dest = dest or os.path.join(run_dir, "report")
-    os.makedirs(dest, exist_ok=True)
+    # Inside an output_dir (the default, report/), nothing is written through a link.
+    root = run_dir if source.output_dir and _inside(dest, run_dir) else None
     info = results.read_run_info(run_dir) if source.output_dir else None
     missing: list[str] = []
     images: list[tuple[str, str, bytes]] = []  # (file name, caption, PNG)
@@ -332,12 +339,10 @@ def write_report(
     if rank_by is not None and rank_by != "energy_j_per_inf":
         telemetry.append(ranking_table(rows, rank_by))
     for name, _, data in images:
-        with open(os.path.join(dest, name), "wb") as f:
-            f.write(data)
+        atomic_write_bytes(os.path.join(dest, name), data, root=root)
     page = _page(rows, images, answer_lines(rows, bounds, pricing), info, missing, telemetry)
     page_path = os.path.join(dest, "report.html")
-    with open(page_path, "w", encoding="utf-8") as f:
-        f.write(page)
+    atomic_write_text(page_path, page, root=root)
     return Report(page_path, tuple(os.path.join(dest, n) for n, _, _ in images), tuple(missing))
 
 

@@ -173,6 +173,7 @@ BENCHMARK_OPTIONS = (
     "duration", "n_models", "workers_per_model", "env_setup_fn", "setup_fn", "preprocess_fn",
     "postprocess_fn", "return_timers", "cost_per_hour", "instance_type", "max_infers",
     "min_calls", "warmup_calls", "warmup_s", "timeout", "peak_window_s", "repeat", "evaluation",
+    "allow_oversubscription",
 )
 
 
@@ -205,6 +206,7 @@ def compiler_for_file(framework: str, device_type: str, path: str) -> Optional[s
 def benchmark_settings(
     duration: Optional[float], *, max_infers: Any = None, min_calls: Any = None, warmup_calls: Any = 10,
     warmup_s: Any = 0.0, timeout: Any = None, peak_window_s: Any = 1.0, repeat: Any = 1, evaluating: bool = False,
+    allow_oversubscription: Any = False,
 ) -> BenchmarkSettings:
     """The measurement settings that ``benchmark()``'s arguments mean. ``duration=0`` is allowed
     only when ``evaluating`` (one untimed pass over a dataset); the timeout defaults to twice the
@@ -219,4 +221,12 @@ def benchmark_settings(
         timeout=positive_number(timeout, "timeout") if timeout is not None else max(300.0, 2 * duration_s + 120.0),
         peak_window_s=positive_number(peak_window_s, "peak_window_s"),
         repeat=(as_int_list(repeat, "repeat") or [1])[0],
+        allow_oversubscription=flag(allow_oversubscription, "allow_oversubscription"),
     )
+
+
+def flag(value: Any, name: str) -> bool:
+    """A ``True``/``False`` argument."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be True or False, got {value!r}")
+    return value

@@ -75,14 +75,19 @@ def benchmark_targets(
     peak_window_s: float = 1.0,
     repeat: int = 1,
     evaluation: Any = None,
+    allow_oversubscription: bool = False,
 ) -> list[dict]:
     """Measure every target x n_models x workers_per_model; return report dicts (or raw results).
 
     Every configuration gets a report, failed ones too (``status`` and ``error`` say why).
     ``evaluation`` (an ``evaluate.EvalRequest``) evaluates each target once and joins its
-    figures onto its reports; with ``duration=0`` nothing is timed."""
+    figures onto its reports; with ``duration=0`` nothing is timed. A configuration with more
+    measuring threads than this machine's cores carry is a report that says why, unless
+    ``allow_oversubscription``. The workers' output goes to a temporary log file per
+    configuration, removed when it is ok and named by its report when it failed."""
     from neuronperf.api.reporting import raw_result
     from neuronperf.executors import get_executor
+    from neuronperf.measure.contract import machine_cores, oversubscribed
     from neuronperf.measure.entryloop import Job, run_entries
     from neuronperf.measure.task import BenchmarkTask
     from neuronperf.results.rows import RowConfig
@@ -90,6 +95,7 @@ def benchmark_targets(
     settings = benchmark_settings(
         duration, max_infers=max_infers, min_calls=min_calls, warmup_calls=warmup_calls, warmup_s=warmup_s,
         timeout=timeout, peak_window_s=peak_window_s, repeat=repeat, evaluating=evaluation is not None,
+        allow_oversubscription=allow_oversubscription,
     )
     if cost_per_hour is not None:
         cost_per_hour = positive_number(cost_per_hour, "cost_per_hour", allow_zero=True)
@@ -105,6 +111,7 @@ def benchmark_targets(
     # Expand every configuration first: a bad n_models fails before anything is measured.
     jobs = []
     columns_of_job: list[dict] = []  # the evaluation columns of each job's target
+    cores = machine_cores()
     for i, target in enumerate(targets):
         for n, w in config_grid(n_models, workers_per_model, device_count, target.pipeline_size):
             entry_id = f"{target.model_name}-bs{target.batch_size}-p{target.pipeline_size}-m{n}-w{w}"
@@ -122,7 +129,8 @@ def benchmark_targets(
                 input_shapes=tuple(s.shape for s in specs_or_empty(target.example)),
             )
             jobs.append(Job(config=config, task=task, model_name=target.model_name, model_filename=target.filename,
-                            preflight=target.preflight, cost_per_hour=cost_per_hour, instance_type=instance_type))
+                            preflight=target.preflight, cost_per_hour=cost_per_hour, instance_type=instance_type,
+                            unrunnable=oversubscribed(task, cores)))
             columns_of_job.append(evaluated[i].columns(evaluation.metrics) if evaluated else {})
     sink = _LoggingSink()
     with get_executor("local") as executor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -93,12 +94,19 @@ def _sweep(args: argparse.Namespace, compile_only: bool) -> int:
         printer.close()
         if "neuronperf.measure.supervisor" in sys.modules:  # workers were started: their server is idle now
             sys.modules["neuronperf.measure.supervisor"].stop_forkserver()
-    if summary.write_error:
+    if summary.refused:
+        print(f"neuronperf: error: {summary.refused}; the sweep stopped, finished entries are kept",
+              file=sys.stderr)
+    elif summary.write_error:
         # One line naming the file, then what finished: the journal kept it for the rerun.
         print(f"neuronperf: error: {summary.write_error}; the sweep stopped, finished entries are "
               "kept: free some space and rerun to go on", file=sys.stderr)
     _print_summary(summary, compile_only, cli_bounds, getattr(args, "cost_per_hour", None), getattr(args, "prices", None))
     return summary.exit_code
+
+
+#: How a failed row names its workers' log (``sweep.measuring.worker_log_relpath``).
+_RUN_LOG = re.compile(r"\(log: (logs/run-[^)]+\.log)\)$")
 
 
 def display_path(path: Any) -> str:
@@ -290,6 +298,11 @@ def _print_summary(
     for result in summary.compile_failed:
         if result.log_file:
             print(f"  compile log of {result.entry.id}: {display_path(summary.output_dir / result.log_file)}")
+    for row in summary.failed_rows:
+        # The row names its workers' log relative to output_dir; say where it is from here.
+        log = _RUN_LOG.search(str(row.get("error") or ""))
+        if log is not None:
+            print(f"  worker log of {row.get('id')}: {display_path(summary.output_dir / log.group(1))}")
     if summary.rows:
         from neuronperf.answers import prices, slo
         from neuronperf.answers.summary import render

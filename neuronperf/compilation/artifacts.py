@@ -20,6 +20,7 @@ from neuronperf import plan as plan_stage
 from neuronperf.backends.base import Backend
 from neuronperf.entries import CompileEntry, stable_hash
 from neuronperf.sources.factory import source_digest
+from neuronperf.util import nofollow
 from neuronperf.util.atomic import atomic_write_json, fsync_dir
 
 #: Format 2 records the artifact's size and sha256; a format 1 side file means "rebuild".
@@ -46,11 +47,12 @@ def artifact_relpath(entry: CompileEntry, backend: Backend, key: str) -> Optiona
 def cached_meta(out: Path, relpath: str, key: str) -> Optional[dict[str, Any]]:
     """The side file of the artifact at ``out/relpath`` if it vouches for it (same compile key,
     and the bytes still have the recorded size and digest), else None: rebuild."""
-    meta_path = out / (relpath + ".meta.json")
-    if not (out / relpath).exists() or not meta_path.is_file():
+    # Never through a link (UnsafeOutputDir): a planted side file could vouch for anything.
+    nofollow.check_not_link(str(out / relpath))
+    if not (out / relpath).exists():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(nofollow.read_bytes(str(out), relpath + ".meta.json"))
     except (OSError, ValueError):
         return None  # a damaged side file means "rebuild", never a crash
     if not isinstance(meta, dict) or meta.get("key") != key:
@@ -106,6 +108,8 @@ def compile_one(backend: Backend, entry: CompileEntry, artifact_path: str) -> fl
     folder, name = os.path.split(artifact_path)
     os.makedirs(folder or ".", exist_ok=True)
     tmp_path = temporary_path(artifact_path)
+    # The framework's save function writes through whatever is at this (predictable) name.
+    nofollow.check_not_link(tmp_path)
     try:
         started = time.perf_counter()
         backend.compile(entry, Path(tmp_path))
@@ -155,7 +159,7 @@ def write_meta(out: Path, relpath: str, fields: dict[str, Any]) -> None:
     artifact = out / relpath
     size, sha256 = tree_size(artifact), tree_digest(artifact)
     atomic_write_json(str(out / (relpath + ".meta.json")),
-                      {"format": META_FORMAT, **fields, "size": size, "sha256": sha256})
+                      {"format": META_FORMAT, **fields, "size": size, "sha256": sha256}, root=str(out))
 
 
 def temporary_path(artifact_path: str, pid: Optional[int] = None) -> str:

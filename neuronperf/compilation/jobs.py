@@ -2,7 +2,10 @@
 
 Each compile runs in its own process (started with ``spawn``: a compiler that crashes or hangs
 takes only its job down), with its output captured in a log file and a hard timeout. A failure
-becomes a ``CompileResult`` with status ``error``/``timeout``; the other jobs finish.
+becomes a ``CompileResult`` with status ``error``/``timeout``; the other jobs finish. The parent
+makes the ``logs/`` and ``models/`` folders and each job's empty log without following links
+(``util.nofollow``: a link there stops the sweep with ``UnsafeOutputDir``), and the job opens
+its files in those folders the same way.
 
 The cache is content-addressed: an artifact's file name carries its compile key, and a small
 side file (``<artifact>.meta.json``) written after the artifact is complete and fsync'd records
@@ -42,6 +45,7 @@ from neuronperf.compilation.artifacts import (
 from neuronperf.entries import CompileEntry
 from neuronperf.errors import OutputWriteFailed
 from neuronperf.spec.values import default_compile_jobs
+from neuronperf.util import nofollow
 from neuronperf.util import processes as procutil
 from neuronperf.util.atomic import atomic_write_json
 from neuronperf.util.paths import safe_file_stem
@@ -128,7 +132,9 @@ def compile_all(
             on_result(results[i])
 
     if pending:
-        (out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        nofollow.make_folders(str(out), LOGS_DIR)
+        for folder in sorted({os.path.dirname(relpath) for _, _, _, _, relpath in pending} - {""}):
+            nofollow.make_folders(str(out), folder)
         for i, result in _run_jobs(pending, out, max(1, jobs or default_compile_jobs()), versions, on_result, on_start):
             results[i] = result
     return [results[i] for i in range(len(entries))]
@@ -159,7 +165,10 @@ def _run_jobs(pending, out: Path, jobs: int, versions, on_result, on_start):  # 
                 i, entry, backend, key, relpath = queue.pop(0)
                 log_relpath = f"{LOGS_DIR}/compile-{safe_file_stem(entry.id, key)}.log"
                 result_path = out / LOGS_DIR / f".compile-{key}.result.json"
-                result_path.unlink(missing_ok=True)
+                # Made here, without following links: a link planted at a log's predictable
+                # name stops the sweep instead of having the job truncate what it points to.
+                os.close(nofollow.open_file(str(out), log_relpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+                nofollow.remove(str(out), f"{LOGS_DIR}/{result_path.name}")
                 process = ctx.Process(
                     target=_compile_job,
                     args=(backend.name, entry, str(out / relpath), str(out / log_relpath), str(result_path),
@@ -210,7 +219,7 @@ def _finish_job(job: _Job, out: Path) -> CompileResult:
     if timed_out:
         return result("timeout", error=f"compile exceeded its timeout of {job.entry.timeout:g} s")
     try:
-        report = json.loads(job.result_path.read_text())
+        report = json.loads(nofollow.read_bytes(str(out), f"{LOGS_DIR}/{job.result_path.name}"))
         job.result_path.unlink()
     except (OSError, ValueError):
         report = None
@@ -253,9 +262,11 @@ def _compile_job(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
     # Redirect the OS-level stdout/stderr: compilers (neuron-cc, inductor) print from C code too.
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # The parent made the log; it is appended to, never through a link.
+    log_fd = nofollow.open_file(os.path.dirname(log_path), os.path.basename(log_path), os.O_WRONLY | os.O_APPEND)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    os.close(log_fd)
     report: dict
     try:
         from neuronperf.backends import get_backend
@@ -268,4 +279,4 @@ def _compile_job(
     except BaseException as e:  # the job's whole point is to report any failure, then exit
         traceback.print_exc()
         report = {"status": "error", "error": f"{type(e).__name__}: {e}".strip()}
-    atomic_write_json(result_path, report)
+    atomic_write_json(result_path, report, root=os.path.dirname(result_path))

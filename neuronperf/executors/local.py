@@ -22,6 +22,7 @@ class LocalExecutor(Executor):
         self.start_method = start_method or supervisor.default_start_method()
         supervisor.worker_context(self.start_method)
         self._device_counts: dict[str, Optional[int]] = {}
+        self._cores: Optional[int] = None
 
     def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
         return supervisor.measure(task, samples_dir, start_method=self.start_method)
@@ -30,12 +31,18 @@ class LocalExecutor(Executor):
         return socket.gethostname()
 
     def cannot_host(self, task: BenchmarkTask) -> Optional[str]:
-        """More NeuronCores or GPUs than this machine has (as the task's backend counts them);
-        where they cannot be counted here, nothing is ruled out: the entry's pre-flight says."""
+        """More measuring threads than this machine's cores carry (``contract.oversubscribed``),
+        or more NeuronCores or GPUs than it has (as the task's backend counts them); where they
+        cannot be counted here, nothing is ruled out: the entry's pre-flight says."""
         from neuronperf.errors import BackendUnavailable
-        from neuronperf.measure.contract import infeasible
+        from neuronperf.measure.contract import infeasible, machine_cores, oversubscribed
         from neuronperf.measure.task import load_backend
 
+        if self._cores is None:
+            self._cores = machine_cores()
+        too_many = oversubscribed(task, self._cores)
+        if too_many is not None:
+            return too_many
         if task.device_backend is None or task.device_type == "cpu":
             return None
         if task.device_type not in self._device_counts:

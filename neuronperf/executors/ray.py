@@ -41,6 +41,7 @@ from neuronperf.entries import Measurement
 from neuronperf.errors import BackendUnavailable, UsageError
 from neuronperf.executors.base import Executor
 from neuronperf.measure.task import BackendLoader, BenchmarkTask
+from neuronperf.util import nofollow
 from neuronperf.util.atomic import atomic_write_bytes
 
 #: What a task lost with its node is retried (Ray's own task retries), by default.
@@ -112,14 +113,16 @@ class _NodeJob:
 
 @dataclass(frozen=True)
 class _NodeResult:
-    """What one Ray task sends back: the measurements and, per repeat, the copy files' bytes
-    (and a peak search's probes: its measurements are those of the probe its answer rests on)."""
+    """What one Ray task sends back: the measurements, per repeat the copy files' bytes (and a
+    peak search's probes: its measurements are those of the probe its answer rests on), and
+    what the workers wrote to their log on the node."""
 
     node: str
     node_id: str
     measurements: tuple[Measurement, ...]
     error: Optional[str]
     files: tuple[tuple[tuple[str, bytes], ...], ...]
+    log: bytes = b""
     probes: tuple[Any, ...] = ()
 
 
@@ -233,12 +236,14 @@ class RayExecutor(Executor):
         """One repeat of ``task`` on some node of the cluster (``measure_entries`` is the
         sweep's way: it runs several entries at once)."""
         from neuronperf.measure.contract import EntryWork
+        from neuronperf.measure.supervisor import DEFAULT_LOG
         from neuronperf.results.samples import repeat_dir
 
-        once = dataclasses.replace(task, settings=dataclasses.replace(task.settings, repeat=1))
+        os.makedirs(samples_dir, exist_ok=True)
+        once = dataclasses.replace(task, settings=dataclasses.replace(task.settings, repeat=1),
+                                   log_path=task.log_path or os.path.join(samples_dir, DEFAULT_LOG))
         with tempfile.TemporaryDirectory(prefix="neuronperf-ray-") as parent:
             outcome = next(self.measure_entries([EntryWork(ref=None, task=once, samples_dir=parent)], lambda work: None))
-            os.makedirs(samples_dir, exist_ok=True)
             produced = repeat_dir(parent, 0)
             for name in os.listdir(produced) if os.path.isdir(produced) else []:
                 shutil.move(os.path.join(produced, name), os.path.join(samples_dir, name))
@@ -376,9 +381,10 @@ class RayExecutor(Executor):
         self._node_ids.setdefault(result.node, result.node_id)
         for r, files in enumerate(result.files):
             folder = repeat_dir(work.samples_dir, r)
-            os.makedirs(folder, exist_ok=True)
             for name, data in files:
-                atomic_write_bytes(os.path.join(folder, os.path.basename(name)), data)
+                atomic_write_bytes(os.path.join(folder, os.path.basename(name)), data, root=work.samples_dir)
+        if result.log and work.task.log_path:
+            _append_log(work.task.log_path, result.log)
         return EntryOutcome(work.ref, measurements=result.measurements, error=result.error, node=result.node,
                             probes=result.probes)
 
@@ -404,8 +410,9 @@ def _run_on_node(job: _NodeJob) -> _NodeResult:
     node_id = ray.get_runtime_context().get_node_id()
     node = node_label(socket.gethostname(), node_id)
     folder = tempfile.mkdtemp(prefix="neuronperf-ray-")
+    log_path = os.path.join(folder, "workers.log")  # sent back to the driver's log of the entry
     try:
-        task = job.task
+        task = dataclasses.replace(job.task, log_path=log_path)
         if job.artifact is not None:
             assert isinstance(task.loader, BackendLoader)
             path = _artifact_on_node(job.artifact, task.loader.artifact_path)
@@ -420,9 +427,11 @@ def _run_on_node(job: _NodeJob) -> _NodeResult:
             repeat = os.path.join(folder, f"repeat-{r}")
             names = sorted(n for n in os.listdir(repeat) if n.endswith(".npz")) if os.path.isdir(repeat) else []
             files.append(tuple((n, _read(os.path.join(repeat, n))) for n in names))
-        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files), outcome.probes)
+        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files), _read_log(log_path),
+                           outcome.probes)
     except Exception as e:  # a backend missing on this node, an artifact that cannot be written
-        return _NodeResult(node, node_id, (), f"on node {node}: {type(e).__name__}: {_first_line(e)}", ())
+        return _NodeResult(node, node_id, (), f"on node {node}: {type(e).__name__}: {_first_line(e)}", (),
+                           _read_log(log_path))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -499,6 +508,28 @@ def _pack(path: str) -> tuple[bytes, bool]:
             tar.add(path, arcname=os.path.basename(path.rstrip(os.sep)))
         return buffer.getvalue(), True
     return _read(path), False
+
+
+def _read_log(path: str) -> bytes:
+    try:
+        return _read(path)
+    except OSError:
+        return b""
+
+
+def _append_log(path: str, data: bytes) -> None:
+    """Append what the workers wrote on a node to the entry's log on the driver."""
+    from neuronperf.errors import OutputWriteFailed
+
+    folder, name = os.path.split(path)
+    try:
+        fd = nofollow.open_file(folder, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            nofollow.write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
 
 
 def _read(path: str) -> bytes:

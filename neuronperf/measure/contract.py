@@ -5,6 +5,7 @@ not import executors, and executors do not import the loop.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -69,6 +70,41 @@ def measure_repeats(work: EntryWork, measure: Callable[[BenchmarkTask, str], Mea
         if measurement.status != "ok":
             break  # its row says which repeat failed
     return EntryOutcome(work.ref, measurements=tuple(measurements), node=node)
+
+
+#: The measuring threads an entry may start per core this process may use (its copies times their
+#: threads, whatever the device) unless ``benchmark.allow_oversubscription`` is set. Past it the
+#: threads mostly wait for a core, and a typo (``workers_per_model: 400``) would start hundreds
+#: of threads, each with its timing buffers, or dozens of framework processes.
+MAX_THREADS_PER_CORE = 4
+
+
+def machine_cores() -> int:
+    """The cores this process may run on: its CPU affinity, lowered to the cgroup's CPU quota
+    (rounded up) when there is one."""
+    from neuronperf.results.environment import cpu_quota, usable_cores
+
+    cores = usable_cores() or 1
+    quota = cpu_quota()
+    if quota:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return cores
+
+
+def oversubscribed(task: BenchmarkTask, cores: int) -> Optional[str]:
+    """Why this machine, with ``cores`` usable cores, should not run ``task`` (more than
+    ``MAX_THREADS_PER_CORE`` measuring threads per core), or None; always None when the task's
+    settings allow oversubscription."""
+    if task.settings.allow_oversubscription:
+        return None
+    threads = task.n_models * task.workers_per_model
+    limit = MAX_THREADS_PER_CORE * cores
+    if threads <= limit:
+        return None
+    return (f"beyond this machine: {threads} measuring threads (n_models {task.n_models} x workers_per_model "
+            f"{task.workers_per_model}) on {cores} usable core{'s' if cores != 1 else ''}, where at most "
+            f"{MAX_THREADS_PER_CORE} per core ({limit}) are measured; nothing of it ran. Set "
+            "benchmark.allow_oversubscription: true to measure it anyway")
 
 
 def infeasible(task: BenchmarkTask, device_count: Callable[[str], int]) -> Optional[str]:

@@ -15,6 +15,9 @@ measured it (``node``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import random
 import shutil
 import tempfile
@@ -27,6 +30,7 @@ from neuronperf.measure.contract import EntryOutcome, EntryWork
 from neuronperf.measure.task import BenchmarkTask, check_task
 from neuronperf.results.rows import RowConfig, report_row, row_for_unrun
 from neuronperf.results.samples import write_samples_header
+from neuronperf.util.paths import safe_name
 
 if TYPE_CHECKING:  # the facades import this module; executors load only when something runs
     from neuronperf.executors.base import Executor
@@ -72,15 +76,32 @@ class JobResult:
     node: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class WorkerLog:
+    """The file an entry's worker processes append their stdout and stderr to (``path``, empty
+    when the entry starts), and how its row names it (``name``)."""
+
+    path: str
+    name: str
+
+
 class Sink:
-    """Where rows go; the default keeps them in ``results`` and raw samples nowhere."""
+    """Where rows go; the default keeps them in ``results``, raw samples nowhere and worker
+    output only for failed entries, in temporary files their rows name."""
 
     def __init__(self) -> None:
         self.results: list[JobResult] = []
 
     def samples_dir(self, job: Job) -> Optional[str]:
-        """The folder to keep ``job``'s raw samples in; None: a temporary folder, removed once
+        """A folder, made by the sink, to keep ``job``'s raw samples in, with what an earlier
+        attempt left there removed, except a peak search's recorded probes, from which the
+        search resumes (``measure.peak.keep_recorded``); None: a temporary folder, removed once
         the row is computed."""
+        return None
+
+    def worker_log(self, job: Job) -> Optional[WorkerLog]:
+        """An empty file, made by the sink, for the output of ``job``'s worker processes; None:
+        a temporary file, removed after an ok row and kept after a failed one."""
         return None
 
     def started(self, job: Job, position: int, total: int) -> None:
@@ -116,6 +137,8 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
     todo = ordered(jobs, order, seed)
     position = 0
     folders: dict[int, tuple[str, bool]] = {}  # id(job) -> (its samples folder, kept by the sink)
+    logs: dict[int, tuple[WorkerLog, bool]] = {}  # id(job) -> (its worker log, a temporary file)
+    log_folder: list[str] = []  # the folder of the temporary logs, made when the first is needed
 
     def started(work: EntryWork) -> None:
         nonlocal position
@@ -132,30 +155,47 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
                 sink.finished(_unmeasured(job, job.unrunnable or "nothing to measure"))
                 continue
             kept = sink.samples_dir(job)
-            if kept is not None and task.serving is not None and task.serving.search:
-                # A peak search resumes from the probes an interrupted attempt recorded.
-                from neuronperf.measure.peak import keep_recorded
-
-                keep_recorded(kept)
-            elif kept is not None:
-                shutil.rmtree(kept, ignore_errors=True)  # what an interrupted earlier attempt left
             folder = kept if kept is not None else tempfile.mkdtemp(prefix="neuronperf-samples-")
             folders[id(job)] = (folder, kept is not None)
+            log = sink.worker_log(job)
+            temporary = log is None
+            if log is None:
+                # In a folder of this user's own (the system's temporary folder is root's, and
+                # workers open their log only in a folder of the user's: ``util.nofollow``).
+                if not log_folder:
+                    log_folder.append(tempfile.mkdtemp(prefix="neuronperf-logs-"))
+                fd, path = tempfile.mkstemp(dir=log_folder[0], prefix=f"{safe_name(job.id)}-", suffix=".log")
+                os.close(fd)
+                log = WorkerLog(path, path)
+            logs[id(job)] = (log, temporary)
+            task = dataclasses.replace(task, log_path=log.path)
             yield EntryWork(ref=job, task=task, samples_dir=folder, preflight=job.preflight)
 
     try:
         for outcome in executor.measure_entries(works(), started):
             job = outcome.ref
             folder, kept = folders.pop(id(job))
+            log, temporary = logs.pop(id(job), (None, False))
+            ok = False
             try:
-                sink.finished(_result(job, outcome, folder if kept else None))
+                result = _result(job, outcome, folder if kept else None, log)
+                ok = result.row.get("status") == "ok"
+                sink.finished(result)
             finally:
                 if not kept:
                     shutil.rmtree(folder, ignore_errors=True)
+                if log is not None and temporary and ok:
+                    _remove_file(log.path)
     finally:
         for folder, kept in folders.values():  # entries interrupted in flight
             if not kept:
                 shutil.rmtree(folder, ignore_errors=True)
+        for log, temporary in logs.values():
+            if temporary:
+                _remove_file(log.path)
+        if log_folder:
+            with contextlib.suppress(OSError):  # kept while it holds the log of a failed entry
+                os.rmdir(log_folder[0])
 
 
 def _unmeasured(job: Job, error: str, status: str = "error", node: Optional[str] = None) -> JobResult:
@@ -165,9 +205,11 @@ def _unmeasured(job: Job, error: str, status: str = "error", node: Optional[str]
     return JobResult(job, row, (), None, node)
 
 
-def _result(job: Job, outcome: EntryOutcome, kept: Optional[str]) -> JobResult:
+def _result(job: Job, outcome: EntryOutcome, kept: Optional[str], log: Optional[WorkerLog] = None) -> JobResult:
     if outcome.error is not None or not outcome.measurements:
-        return _unmeasured(job, outcome.error or "nothing was measured", outcome.status, outcome.node)
+        result = _unmeasured(job, outcome.error or "nothing was measured", outcome.status, outcome.node)
+        _name_log(result.row, log)
+        return result
     measurements = list(outcome.measurements)
     extra: dict[str, Any] = {"node": outcome.node} if outcome.node is not None else {}
     if outcome.probes and all(m.status == "ok" for m in measurements):
@@ -178,6 +220,25 @@ def _result(job: Job, outcome: EntryOutcome, kept: Optional[str]) -> JobResult:
             record_probes(kept, outcome.probes)  # measured elsewhere (a Ray node): keep them here too
     row = report_row(job.config, measurements, model_name=job.model_name, model_filename=job.model_filename,
                      instance_type=job.instance_type, cost_per_hour=job.cost_per_hour, extra=extra or None)
+    _name_log(row, log)
     if kept is not None:
         write_samples_header(kept, job.id, job.config.key or "", measurements)
     return JobResult(job, row, tuple(measurements), kept, outcome.node)
+
+
+def _name_log(row: dict, log: Optional[WorkerLog]) -> None:
+    """A failed row names the log of its workers, once they wrote to it (a pre-flight failure
+    starts none)."""
+    if log is None or row.get("status") not in ("error", "timeout"):
+        return
+    try:
+        written = os.path.getsize(log.path) > 0
+    except OSError:
+        written = False
+    if written:
+        row["error"] = f"{row.get('error')} (log: {log.name})"
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -9,7 +9,9 @@ artifact does not depend on how many copies run, so a sweep evaluates each compi
 and joins the figures onto every row of that artifact.
 
 A failure (a dataset item that is not a tuple, a model that raises, a worker that dies or hangs)
-is an ``EvaluationResult`` with an ``error``, never an exception.
+is an ``EvaluationResult`` with an ``error``, never an exception. The worker's stdout and stderr
+go to ``task.log_path`` (a sweep's ``logs/evaluate-<entry>.log``), or else to a temporary file
+that is removed when the evaluation succeeds; a failure names the log once something is in it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sys
+import tempfile
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -55,6 +60,10 @@ class EvaluationTask:
     preprocess_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     postprocess_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     timeout: float = DEFAULT_EVAL_TIMEOUT
+    #: The file the worker's stdout and stderr go to, and how an error names it (default: its
+    #: path); None: a temporary file, kept only when the evaluation fails.
+    log_path: Optional[str] = field(default=None, compare=False)
+    log_name: Optional[str] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,28 +105,50 @@ def run_evaluation(task: EvaluationTask, start_method: Optional[str] = None) -> 
         payload = pickle.dumps(task)
     except Exception as e:  # pickling raises several types (PicklingError, TypeError, AttributeError)
         return EvaluationResult({}, error=f"the dataset or a callback cannot be sent to a worker process: {e}")
+    log_path, log_name = task.log_path, task.log_name or task.log_path
+    if log_path is None:
+        from neuronperf.util.paths import safe_name
+
+        # A folder of this user's own: a worker opens its log only in one (``util.nofollow``).
+        fd, log_path = tempfile.mkstemp(dir=tempfile.mkdtemp(prefix="neuronperf-logs-"),
+                                        prefix=f"evaluate-{safe_name(task.entry_id)}-", suffix=".log")
+        os.close(fd)
+        log_name = log_path
     ctx = worker_context(start_method)
     parent, child = ctx.Pipe(duplex=False)
     # The driver's environment as it is now (a forkserver's children inherit the one it started with).
-    process = ctx.Process(target=_worker_main, args=(child, payload, dict(os.environ)), name=f"neuronperf-eval-{task.entry_id}")
+    process = ctx.Process(target=_worker_main, args=(child, payload, log_path, dict(os.environ)),
+                          name=f"neuronperf-eval-{task.entry_id}")
     process.start()
     child.close()
+    error: Optional[str] = None
+    message: dict[str, Any] = {}
     try:
         if not parent.poll(task.timeout):
-            return EvaluationResult({}, error=f"evaluation timed out after {task.timeout:g} s")
-        try:
-            message = pickle.loads(parent.recv_bytes())
-        except (EOFError, OSError):
-            process.join(5)
-            return EvaluationResult({}, error=f"the evaluation worker died (exit code {process.exitcode})")
+            error = f"evaluation timed out after {task.timeout:g} s"
+        else:
+            try:
+                message = pickle.loads(parent.recv_bytes())
+            except (EOFError, OSError):
+                process.join(5)
+                error = f"the evaluation worker died (exit code {process.exitcode})"
     finally:
         parent.close()
         process.join(5)
         if process.is_alive():
             kill_tree(process.pid)
             process.join(5)
-    if "error" in message:
-        return EvaluationResult({}, items=message.get("items", 0), error=message["error"])
+    if error is None and "error" in message:
+        error = message["error"]
+    if error is not None:
+        with contextlib.suppress(OSError):
+            if os.path.getsize(log_path) > 0:
+                error = f"{error} (log: {log_name})"
+        return EvaluationResult({}, items=message.get("items", 0), error=error)
+    if task.log_path is None:
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)
+            os.rmdir(os.path.dirname(log_path))
     instances: dict[str, Any] = message["instances"]
     figures = {name: cls.aggregate([instances[name]]) for name, cls, _ in task.metrics}  # type: ignore[attr-defined]
     return EvaluationResult(figures, items=message["items"])
@@ -191,9 +222,12 @@ def evaluation_row(target: Any, device_type: str, request: EvalRequest, result: 
     }
 
 
-def _worker_main(conn: Any, payload: bytes, parent_env: dict[str, str]) -> None:
+def _worker_main(conn: Any, payload: bytes, log_path: str, parent_env: dict[str, str]) -> None:
+    from neuronperf.measure.worker import redirect_output
+
     items = 0
     try:
+        redirect_output(log_path)  # never the parent's output: a printing model cannot block it
         task: EvaluationTask = pickle.loads(payload)
         os.environ.update(parent_env)
         os.environ.update(dict(task.device_env))
@@ -217,6 +251,8 @@ def _worker_main(conn: Any, payload: bytes, parent_env: dict[str, str]) -> None:
             raise ValueError("the dataset is empty")
         conn.send_bytes(pickle.dumps({"instances": instances, "items": items}))
     except BaseException as e:  # anything the user's code raises becomes the row's reason
+        traceback.print_exc()
+        sys.stderr.flush()
         where = f" (dataset item {items})" if items else ""
         conn.send_bytes(pickle.dumps({"error": f"{type(e).__name__}: {_one_line(e)}{where}", "items": items}))
     finally:

@@ -8,20 +8,24 @@ probes it recorded (``rate_search.next_rate`` is a function of them alone) and r
 them. At the end the probe the answer rests on (the highest passing rate below every failure;
 when none passed, the lowest rate tried) has its repeat files copied to ``repeat-<r>/``, so the
 entry's folder reads like any other entry's.
+
+The entry's samples folder is inside the output_dir: everything in it is opened, written and
+removed without following links (``util.nofollow``), the probes file included, and a probe's
+file that the disk refuses is ``OutputWriteFailed`` (the sweep stops, exit 3).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
+import stat
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from neuronperf.entries import Measurement
+from neuronperf.errors import OutputWriteFailed
 from neuronperf.measure.rate_search import Probe, next_rate, result
 from neuronperf.measure.task import BenchmarkTask
 from neuronperf.results.samples import load_repeats, repeat_dir, write_samples_header
@@ -32,6 +36,7 @@ from neuronperf.stats.serving import (
     search_minimum,
     serving_row_figures,
 )
+from neuronperf.util import nofollow
 
 PROBES_FILE = "probes.jsonl"
 
@@ -43,75 +48,76 @@ def probe_dir(samples_dir: str, k: int) -> str:
 
 def read_probes(samples_dir: str) -> list[Probe]:
     """The probes an earlier attempt recorded (a torn last line, from a crash while writing it,
-    is left out: that probe is measured again)."""
-    path = os.path.join(samples_dir, PROBES_FILE)
+    is left out: that probe is measured again). A link where the file goes is refused."""
     probes: list[Probe] = []
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    probes.append(Probe.from_dict(json.loads(line)))
-                except (ValueError, KeyError, TypeError):
-                    break
+        data = nofollow.read_bytes(samples_dir, PROBES_FILE)
     except FileNotFoundError:
-        pass
+        return probes
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            probes.append(Probe.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            break
     return probes
 
 
 def keep_recorded(samples_dir: str) -> None:
     """Before a search resumes: remove what an interrupted attempt left unrecorded (a probe
     folder without its line in ``probes.jsonl``, a torn line, the entry's own repeat folders),
-    keep every recorded probe."""
-    if not os.path.isdir(samples_dir):
+    keep every recorded probe. A link there, kept or not, is refused (``UnsafeOutputDir``)."""
+    try:
+        names = _names(samples_dir)
+    except FileNotFoundError:
         return
     probes = read_probes(samples_dir)
     keep = {PROBES_FILE, *(os.path.basename(probe_dir(samples_dir, k)) for k in range(len(probes)))}
-    for name in os.listdir(samples_dir):
+    for name in names:
         if name not in keep:
-            path = os.path.join(samples_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            nofollow.remove(samples_dir, name)
+        elif name != PROBES_FILE:
+            nofollow.make_folders(samples_dir, name)  # a recorded probe's folder: the user's own, no link
     _rewrite_probes(samples_dir, probes)
 
 
 def _rewrite_probes(samples_dir: str, probes: list[Probe]) -> None:
-    """The probe file holding exactly ``probes`` (drops a torn tail), replaced atomically."""
+    """The probe file holding exactly ``probes`` (drops a torn tail), replaced atomically and
+    durably, never through a link."""
     path = os.path.join(samples_dir, PROBES_FILE)
-    if not probes and not os.path.exists(path):
+    if not probes and not os.path.lexists(path):
         return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in probes:
-            f.write(json.dumps(p.to_dict(), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = "".join(json.dumps(p.to_dict(), sort_keys=True) + "\n" for p in probes).encode("utf-8")
+    try:
+        nofollow.write_atomic(samples_dir, PROBES_FILE, data)
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
 
 
 def record_probes(samples_dir: str, probes: tuple[Probe, ...]) -> None:
     """Write ``probes.jsonl`` where it is missing (the search ran in another folder or node)."""
-    if not os.path.exists(os.path.join(samples_dir, PROBES_FILE)):
-        os.makedirs(samples_dir, exist_ok=True)
+    if not os.path.lexists(os.path.join(samples_dir, PROBES_FILE)):
         _rewrite_probes(samples_dir, list(probes))
 
 
 def _append_probe(samples_dir: str, probe: Probe) -> None:
-    """Record a judged probe durably: one line, flushed and fsync'd before the next probe."""
+    """Record a judged probe durably: one line, written whole and fsync'd before the next
+    probe, never through a link; a write the disk refuses is ``OutputWriteFailed``."""
     path = os.path.join(samples_dir, PROBES_FILE)
-    new = not os.path.exists(path)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(probe.to_dict(), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    if new:  # the file's name in its folder must survive a crash too
-        fd = os.open(samples_dir, os.O_RDONLY)
+    line = (json.dumps(probe.to_dict(), sort_keys=True) + "\n").encode("utf-8")
+    try:
+        new = not os.path.lexists(path)
+        fd = nofollow.open_file(samples_dir, PROBES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                nofollow.default_file_mode())
         try:
+            nofollow.write_all(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
+        if new:  # the file's name in its folder must survive a crash too
+            with nofollow.folder(samples_dir) as parent:
+                os.fsync(parent)
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
 
 
 def search_peak(task: BenchmarkTask, samples_dir: str, measure: Callable[[BenchmarkTask, str], Measurement],
@@ -121,7 +127,7 @@ def search_peak(task: BenchmarkTask, samples_dir: str, measure: Callable[[Benchm
     measurements come back (the row says why), with the probes before it."""
     serving = task.serving
     assert serving is not None and serving.search
-    os.makedirs(samples_dir, exist_ok=True)
+    _make_folders(samples_dir, "")
     probes = read_probes(samples_dir)
     kept: dict[int, tuple[Measurement, ...]] = {}
     settings = task.settings
@@ -134,7 +140,7 @@ def search_peak(task: BenchmarkTask, samples_dir: str, measure: Callable[[Benchm
             break
         k = len(probes)
         folder = probe_dir(samples_dir, k)
-        shutil.rmtree(folder, ignore_errors=True)
+        nofollow.remove(samples_dir, os.path.basename(folder))  # left by an attempt that did not record it
         probe_task = replace(task, probe_rate=rate)
         measurements: list[Measurement] = []
         for r in range(settings.repeat):
@@ -151,10 +157,42 @@ def search_peak(task: BenchmarkTask, samples_dir: str, measure: Callable[[Benchm
     assert answer.best is not None
     best = kept.get(answer.best) or load_repeats(probe_dir(samples_dir, answer.best))
     for r in range(len(best)):
-        target = repeat_dir(samples_dir, r)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(repeat_dir(probe_dir(samples_dir, answer.best), r), target)
+        target = os.path.relpath(repeat_dir(samples_dir, r), samples_dir)
+        nofollow.remove(samples_dir, target)
+        _copy_folder(samples_dir, os.path.relpath(repeat_dir(probe_dir(samples_dir, answer.best), r), samples_dir),
+                     target)
     return best, tuple(probes)
+
+
+def _names(root: str, rel: str = "") -> list[str]:
+    """The names in the folder ``root/rel``, opened without following links."""
+    with nofollow.folder(root, rel, writing=False) as fd:
+        return sorted(os.listdir(fd))
+
+
+def _make_folders(root: str, rel: str) -> None:
+    try:
+        nofollow.make_folders(root, rel)
+    except OSError as e:
+        raise OutputWriteFailed(os.path.join(root, rel), e) from None
+
+
+def _copy_folder(root: str, source: str, target: str) -> None:
+    """Copy the folder ``root/source`` to ``root/target`` (made), file by file, without
+    following a link on either side (a link in the source is refused)."""
+    _make_folders(root, target)
+    with nofollow.folder(root, source, writing=False) as fd:
+        entries = [(name, os.stat(name, dir_fd=fd, follow_symlinks=False)) for name in sorted(os.listdir(fd))]
+    for name, st in entries:
+        src, dst = f"{source}/{name}", f"{target}/{name}"
+        if stat.S_ISDIR(st.st_mode):
+            _copy_folder(root, src, dst)
+            continue
+        data = nofollow.read_bytes(root, src)  # refuses a link, a FIFO, a device
+        try:
+            nofollow.write_atomic(root, dst, data)
+        except OSError as e:
+            raise OutputWriteFailed(os.path.join(root, dst), e) from None
 
 
 def judge(measurements: list[Measurement], task: BenchmarkTask) -> Probe:

@@ -13,6 +13,9 @@ The conversation of one model copy::
                                 scenario the rate and number of requests of the window's schedule
     worker -> parent   Samples  the timings file was written: per-thread call counts and totals
     worker -> parent   Error    instead of any of the above: the phase and the exception text
+    worker -> parent   FileFailed  instead of any of the above: a file the parent named (its log,
+                                its samples file) could not be written (a full disk) or was
+                                refused (a link); not the model's failure, so the sweep stops
 
 The worker's task itself (model loader, inputs, callbacks) is pickled once when the process
 starts; it holds user objects that JSON cannot carry. Everything after that is JSON. Raw timings
@@ -28,7 +31,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import ProtocolError
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,21 @@ class Error:
     message: str
 
 
-Message = Union[Loaded, Ready, Go, Samples, Error]
+@dataclass(frozen=True)
+class FileFailed:
+    """The copy could not write ``path``, a file the parent named: ``errno`` and ``reason`` are
+    the system's (a full disk: ``ENOSPC``, "No space left on device"), or ``errno`` is 0 and
+    ``reason`` is neuronperf's whole refusal (a symbolic link where the file goes)."""
 
-MESSAGE_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (Loaded, Ready, Go, Samples, Error)}
+    TYPE: ClassVar[str] = "file_failed"
+    path: str
+    reason: str
+    errno: int
+
+
+Message = Union[Loaded, Ready, Go, Samples, Error, FileFailed]
+
+MESSAGE_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (Loaded, Ready, Go, Samples, Error, FileFailed)}
 
 
 def encode(message: Message) -> bytes:
@@ -184,6 +199,10 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             late_ns=_int(body["late_ns"]),
             device_mem_peak_bytes=None if body["device_mem_peak_bytes"] is None else _int(body["device_mem_peak_bytes"]),
         )
+    if cls is FileFailed:
+        if not isinstance(body["path"], str) or not isinstance(body["reason"], str):
+            raise ValueError("path and reason must be strings")
+        return FileFailed(path=body["path"], reason=body["reason"], errno=_int(body["errno"]))
     return cls(**body)  # type: ignore[no-any-return]
 
 

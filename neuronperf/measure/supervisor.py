@@ -11,7 +11,11 @@ result is the raw ``entries.Measurement``; statistics are computed elsewhere (``
 A failure is a ``Measurement`` too, never an exception: a model that raises, a worker that dies
 and a worker that hangs past the timeout each end with ``status`` "error" or "timeout" and an
 ``error`` that says what happened. Worker processes, and any process they started, are gone when
-``measure`` returns or raises.
+``measure`` returns or raises. The exceptions are the files: a copy that cannot write its log or
+samples file (a full disk) raises ``OutputWriteFailed`` naming it, and one that meets a link
+there ``UnsafeOutputDir``, so that the sweep stops instead of failing every later entry alike.
+
+Each copy's stdout and stderr go to ``task.log_path`` (see ``worker``), never to the parent's.
 
 Workers are never plain forks (a forked Neuron or CUDA runtime breaks): they come from a
 ``forkserver`` whose server process has imported torch, if installed, but touched no device, so
@@ -38,13 +42,22 @@ from typing import Any, Callable, NoReturn, Optional
 import psutil
 
 from neuronperf.entries import CopyStats, Measurement, ServingWindow, Telemetry, WorkerSamples
-from neuronperf.errors import ProtocolError, UsageError
-from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, recv, send
+from neuronperf.errors import (
+    NeuronPerfError,
+    OutputWriteFailed,
+    ProtocolError,
+    UnsafeOutputDir,
+    UsageError,
+)
+from neuronperf.measure.protocol import Error, FileFailed, Go, Loaded, Ready, Samples, recv, send
 from neuronperf.measure.task import BenchmarkTask, check_task, split_quota, visible_devices_env
 from neuronperf.results.samples import copy_samples_path, read_copy_requests, read_copy_timings
 from neuronperf.trackers import Sampler, Tracker, tracker_for
+from neuronperf.util import nofollow
 from neuronperf.util import processes as procutil
 
+#: The log of the copies of a ``measure`` whose task names none, in its samples folder.
+DEFAULT_LOG = "workers.log"
 #: How far in the future the shared window starts once every copy is ready: long enough for each
 #: worker to receive the start message and pass it to its threads before the window opens (a
 #: pipe message takes well under a millisecond; this is the slack for a busy machine). A copy that
@@ -183,8 +196,19 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
         parent_conn.close()
 
 
-def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], parent_env: dict[str, str]) -> None:
-    os.environ.update(parent_env)
+def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str]) -> None:
+    # A forkserver child inherits the server's environment, as it was when the server started:
+    # the call does the driver's work, so it sees the driver's environment as it is now
+    # (HF_HUB_OFFLINE set since, for one).
+    os.environ.clear()
+    os.environ.update(env)
+    # What the call prints (a module that prints as it is imported) goes nowhere, not to the
+    # parent's output, which may be a pipe nobody reads; its failure comes back in one line.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     try:
         result = ("ok", fn(*args))
     except BaseException as e:  # whatever it is, the caller reports it in one line
@@ -225,8 +249,9 @@ class _Failure(Exception):
 def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str] = None,
             tracker: Optional[Tracker] = None) -> Measurement:
     """Measure one repeat of an entry in ``task.n_models`` worker processes, their raw timings
-    written under ``samples_dir`` (created if needed); failures come back as a ``Measurement``
-    with status "error" or "timeout". Raises ``UsageError`` for a bad task.
+    written under ``samples_dir`` (created if needed, without following links); failures come
+    back as a ``Measurement`` with status "error" or "timeout". Raises ``UsageError`` for a bad
+    task, ``OutputWriteFailed`` or ``UnsafeOutputDir`` for a file that cannot be written.
 
     With ``benchmark.telemetry`` on, a sampler thread of this process reads the device's
     telemetry source (``tracker``, or the device type's own: ``trackers.tracker_for``) from
@@ -234,7 +259,12 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
     check_task(task)
     payload = pickle.dumps(task)
     device_envs = [visible_devices_env(task, i) for i in range(task.n_models)]
-    os.makedirs(samples_dir, exist_ok=True)
+    samples_dir = os.path.abspath(samples_dir)
+    try:
+        nofollow.make_folders(samples_dir, "")
+    except OSError as e:
+        raise OutputWriteFailed(samples_dir, e) from None
+    log_path = task.log_path or os.path.join(samples_dir, DEFAULT_LOG)
     ctx = worker_context(start_method)
     from neuronperf.measure.worker import worker_main
 
@@ -257,7 +287,7 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
                 process = ctx.Process(
                     target=worker_main,
-                    args=(payload, idx, child_conn, parent_env, device_envs[idx], os.getpid(), queue),
+                    args=(payload, idx, child_conn, parent_env, device_envs[idx], os.getpid(), log_path, queue),
                     name=f"neuronperf-{task.entry_id}-copy{idx}",
                     # Not daemonic: a daemonic process may not start processes of its own, and
                     # models do (torch.compile workers, data loaders). _stop ends them all.
@@ -565,6 +595,8 @@ def _receive(c: _Copy) -> None:
         raise _Failure("error", f"copy {c.idx} sent a bad message while {c.phase}: {e}") from None
     if isinstance(message, Error):
         raise _Failure("error", f"{message.message} (copy {c.idx}, while {message.phase})")
+    if isinstance(message, FileFailed):
+        raise file_error(message)
     if isinstance(message, Loaded):
         c.loaded = message
     elif isinstance(message, Ready):
@@ -576,6 +608,14 @@ def _receive(c: _Copy) -> None:
     c.phase = _NEXT_PHASE[message.TYPE]
 
 
+def file_error(message: FileFailed) -> NeuronPerfError:
+    """The error a copy's FileFailed message stands for: the disk's (``OutputWriteFailed``, exit
+    3) or neuronperf's refusal of a link (``UnsafeOutputDir``, exit 2)."""
+    if message.errno == 0:
+        return UnsafeOutputDir(message.reason)
+    return OutputWriteFailed(message.path, OSError(message.errno, message.reason))
+
+
 def _died(c: _Copy) -> NoReturn:
     c.process.join(timeout=2.0)  # the pipe closes a moment before the exit status is known
     message = f"copy {c.idx} died: {procutil.describe_exit(c.process.exitcode)} while {c.phase}"
@@ -583,7 +623,7 @@ def _died(c: _Copy) -> NoReturn:
         # Python itself failed to start the worker, most often because the script that called
         # neuronperf re-ran its benchmark when the worker imported it.
         message += (
-            " (see the worker's traceback on stderr; a script that calls neuronperf must do so "
+            " (see the worker's traceback on stderr or in its log; a script that calls neuronperf must do so "
             "under `if __name__ == '__main__':`, because worker processes import it)"
         )
     raise _Failure("error", message)

@@ -148,6 +148,9 @@ class BenchmarkTask:
     setup_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     preprocess_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     postprocess_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
+    #: The file every copy appends its stdout and stderr to (the entry loop makes it empty per
+    #: entry); None: ``workers.log`` in the repeat's samples folder. Never the parent's output.
+    log_path: Optional[str] = field(default=None, compare=False)
 
     @property
     def devices_needed(self) -> int:

@@ -13,7 +13,13 @@ While the window is open nothing else in the worker runs Python: the main thread
 parent's pipe and the threads' completion (the parent samples CPU and memory from outside), and
 the parent watch thread is stopped. Timings go into preallocated int64 buffers (16 bytes per
 call) and straight to the samples file named by the parent. Any exception becomes an Error
-message with the phase it happened in.
+message with the phase it happened in, its traceback going to the copy's log.
+
+The worker's stdout and stderr (file descriptors 1 and 2, so C code's output too) go to the log
+file the parent names, first thing, appended to: a model that prints in its forward pass never
+blocks on a pipe that nobody reads, and its tracebacks stay out of the parent's progress
+display. A log or samples file that cannot be written (a full disk, a link where it goes) is a
+FileFailed message, not the model's error: the parent stops the sweep.
 
 This module is preloaded by the forkserver, so it must stay cheap to import and import no
 framework at module level.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import faulthandler
 import os
 import pickle
@@ -30,15 +37,27 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from array import array
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
 from neuronperf.backends.base import ThreadDevice
-from neuronperf.errors import ProtocolError
-from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, ThreadTotals, recv, send
+from neuronperf.errors import ProtocolError, UnsafeOutputDir
+from neuronperf.measure.protocol import (
+    Error,
+    FileFailed,
+    Go,
+    Loaded,
+    Ready,
+    Samples,
+    ThreadTotals,
+    recv,
+    send,
+)
 from neuronperf.measure.task import BenchmarkTask, call_args, load_backend, worker_config
 from neuronperf.results.samples import write_copy_samples
+from neuronperf.util import nofollow
 from neuronperf.util import processes as procutil
 
 #: Exit status of a worker that stopped itself because its parent disappeared.
@@ -62,23 +81,58 @@ def worker_main(
     parent_env: dict[str, str],
     device_env: dict[str, str],
     parent_pid: int,
+    log_path: str,
     queue: Any = None,
 ) -> None:
-    """Run one model copy; every outcome, including failure, is reported over ``conn``.
-    ``queue``: the entry's shared request queue in the server scenario (``serving.SharedQueue``)."""
+    """Run one model copy, its stdout and stderr appended to ``log_path``; every outcome,
+    including failure, is reported over ``conn``. ``queue``: the entry's shared request queue
+    in the server scenario (``serving.SharedQueue``)."""
     procutil.become_group_leader()
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack on stderr
-    stop_watching = procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
-    worker = _Worker(copy_idx, conn, stop_watching, queue)
     try:
-        worker.run(payload, parent_env, device_env)
-    except BaseException as e:  # the model's own failure, whatever it is, goes to the parent
-        with contextlib.suppress(OSError):
-            send(conn, Error(phase=worker.phase, message=describe_exception(e)))
+        try:
+            redirect_output(log_path)
+            # The log's first line; a disk already full fails here, before any of the model's
+            # code, and stops the sweep naming the log rather than making the entry an error row.
+            started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            print(f"neuronperf: copy {copy_idx} (pid {os.getpid()}) started at {started}", flush=True)
+        except (OSError, UnsafeOutputDir) as e:
+            with contextlib.suppress(OSError):
+                send(conn, file_failed(log_path, e))
+            return
+        faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack in the log
+        stop_watching = procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
+        worker = _Worker(copy_idx, conn, stop_watching, queue)
+        try:
+            worker.run(payload, parent_env, device_env)
+        except BaseException as e:  # the model's own failure, whatever it is, goes to the parent
+            traceback.print_exc()
+            sys.stderr.flush()
+            with contextlib.suppress(OSError):
+                send(conn, Error(phase=worker.phase, message=describe_exception(e)))
     finally:
         conn.close()
+
+
+def redirect_output(log_path: str) -> None:
+    """Point file descriptors 1 and 2 (Python's and C code's stdout and stderr) at ``log_path``,
+    appended to (copies of an entry share its log), opened without following links."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    folder, name = os.path.split(os.path.abspath(log_path))
+    fd = nofollow.open_file(folder, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def file_failed(path: str, error: BaseException) -> FileFailed:
+    """The FileFailed message for a file that could not be written (``OSError``) or was refused
+    (``UnsafeOutputDir``)."""
+    if isinstance(error, OSError):
+        return FileFailed(path=path, reason=error.strerror or str(error), errno=error.errno or 0)
+    return FileFailed(path=path, reason=str(error), errno=0)
 
 
 def describe_exception(e: BaseException) -> str:
@@ -166,9 +220,13 @@ class _Worker:
         self.phase = "writing samples"
         # Read after the window, never sampled during it: nothing extra runs while measuring.
         mem_peak = backend.device_memory_peak(task.device_type) if backend is not None else None
-        write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
-                           [t.tokens for t in threads] if task.new_tokens is not None else None,
-                           [t.requests for t in threads] if task.serving is not None else None)
+        try:
+            write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
+                               [t.tokens for t in threads] if task.new_tokens is not None else None,
+                               [t.requests for t in threads] if task.serving is not None else None)
+        except (OSError, UnsafeOutputDir) as e:  # a full disk is the sweep's problem, not the model's
+            send(self.conn, file_failed(go.samples_path, e))
+            return
         send(self.conn, Samples(
             threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,

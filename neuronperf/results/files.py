@@ -1,6 +1,7 @@
 """The results files of an output_dir: ``results.csv`` and ``results.json`` (projections of the
 journal, rewritten atomically and not more often than stays linear in a sweep's length) and
-the side file ``run.json`` (format versions, environments, objectives, pricing).
+the side file ``run.json`` (format versions, environments, objectives, pricing). All of them
+are written and read without following links (``util.nofollow``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Optional
 
 from neuronperf.errors import JournalError
 from neuronperf.results.columns import RESULT_COLUMNS, RESULTS_FORMAT
+from neuronperf.util import nofollow
 from neuronperf.util.atomic import atomic_write_json, atomic_write_text, json_ready
 
 #: Version of run.json itself.
@@ -73,8 +75,8 @@ def write_results(output_dir: str, rows: Sequence[Mapping[str, Any]]) -> tuple[s
     full_rows = [{name: row.get(name) for name in columns} for row in rows]
     csv_path = os.path.join(output_dir, RESULTS_CSV)
     json_path = os.path.join(output_dir, RESULTS_JSON)
-    atomic_write_text(csv_path, csv_text(full_rows, columns))
-    atomic_write_text(json_path, json_list_text(full_rows))
+    atomic_write_text(csv_path, csv_text(full_rows, columns), root=output_dir)
+    atomic_write_text(json_path, json_list_text(full_rows), root=output_dir)
     return csv_path, json_path
 
 
@@ -157,7 +159,7 @@ def write_run_info(output_dir: str, environment: Mapping[str, Any], **extra_fiel
     }
     info.update(extra_fields)
     path = os.path.join(output_dir, RUN_INFO)
-    atomic_write_json(path, info)
+    atomic_write_json(path, info, root=output_dir)
     return path
 
 
@@ -166,11 +168,10 @@ def read_run_info(output_dir: str) -> Optional[dict[str, Any]]:
     ``JournalError``."""
     path = os.path.join(output_dir, RUN_INFO)
     try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
+        info = json.loads(nofollow.read_bytes(output_dir, RUN_INFO).decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
         raise JournalError(f"{path}: cannot be read: {e}") from None
     if not isinstance(info, dict) or not isinstance(info.get("format"), int):
         raise JournalError(f"{path}: not a neuronperf run file (no integer 'format' key)")

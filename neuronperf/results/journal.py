@@ -4,7 +4,9 @@
 (flushed and fsync'd) as each compile or run entry finishes, ok or not. A crash can tear only the
 last line; ``load`` ignores such a line and the next append cuts it off first, so the file never
 holds a broken line in the middle. An append the disk refuses half way (short write, disk full)
-is cut off again and raised as ``OutputWriteFailed``. For each key the last record wins.
+is cut off again and raised as ``OutputWriteFailed``. For each key the last record wins. The
+file is opened without following links, for reading too (``util.nofollow``): a journal that
+is a link is refused, so its repair never truncates another file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from neuronperf.errors import JournalError, OutputWriteFailed, UsageError
+from neuronperf.util import nofollow
 from neuronperf.util.atomic import fsync_dir, json_ready
 
 #: Version of each journal line. Readers accept this and older versions.
@@ -103,12 +106,12 @@ class Journal:
         # One write() of one whole line: a crash leaves at most this line torn.
         line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
         try:
-            os.makedirs(self.output_dir, exist_ok=True)
             if not self._tail_checked:
                 self._cut_torn_tail()
                 self._tail_checked = True
-            created = not os.path.exists(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            created = not os.path.lexists(self.path)
+            fd = nofollow.open_file(self.output_dir, JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644,
+                                    create_folders=True)
         except OSError as e:  # read-only or vanished folder: say which file
             raise OutputWriteFailed(self.path, e) from None
         try:
@@ -123,18 +126,18 @@ class Journal:
         """Truncate an incomplete or unreadable last line (left by a crash mid-append), so that
         the next record starts on a fresh line and the torn one never sits mid-file."""
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            fd = nofollow.open_file(self.output_dir, JOURNAL_FILE, os.O_RDWR)
         except FileNotFoundError:
             return
-        if not data:
-            return
-        body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
-        last_start = data.rfind(b"\n", 0, body_end) + 1
-        complete = _parse_line(data[last_start:body_end]) is not None
-        if complete and data.endswith(b"\n"):
-            return
-        with open(self.path, "r+b") as f:
+        with os.fdopen(fd, "r+b") as f:
+            data = f.read()
+            if not data:
+                return
+            body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+            last_start = data.rfind(b"\n", 0, body_end) + 1
+            complete = _parse_line(data[last_start:body_end]) is not None
+            if complete and data.endswith(b"\n"):
+                return
             if complete:
                 # The record was written whole and only its newline was lost: load() already
                 # counts it, so end its line rather than drop it.
@@ -148,15 +151,15 @@ class Journal:
     # ---- reading -------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        """Whether the journal file exists (a fresh output_dir has none)."""
-        return os.path.exists(self.path)
+        """Whether the journal file exists (a fresh output_dir has none; a link counts, and
+        ``load`` refuses it)."""
+        return os.path.lexists(self.path)
 
     def load(self) -> list[dict[str, Any]]:
         """Every record in file order; a torn last line is ignored, any other unreadable line is a
         ``JournalError`` naming ``file:line``."""
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = nofollow.read_bytes(self.output_dir, JOURNAL_FILE)
         except FileNotFoundError:
             return []
         except OSError as e:

@@ -1,5 +1,7 @@
 """One run per output_dir at a time: an advisory lock on ``output_dir/.lock`` that names its holder,
-and a clear error for a second run.
+and a clear error for a second run. The lock file is opened without following links, in a
+folder that must be the user's own (``util.nofollow``): taking the lock is where a run first
+refuses an output_dir that others could turn against it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Optional
 
 from neuronperf.errors import JournalError, OutputDirLocked
 from neuronperf.results.journal import utc_now
+from neuronperf.util import nofollow
 
 LOCK_FORMAT = 1
 LOCK_FILE = ".lock"
@@ -30,8 +33,7 @@ class OutputDirLock:
         if self._fd is not None:
             return self
         try:
-            os.makedirs(self.output_dir, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = nofollow.open_file(self.output_dir, LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644, create_folders=True)
         except OSError as e:
             raise JournalError(f"{self.path}: cannot create the lock file: {e}") from None
         try:
@@ -76,7 +78,7 @@ def lock_holder(output_dir: str) -> Optional[str]:
     """``"pid N"`` if a neuronperf run holds ``output_dir`` now, else None (for ``status``).
     Only tests the lock (a shared, non-blocking ``flock`` released at once); creates nothing."""
     try:
-        fd = os.open(os.path.join(output_dir, LOCK_FILE), os.O_RDONLY)
+        fd = nofollow.open_file(output_dir, LOCK_FILE, os.O_RDONLY)
     except OSError:
         return None  # no lock file: never run, or not readable; either way nobody we can see
     try:

@@ -19,6 +19,7 @@ import numpy as np
 from neuronperf.entries import CopyStats, Measurement, ServingWindow, Telemetry, WorkerSamples
 from neuronperf.errors import JournalError, ProtocolError
 from neuronperf.results.journal import newer_format_error
+from neuronperf.util import nofollow
 from neuronperf.util.atomic import atomic_write_bytes, dumps_strict, json_ready
 from neuronperf.util.paths import safe_file_stem
 
@@ -70,7 +71,7 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
         })
     header = {"format": SAMPLES_FORMAT, "id": entry_id, "key": key, "repeats": repeats}
     path = os.path.join(samples_dir, SAMPLES_HEADER)
-    atomic_write_bytes(path, dumps_strict(header).encode("utf-8"))
+    atomic_write_bytes(path, dumps_strict(header).encode("utf-8"), root=samples_dir)
     return path
 
 
@@ -176,7 +177,9 @@ def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], token
     thread; for a generation task also each thread's token stamps, ``new_tokens`` per request in
     request order; in the server scenario also, per call, the first request it served, how many,
     and when the batch was due) to ``path``, uncompressed (writing and reading stay fast for
-    millions of calls), atomically: a reader never sees half a file."""
+    millions of calls), atomically (a reader never sees half a file) and without following a
+    link in its folder, which must be the user's own (``util.nofollow``). A short write is
+    continued; a full disk raises ``OSError``."""
     import numpy as np
 
     arrays: dict[str, Any] = {"format": np.array(COPY_SAMPLES_FORMAT)}
@@ -187,10 +190,9 @@ def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], token
         arrays[f"token_ns_{t}"] = stamps
     for t, (first, count, due) in enumerate(requests or ()):
         arrays[f"request_first_{t}"], arrays[f"request_count_{t}"], arrays[f"due_ns_{t}"] = first, count, due
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    folder, name = os.path.split(os.path.abspath(path))
+    with nofollow.atomic_file(folder, name) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:

@@ -189,6 +189,7 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         scenario=str(bench.get("scenario", "closed")),
         arrival=str(bench.get("arrival", "poisson")),
         rate_precision=float(bench.get("rate_precision", 0.02)),
+        allow_oversubscription=bench.get("allow_oversubscription") is True,
     )
 
 

@@ -21,6 +21,7 @@ from neuronperf.entries import CompileEntry, Plan, RunEntry, thaw
 from neuronperf.errors import (
     OutputWriteFailed,
     SpecError,
+    UnsafeOutputDir,
     UsageError,
 )
 from neuronperf.plan.index import MODELS_DIR
@@ -34,9 +35,10 @@ from neuronperf.sweep.environments import (
 )
 from neuronperf.sweep.measuring import cannot_host, evaluate_all, measure_all, not_measured_row
 from neuronperf.sweep.outcome import Observer, SweepOptions, SweepSummary
-from neuronperf.sweep.output_dir import check_fresh_allowed, remove_owned
+from neuronperf.sweep.output_dir import check_fresh_allowed, check_output_dir, remove_owned
 from neuronperf.sweep.searching import SweepSearch, first_search_wave
 from neuronperf.sweep.state import SweepState, backend_for, load_plan, needs_run
+from neuronperf.util import nofollow
 
 #: How long importing the factories' modules may take, checked before a sweep starts.
 FACTORY_CHECK_TIMEOUT_S = 600.0
@@ -78,12 +80,14 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
     except UsageError as e:
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
 
+    # Before any work: an output_dir others could turn against this run is one line, exit 2.
+    check_output_dir(Path(os.path.abspath(plan.output_dir)))
     output_dir = Path(plan.output_dir).resolve()
     if options.fresh:
         check_fresh_allowed(output_dir)
     _prepare(spec, plan, output_dir, backend, options)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True, mode=nofollow.FOLDER_MODE)
     except OSError as e:
         raise SpecError([spec_problem(spec, "output_dir", f"cannot create {output_dir}: {e.strerror}")]) from None
     with OutputDirLock(str(output_dir)):
@@ -261,6 +265,10 @@ def _run_with(
         # A full disk: stop here. The journal holds every entry that finished (an append the
         # disk refused is cut off again), so a rerun once there is space goes on from there.
         summary.write_error = str(e)
+    except UnsafeOutputDir as e:
+        # A link (or another user's file) appeared where the sweep writes: stop, as for a full
+        # disk, without writing through it.
+        summary.refused = str(e)
     if search is not None:
         summary.search = search.report()
     if not options.compile_only:
@@ -268,6 +276,8 @@ def _run_with(
             writer.flush(rows.ordered)
         except OutputWriteFailed as e:
             summary.write_error = summary.write_error or str(e)
+        except UnsafeOutputDir as e:
+            summary.refused = summary.refused or str(e)
     return summary
 
 
@@ -327,7 +337,7 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
         else:  # a journal record of an earlier run
             config["status"] = result.get("status")
             config["compile_s"] = _seconds(result.get("compile_s"))
-    model_index.save(index, str(output_dir / "model_index.json"))
+    model_index.save(index, str(output_dir / "model_index.json"), root=str(output_dir))
 
 
 def _seconds(value: Optional[float]) -> Optional[float]:

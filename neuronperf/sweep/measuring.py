@@ -1,5 +1,7 @@
 """The measure step of a sweep: each run entry becomes a job for the benchmark core; each row is
-journaled (durably) and published in the results files as soon as it exists.
+journaled (durably) and published in the results files as soon as it exists. An entry's raw
+samples go to ``samples/<entry>/`` and its workers' output to ``logs/run-<entry>.log``, both
+made afresh for each attempt without following links.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from typing import Any, Optional
 
 from neuronperf import results
 from neuronperf.backends.base import Backend
+from neuronperf.compilation.jobs import LOGS_DIR
 from neuronperf.entries import CompileEntry, RunEntry
-from neuronperf.measure.entryloop import Job, JobResult, Sink, run_entries
+from neuronperf.errors import OutputWriteFailed
+from neuronperf.measure.entryloop import Job, JobResult, Sink, WorkerLog, run_entries
+from neuronperf.measure.peak import keep_recorded
 from neuronperf.results.samples import samples_relpath
 from neuronperf.sweep.outcome import Observer, SweepSummary
 from neuronperf.sweep.state import SweepState
+from neuronperf.util import nofollow
+from neuronperf.util.paths import safe_file_stem
 
 
 def cannot_host(executor: Any, backend: Backend, to_run: Sequence[RunEntry]) -> dict[RunEntry, str]:
@@ -46,11 +53,13 @@ def evaluate_all(spec: Any, pending: set, compiled: dict, state: SweepState) -> 
             continue
         ev = model.evaluate
         artifact = str(state.output_dir / result.artifact) if result.artifact else None
+        log = _empty_log(state, f"{LOGS_DIR}/evaluate-{safe_file_stem(entry.id, state.compile_keys[entry])}.log")
         task = evaluation_task(
             entry.id, BackendLoader(backend=state.backend.name, entry=entry, artifact_path=artifact),
             DatasetRef(ev.dataset, model.base_dir), ev.metrics, eval_target_col=ev.target_col,
             device_type=entry.device_type, device_backend=state.backend.name,
             device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size),
+            log_path=log.path, log_name=log.name,
         )
         out[entry] = run_evaluation(task).columns(ev.metrics)
     return out
@@ -101,7 +110,23 @@ class _JournalSink(Sink):
         self._started: dict[RunEntry, float] = {}
 
     def samples_dir(self, job: Job) -> Optional[str]:
-        return str(self.state.output_dir / samples_relpath(job.id, self.state.identities[job.ref]))
+        out, rel = str(self.state.output_dir), samples_relpath(job.id, self.state.identities[job.ref])
+        path = os.path.join(out, rel)
+        task = job.task
+        try:
+            if task is not None and task.serving is not None and task.serving.search:
+                # A peak search resumes from the probes an interrupted attempt recorded.
+                nofollow.make_folders(out, rel)
+                keep_recorded(path)
+            else:
+                nofollow.remove(out, rel)  # what an interrupted earlier attempt left
+                nofollow.make_folders(out, rel)
+        except OSError as e:
+            raise OutputWriteFailed(path, e) from None
+        return path
+
+    def worker_log(self, job: Job) -> Optional[WorkerLog]:
+        return _empty_log(self.state, worker_log_relpath(job.id, self.state.identities[job.ref]))
 
     def started(self, job: Job, position: int, total: int) -> None:
         self._started[job.ref] = time.monotonic()
@@ -128,6 +153,22 @@ class _JournalSink(Sink):
         self.summary.ran += 1
         self.publish()
         self.observer.run_finished(entry, result.row)
+
+
+def _empty_log(state: SweepState, rel: str) -> WorkerLog:
+    """The log ``rel`` in output_dir, made empty (never through a link) for a worker to append to."""
+    out = str(state.output_dir)
+    path = os.path.join(out, rel)
+    try:
+        os.close(nofollow.open_file(out, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_folders=True))
+    except OSError as e:
+        raise OutputWriteFailed(path, e) from None
+    return WorkerLog(path, rel)
+
+
+def worker_log_relpath(entry_id: str, key: str) -> str:
+    """Where an entry's worker processes write their output, relative to output_dir."""
+    return f"{LOGS_DIR}/run-{safe_file_stem(entry_id, key)}.log"
 
 
 def not_measured_row(entry: RunEntry, identity: str) -> dict:

@@ -12,6 +12,7 @@ from neuronperf.compilation.jobs import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
 from neuronperf.errors import (
     OutputWriteFailed,
+    UnsafeOutputDir,
 )
 
 
@@ -56,6 +57,9 @@ class SweepSummary:
     #: Set when a file in output_dir could not be written (a full disk): the sweep stopped
     #: there; what finished is in ``rows`` and, durably, in the journal.
     write_error: Optional[str] = None
+    #: Set when the sweep met a link, or a file or folder of another user, where it writes in
+    #: output_dir (``UnsafeOutputDir``): it stopped there without writing through it.
+    refused: Optional[str] = None
     #: Half-built artifacts that stopped runs had left in ``models/``, removed by this run.
     abandoned_removed: list = field(default_factory=list)
     #: What the search measured, skipped and saved (``search: prune | quick``), else None.
@@ -73,6 +77,8 @@ class SweepSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.refused is not None:
+            return UnsafeOutputDir.exit_code
         if self.write_error is not None:
             return OutputWriteFailed.exit_code
         if self.interrupted:

@@ -5,6 +5,9 @@ version: the bytes go to a temporary file in the same folder, which is flushed, 
 renamed over the target (``os.replace`` is atomic within one file system). The folder is fsync'd
 too, so the rename itself survives a power loss. A write that fails (a full disk) leaves the old
 file and raises ``OutputWriteFailed`` naming the target.
+
+Inside an output_dir, pass its path as ``root``: the write is then made relative to folder
+descriptors, never through a symbolic link (``neuronperf.util.nofollow``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import math
 import os
 import stat
 import tempfile
-from typing import Any
+from typing import Any, Optional
 
 from neuronperf.errors import OutputWriteFailed
+from neuronperf.util import nofollow
 
 
 def fsync_dir(path: str) -> None:
@@ -35,8 +39,15 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+def atomic_write_bytes(path: str, data: bytes, *, root: Optional[str] = None) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+    With ``root`` (a folder that holds ``path``), no link below ``root`` is followed."""
+    if root is not None:
+        try:
+            nofollow.write_atomic(root, relative_to(path, root), data)
+        except OSError as e:
+            raise OutputWriteFailed(path, e) from None
+        return
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -64,18 +75,24 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     fsync_dir(folder)
 
 
+def relative_to(path: str, root: str) -> str:
+    """``path`` relative to ``root``; a ``ValueError`` if it is not below it."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise ValueError(f"{path} is not inside {root}")
+    return rel
+
+
 def _mode_for(path: str) -> int:
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return nofollow.default_file_mode()
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str, *, root: Optional[str] = None) -> None:
     """``atomic_write_bytes`` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), root=root)
 
 
 def json_ready(value: Any) -> Any:
@@ -105,6 +122,6 @@ def dumps_strict(value: Any, *, indent: int | None = None) -> str:
     return json.dumps(json_ready(value), indent=indent, allow_nan=False)
 
 
-def atomic_write_json(path: str, value: Any, *, indent: int | None = 2) -> None:
+def atomic_write_json(path: str, value: Any, *, indent: int | None = 2, root: Optional[str] = None) -> None:
     """Write ``value`` as strict JSON (NaN -> null), atomically, with a final newline."""
-    atomic_write_text(path, dumps_strict(value, indent=indent) + "\n")
+    atomic_write_text(path, dumps_strict(value, indent=indent) + "\n", root=root)
