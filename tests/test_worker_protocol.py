@@ -56,7 +56,7 @@ SAMPLES = Samples(
         ThreadTotals(thread_idx=0, calls=3, infer_ns_total=18, preprocess_ns_total=0, postprocess_ns_total=0),
         ThreadTotals(thread_idx=1, calls=0, infer_ns_total=0, preprocess_ns_total=0, postprocess_ns_total=0),
     ),
-    load_ms=1.5, warmup_ms=2.5, late_ns=0,
+    load_ms=1.5, warmup_ms=2.5, late_ns=0, cpu_ns=950_000_000, cpu_wall_ns=1_000_000_000, buffer_bytes=32768,
 )
 
 MESSAGES = [
@@ -86,20 +86,21 @@ def test_every_message_type_is_defined_once():
     [
         (b"not json", "malformed message"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 4 expected"),
+        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 5 expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 4, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 4, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 4, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 4, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
-        (b'{"v": 4, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
+        (b'{"v": 5, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 5, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 5, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 5, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
+        (b'{"v": 5, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
         (
-            b'{"v": 4, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "threads": [{"thread_idx": 0, '
-            b'"calls": 1, "infer_ns_total": 0}]}',
+            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "cpu_ns": 0, "cpu_wall_ns": 1, '
+            b'"buffer_bytes": 0, "threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]}',
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 4, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": []}',
+            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": [], "cpu_ns": 0, '
+            b'"cpu_wall_ns": 1, "buffer_bytes": 0}',
             "0.5 is not an integer",
         ),
     ],

@@ -92,6 +92,7 @@ def measurement_from_dict(data: Mapping[str, Any]) -> Measurement:
             infer_ns_total=int(w.get("infer_ns_total", 0)),
             preprocess_ns_total=int(w.get("preprocess_ns_total", 0)),
             postprocess_ns_total=int(w.get("postprocess_ns_total", 0)),
+            quota=None if w.get("quota") is None else int(w["quota"]),
         )
         for w in data.get("workers", ())
     )

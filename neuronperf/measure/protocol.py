@@ -10,7 +10,8 @@ The conversation of one model copy::
     worker -> parent   Ready    every measuring thread warmed up (warmup_ms); they keep calling
     parent -> worker   Go       the shared measured window, each thread's most and fewest calls,
                                 and the file the copy writes its raw timings to
-    worker -> parent   Samples  the timings file was written: per-thread call counts and totals
+    worker -> parent   Samples  the timings file was written: per-thread call counts and totals,
+                                the copy's CPU time over its window, its timing buffers' size
     worker -> parent   Error    instead of any of the above: the phase and the exception text
 
 The worker's task itself (model loader, inputs, callbacks) is pickled once when the process
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import ProtocolError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,19 @@ class ThreadTotals:
 class Samples:
     """The copy wrote its raw timings to the Go message's ``samples_path``.
 
-    ``late_ns``: how long after the window opened the copy received Go (0 when in time)."""
+    ``late_ns``: how long after the window opened the copy received Go (0 when in time).
+    ``cpu_ns`` / ``cpu_wall_ns``: the process's CPU time and the wall time from receiving Go until
+    its last measuring thread stopped (read by the worker's main thread at those two moments,
+    outside the window's calls). ``buffer_bytes``: the timing buffers the threads allocated."""
 
     TYPE: ClassVar[str] = "samples"
     threads: tuple[ThreadTotals, ...]
     load_ms: float
     warmup_ms: float
     late_ns: int
+    cpu_ns: int
+    cpu_wall_ns: int
+    buffer_bytes: int
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             threads.append(ThreadTotals(**{k: _int(v) for k, v in t.items()}))
         return Samples(
             threads=tuple(threads), load_ms=float(body["load_ms"]), warmup_ms=float(body["warmup_ms"]),
-            late_ns=_int(body["late_ns"]),
+            late_ns=_int(body["late_ns"]), cpu_ns=_int(body["cpu_ns"]), cpu_wall_ns=_int(body["cpu_wall_ns"]),
+            buffer_bytes=_int(body["buffer_bytes"]),
         )
     return cls(**body)  # type: ignore[no-any-return]
 

@@ -4,9 +4,10 @@
 driving its model with ``workers_per_model`` threads. Every copy loads and warms up and keeps
 its threads calling; then the parent sends one shared measured window to all of them, and each
 thread times every call that starts inside it, writing its timings to ``samples_dir``. While the
-window is open the parent samples each copy's CPU time and resident memory from outside
-(psutil on the worker pids), so nothing inside a worker competes with the measured calls. The
-result is the raw ``entries.Measurement``; statistics are computed elsewhere (``stats``).
+window is open the parent samples each measuring copy's resident memory from outside (psutil on
+the worker pids), so nothing inside a worker competes with the measured calls; each worker reads
+its own CPU time when it receives the window and when its last thread stops, outside the timed
+calls. The result is the raw ``entries.Measurement``; statistics are computed elsewhere (``stats``).
 
 A failure is a ``Measurement`` too, never an exception: a model that raises, a worker that dies
 and a worker that hangs past the timeout each end with ``status`` "error" or "timeout" and an
@@ -193,8 +194,6 @@ class _Copy:
     ready: Optional[Ready] = None
     samples: Optional[Samples] = None
     rss: list[int] = field(default_factory=list)
-    cpu_start: Optional[float] = None
-    cpu_end: Optional[float] = None
 
 
 class _Failure(Exception):
@@ -269,10 +268,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             send(c.conn, go)
         c.phase = "measuring"
     _sleep_until(start_ns)
-    wall_start = time.perf_counter_ns()
-    for c in copies:
-        c.cpu_start = _cpu_seconds(c)
-    wall_end = _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns)
+    _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns)
 
     workers: list[WorkerSamples] = []
     stats: list[CopyStats] = []
@@ -288,21 +284,9 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
                 copy_idx=c.idx, thread_idx=totals.thread_idx, start_ns=starts, latency_ns=latencies,
                 infer_ns_total=totals.infer_ns_total, preprocess_ns_total=totals.preprocess_ns_total,
                 postprocess_ns_total=totals.postprocess_ns_total, token_ns=tokens,
+                quota=quotas[c.idx * w + totals.thread_idx],
             ))
-        wall = (wall_end or time.perf_counter_ns()) - wall_start
-        cpu = None
-        if c.cpu_start is not None and c.cpu_end is not None and wall > 0:
-            cpu = (c.cpu_end - c.cpu_start) / (wall / 1e9) * 100
-        stats.append(CopyStats(
-            copy_idx=c.idx,
-            pid=c.process.pid,
-            load_ms=c.samples.load_ms,
-            warmup_ms=c.samples.warmup_ms,
-            cpu_avg_percent=cpu,
-            peak_rss_bytes=max(c.rss) if c.rss else None,
-            mem_avg_percent=sum(c.rss) / len(c.rss) / total_memory * 100 if c.rss and total_memory else None,
-            late_ns=c.samples.late_ns,
-        ))
+        stats.append(_copy_stats(c, total_memory))
     ends = [int(ws.start_ns[-1]) + int(ws.latency_ns[-1]) for ws in workers if len(ws.start_ns)]
     if not ends:
         return Measurement(
@@ -325,28 +309,45 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
 _NEXT_PHASE = {"loaded": "warming up", "ready": "waiting for the other copies", "samples": "done"}
 
 
+def _copy_stats(c: _Copy, total_memory: int) -> CopyStats:
+    """One copy's figures: what the worker reported, and its memory samples less its timing
+    buffers (the harness's, not the model's)."""
+    assert c.samples is not None
+    samples = c.samples
+    cpu = samples.cpu_ns / samples.cpu_wall_ns * 100 if samples.cpu_wall_ns > 0 else None
+    model_rss = [max(0, r - samples.buffer_bytes) for r in c.rss]
+    return CopyStats(
+        copy_idx=c.idx,
+        pid=c.process.pid,
+        load_ms=samples.load_ms,
+        warmup_ms=samples.warmup_ms,
+        cpu_avg_percent=cpu,
+        peak_rss_bytes=max(model_rss) if model_rss else None,
+        mem_avg_percent=sum(model_rss) / len(model_rss) / total_memory * 100 if model_rss and total_memory else None,
+        late_ns=samples.late_ns,
+        warmup_calls=c.ready.warmup_calls if c.ready is not None else None,
+        buffer_bytes=samples.buffer_bytes,
+    )
+
+
 def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
-              usage_until_ns: Optional[int] = None) -> Optional[int]:
+              usage_until_ns: Optional[int] = None) -> None:
     """Read messages until every copy has sent ``wanted``; raise ``_Failure`` on an error message,
-    a dead worker or the deadline. With ``usage_until_ns``, sample the copies' memory meanwhile,
-    and their CPU time once at that moment; returns when that CPU reading was taken."""
+    a dead worker or the deadline. With ``usage_until_ns``, sample the memory of the copies still
+    measuring until then (a copy that sent its samples is done: it holds its joined timings)."""
     pending = [c for c in copies if getattr(c, wanted) is None]
-    usage_taken: Optional[int] = None
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             busy = ", ".join(f"copy {c.idx} was {c.phase}" for c in pending)
             raise _Failure("timeout", f"timed out after {timeout:g} s (benchmark.timeout): {busy}")
         wait_s = remaining
-        if usage_until_ns is not None and usage_taken is None:
+        if usage_until_ns is not None:
             now = time.perf_counter_ns()
-            if now >= usage_until_ns:
-                usage_taken = now
+            if now < usage_until_ns:
                 for c in copies:
-                    c.cpu_end = _cpu_seconds(c)
-            else:
-                for c in copies:
-                    _sample_rss(c)
+                    if c.samples is None:
+                        _sample_rss(c)
                 wait_s = min(remaining, USAGE_SAMPLE_INTERVAL_S, (usage_until_ns - now) / 1e9)
         handles = [c.conn for c in pending] + [c.process.sentinel for c in pending]
         ready = set(wait(handles, timeout=wait_s))
@@ -357,20 +358,6 @@ def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
                 _died(c)
             if getattr(c, wanted) is not None:
                 pending.remove(c)
-                if usage_until_ns is not None and c.cpu_end is None:
-                    c.cpu_end = _cpu_seconds(c)  # max_infers ended its work before the window did
-    return usage_taken
-
-
-def _cpu_seconds(c: _Copy) -> Optional[float]:
-    """The copy's CPU time so far (all its threads, user and system), read from outside."""
-    if c.handle is None:
-        return None
-    try:
-        times = c.handle.cpu_times()
-    except psutil.Error:
-        return None
-    return float(times.user + times.system)
 
 
 def _sample_rss(c: _Copy) -> None:

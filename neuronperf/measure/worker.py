@@ -37,7 +37,13 @@ from typing import Any, Callable, Optional
 from neuronperf.backends.base import ThreadDevice
 from neuronperf.errors import ProtocolError
 from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, ThreadTotals, recv, send
-from neuronperf.measure.task import BenchmarkTask, call_args, load_backend, worker_config
+from neuronperf.measure.task import (
+    BenchmarkTask,
+    call_args,
+    load_backend,
+    split_quota,
+    worker_config,
+)
 from neuronperf.results.samples import write_copy_samples
 from neuronperf.util import processes as procutil
 
@@ -121,9 +127,15 @@ class _Worker:
             backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
         shared = _Shared()
+        # Each thread's share of max_infers and min_calls, as the parent splits them into Go: the
+        # threads size their timing buffers from them before the window opens.
+        first = self.copy_idx * n_threads
+        quotas = split_quota(task.settings.max_infers, task.n_models * n_threads)[first:first + n_threads]
+        minimums = split_quota(task.settings.min_calls, task.n_models * n_threads)[first:first + n_threads]
         threads = [
             _MeasuringThread(t, _caller(model, task), inputs[t], thread_device, task.settings.warmup_calls,
-                             task.settings.warmup_s, task.settings.duration, shared, task.new_tokens)
+                             task.settings.warmup_s, task.settings.duration, shared, task.new_tokens,
+                             quota=quotas[t], minimum=minimums[t] or 0)
             for t in range(n_threads)
         ]
 
@@ -140,6 +152,9 @@ class _Worker:
         self.phase = "waiting for the start signal"
         go = recv(self.conn)
         received_ns = time.perf_counter_ns()
+        # The copy's CPU time is read here and when its last thread stops: outside the measured
+        # calls, by this thread, which is otherwise blocked while the window is open.
+        cpu_from = time.process_time_ns()
         if not isinstance(go, Go):
             raise ProtocolError(f"expected a 'go' message, got {go.TYPE!r}")
         if len(go.quotas) != n_threads or len(go.minimums) != n_threads:
@@ -149,8 +164,10 @@ class _Worker:
         self.phase = "measuring"
         self.stop_watching()  # from here the pipe to the parent tells us if it is gone
         shared.open(go)
-        self._wait_for(threads, shared)
+        stopped_ns, cpu_to = self._wait_for(threads, shared)
         shared.raise_first_error(self)
+        for thread in threads:
+            thread.collect()  # joined only now: no thread's copy is resident while others measure
 
         self.phase = "writing samples"
         write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
@@ -160,11 +177,15 @@ class _Worker:
             load_ms=load_ms,
             warmup_ms=warmup_ms,
             late_ns=max(0, received_ns - go.start_ns),
+            cpu_ns=cpu_to - cpu_from,
+            cpu_wall_ns=stopped_ns - received_ns,
+            buffer_bytes=sum(t.buffer_bytes for t in threads),
         ))
 
-    def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> None:
+    def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> tuple[int, int]:
         """Block until every measuring thread is done, without waking up in between; if the
-        parent disappears meanwhile (its end of the pipe closes), stop everything and exit."""
+        parent disappears meanwhile (its end of the pipe closes), stop everything and exit.
+        Returns when the last thread stopped (``perf_counter_ns``) and the process's CPU time then."""
         pending = len(threads)
         while pending:
             ready = wait([self.conn, shared.done_r])
@@ -176,8 +197,10 @@ class _Worker:
                     os._exit(EXIT_PARENT_GONE)
                 raise ProtocolError(f"unexpected {message.TYPE!r} message while measuring")
             pending -= len(os.read(shared.done_r, pending))
+        stopped_ns, cpu_ns = time.perf_counter_ns(), time.process_time_ns()
         for thread in threads:
             thread.join()
+        return stopped_ns, cpu_ns
 
 
 # ---- calling the model -------------------------------------------------------------------------
@@ -298,9 +321,11 @@ class _MeasuringThread(threading.Thread):
 
     def __init__(self, idx: int, caller: _Caller, args: tuple[Any, ...], device: Callable[[], ThreadDevice],
                  warmup_calls: int, warmup_s: float, duration_s: float, shared: _Shared,
-                 new_tokens: Optional[int] = None):
+                 new_tokens: Optional[int] = None, *, quota: Optional[int] = None, minimum: int = 0):
         super().__init__(name=f"neuronperf-measure-{idx}", daemon=True)
         self.new_tokens = new_tokens
+        self.quota = quota
+        self.minimum = minimum
         self.idx = idx
         self.caller = caller
         self.args = args
@@ -317,6 +342,15 @@ class _MeasuringThread(threading.Thread):
         self.latencies: Any = None
         self.tokens: Any = None  # a generation thread's token stamps, new_tokens per request
         self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
+        # The timing buffers, allocated (and so written, resident) after the warm-up, before the
+        # window: no page of them is first touched inside a timed call, and their size is known
+        # so that the memory figures can leave them out.
+        self.size = 0
+        self.first: Optional[tuple[array[int], array[int]]] = None
+        self.clock: Optional[TokenClock] = None
+        self.chunks: list[tuple[array[int], array[int], int]] = []
+        self.buffer_bytes = 0
+        self.call_is_model = False  # the lean loop times no part apart: the call is the model call
 
     def run(self) -> None:
         phase = "preparing a measuring thread"
@@ -325,6 +359,7 @@ class _MeasuringThread(threading.Thread):
             with device.context():
                 phase = "warming up"
                 self._warm_up(device.sync)
+                self._allocate()
                 self.warmed.set()
                 phase = "keeping warm until the window opens"
                 self._keep_warm(device.sync)
@@ -340,6 +375,34 @@ class _MeasuringThread(threading.Thread):
         finally:
             self.warmed.set()
             os.write(self.shared.done_w, b"x")
+
+    def _allocate(self) -> None:
+        """The first chunk of timing buffers (and a generation thread's token clock): the calls
+        the window holds at the warm-up's fastest pace, a quarter more (see ``_chunk_size``)."""
+        duration_ns = int(self.duration_s * 1e9)
+        least = MIN_CHUNK if self.new_tokens is None else 64  # requests are far fewer than calls
+        self.size = _chunk_size(duration_ns, self.quota, self.minimum, self.fastest_ns, least)
+        self.first = (_buffer(self.size), _buffer(self.size))
+        if self.new_tokens is not None:
+            self.clock = TokenClock(min(self.size * self.new_tokens, 1 << 20))
+
+    def collect(self) -> None:
+        """Join the filled part of every timing chunk into one array of starts and one of
+        latencies (and the token stamps); called once every thread of the copy has stopped."""
+        if self.chunks:
+            chunks = self.chunks
+        else:  # it measured nothing: its allocated (resident) chunk still counts
+            chunks = [(*self.first, 0)] if self.first is not None else [(_buffer(0), _buffer(0), 0)]
+        self.buffer_bytes = sum(8 * (len(a) + len(b)) for a, b, _ in chunks)
+        self.starts, self.latencies = _joined(chunks)
+        if self.clock is not None:
+            import numpy as np
+
+            self.buffer_bytes += 8 * len(self.clock.stamps)
+            self.tokens = np.frombuffer(self.clock.stamps, dtype=np.int64)[: self.clock.n].copy()
+        if self.clock is not None or self.call_is_model:
+            self.infer_ns = int(self.latencies.sum())
+        self.chunks, self.first = [], None
 
     def totals(self) -> ThreadTotals:
         return ThreadTotals(
@@ -381,9 +444,10 @@ class _MeasuringThread(threading.Thread):
         least, last_ns = go.minimums[self.idx], go.last_ns
         model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        size = _chunk_size(go, quota, least, self.fastest_ns, MIN_CHUNK)
+        size = self.size
+        assert self.first is not None
         chunks: list[tuple[array[int], array[int], int]] = []
-        starts, lats = _buffer(size), _buffer(size)
+        starts, lats = self.first
         i = n = 0
         infer = pre_total = post_total = 0
         if pre is None and post is None and sync is None:
@@ -433,26 +497,22 @@ class _MeasuringThread(threading.Thread):
                 i += 1
                 n += 1
         chunks.append((starts, lats, i))
-        self.starts, self.latencies = _joined(chunks)
-        if pre is None and post is None and sync is None:
-            infer = int(self.latencies.sum())
+        self.chunks = chunks
+        self.call_is_model = pre is None and post is None and sync is None
         self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
 
     def _measure_generate(self, go: Go, sync: Optional[Callable[[], None]], new_tokens: int) -> None:
         """Time every request that starts in [go.start_ns, go.end_ns), at most the quota (and
         past end_ns up to the minimum, as ``_measure`` does), and when each of its tokens existed
         (the model calls the clock once per token)."""
-        import numpy as np
-
         quota = go.quotas[self.idx]
         limit = sys.maxsize if quota is None else quota
         least, last_ns = go.minimums[self.idx], go.last_ns
         model, args = self.caller.model, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        # Requests are slow, so far fewer of them fit a window than calls of a forward pass.
-        size = _chunk_size(go, quota, least, self.fastest_ns, 64)
-        clock = TokenClock(min(size * new_tokens, 1 << 20))
-        starts, lats = _buffer(size), _buffer(size)
+        size, clock = self.size, self.clock
+        assert self.first is not None and clock is not None
+        starts, lats = self.first
         chunks: list[tuple[array[int], array[int], int]] = []
         i = n = 0
         while n < limit and not stopped():
@@ -473,20 +533,22 @@ class _MeasuringThread(threading.Thread):
             i += 1
             n += 1
         chunks.append((starts, lats, i))
-        self.starts, self.latencies = _joined(chunks)
-        self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
-        self.infer_ns = int(self.latencies.sum())
+        self.chunks = chunks
 
 
 def _buffer(size: int) -> array[int]:
     return array("q", bytes(8 * size))
 
 
-def _chunk_size(go: Go, quota: Optional[int], minimum: int, fastest_ns: int, least: int) -> int:
+def _chunk_size(duration_ns: int, quota: Optional[int], minimum: int, fastest_ns: int, least: int) -> int:
     """Calls per timing chunk: the calls the window holds at the warm-up's fastest pace, a
-    quarter more, at least ``least``, the quota and the minimum, at most ``MAX_CHUNK``."""
-    expected = (go.end_ns - go.start_ns) // max(1, fastest_ns) + 16
-    return int(min(MAX_CHUNK, max(least, expected + expected // 4, minimum, 0 if quota is None else quota)))
+    quarter more, at least ``least`` and the minimum, but no more than the quota (a thread makes
+    no more calls than that); between 1 and ``MAX_CHUNK``."""
+    expected = duration_ns // max(1, fastest_ns) + 16
+    size = max(least, expected + expected // 4, minimum)
+    if quota is not None:
+        size = min(size, quota)
+    return int(max(1, min(MAX_CHUNK, size)))
 
 
 def _joined(chunks: list[tuple[array[int], array[int], int]]) -> tuple[Any, Any]:

@@ -60,6 +60,8 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
                     "infer_ns_total": w.infer_ns_total,
                     "preprocess_ns_total": w.preprocess_ns_total,
                     "postprocess_ns_total": w.postprocess_ns_total,
+                    # Only when set, so that headers of entries without max_infers keep their keys.
+                    **({"quota": w.quota} if w.quota is not None else {}),
                 }
                 for w in m.workers
             ],

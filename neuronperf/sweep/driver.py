@@ -165,7 +165,8 @@ def _run_with(
         METHOD_VERSION,  # read when the sweep runs (tests change it)
     )
 
-    pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
+    price = plan.cost_per_hour if options.cost_per_hour is None else options.cost_per_hour  # 0 is a price
+    pricing = prices.resolve_pricing(plan.instance_type, price, options.price_file)
     environments = RunEnvironments(
         str(output_dir), nodes, allow_mismatch=options.allow_env_mismatch,
         environment_of=None if executor_name == "local" or executor is None else executor.environment_of,
