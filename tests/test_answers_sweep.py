@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data" / "sweep"
 
 
-def sleepy_spec(folder: Path, sleep_ms: float = 5.0, *, out: str = "out", axes: str = "", duration: float = 1.0, extra: str = "") -> Path:
+def sleepy_spec(folder: Path, sleep_ms: float = 5.0, *, out: str = "out", axes: str = "", duration: float = 1.0,
+                extra: str = "", repeat: int = 1) -> Path:
     """A spec of the eager sleepy model (``sweep_models.py:sleepy``) with output_dir ``folder/out``."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(DATA / "sweep_models.py", folder / "sweep_models.py")
@@ -28,7 +29,7 @@ def sleepy_spec(folder: Path, sleep_ms: float = 5.0, *, out: str = "out", axes: 
         f"    kwargs: {{features: 8, sleep_ms: {sleep_ms}}}",
         "    inputs: [{shape: [8]}]",
         "sweep:", *(f"  {a}" for a in (axes or "batch_sizes: 1").splitlines()),
-        f"benchmark: {{duration: {duration}, warmup: {{calls: 3}}, timeout: 60}}",
+        f"benchmark: {{duration: {duration}, warmup: {{calls: 3}}, timeout: 60, repeat: {repeat}}}",
     ]
     spec.write_text("\n".join(lines) + "\n")
     return spec
@@ -92,6 +93,9 @@ def test_summary_of_the_output_dir_repeats_the_answers(sweep, cli):
     with_cost = cli("summary", str(out / "results.csv"), "--cost-per-hour", "3.6")
     assert with_cost.code == 0, with_cost.err
     assert "$3.6/hour from --cost-per-hour" in with_cost.out
+    free = cli("summary", str(out), "--cost-per-hour", "0")  # a price of 0 is a price, not "none"
+    assert free.code == 0, free.err
+    assert "$0/hour from --cost-per-hour" in free.out and "$0 per 1M inferences" in free.out
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -187,13 +191,31 @@ def test_compare_of_a_folder_without_results_is_one_line(sweep, cli, tmp_path):
     assert result.err.strip() == f"neuronperf: error: {tmp_path}: holds no results (results.json or results.csv); run the sweep first, or name a results file"
 
 
-def test_a_planted_slowdown_is_flagged_and_a_rerun_is_not(tmp_path, cli):
-    """20 ms against 24 ms per call is a 17% drop in throughput: flagged, exit 1 with
-    --fail-on-regression. Five reruns of the 20 ms model flag nothing. (Not 5 ms against 6:
-    a sleep's overshoot moves by a few tenths of a millisecond with load on two shared cores,
-    which is a real change of more than 5% at 5 ms, and the compare rightly flagged it.)"""
+def test_compare_of_single_runs_judges_nothing_and_says_how_to(sweep, cli):
+    """One repeat per side is one sample of the run-to-run variation: not judged, whatever the
+    ratios, and --fail-on-regression does not fail on it (short of a change beyond 2x)."""
+    out, _ = sweep
+    result = cli("compare", str(out), str(out), "--fail-on-regression")
+    assert result.code == 0, result.out + result.err
+    lines = [x for x in result.out.splitlines() if x.startswith("sleepy-bs")]
+    assert len(lines) == 4
+    for line in lines:
+        assert "1.000x" in line and " unknown " in line and "rerun both with repeat: 3" in line
+    assert "note: 4 entries not judged" in result.out
+    assert "0 regressed, 0 improved, 0 unchanged, 4 unknown" in result.out
+
+
+def test_a_planted_slowdown_is_flagged_and_a_rerun_on_a_loaded_machine_is_not(tmp_path, cli):
+    """Three repeats a side, each in fresh processes: 20 ms against 24 ms per call (a 17% drop
+    in throughput) is flagged and exits 1 with --fail-on-regression; a rerun of the 20 ms model
+    while another process keeps a core busy is not. A rerun can only be flagged by a change
+    beyond 5% that all three repeats agree on against the baseline's three (Welch's test,
+    Holm-adjusted at 0.01): a second process on a 2-core machine moves a 20 ms sleep by far less
+    (its wake-up), where the slices of one run, which the compare tested before, flagged it."""
+    from measuring import BusyProcess
+
     def run(folder: Path, sleep_ms: float) -> Path:
-        spec = sleepy_spec(folder, sleep_ms, duration=2.0)
+        spec = sleepy_spec(folder, sleep_ms, duration=1.0, repeat=3)
         result = cli("run", str(spec), "-q")
         assert result.code == 0, result.err + result.out
         return folder / "out"
@@ -203,11 +225,11 @@ def test_a_planted_slowdown_is_flagged_and_a_rerun_is_not(tmp_path, cli):
     flagged = cli("compare", str(base), str(slow), "--fail-on-regression")
     assert flagged.code == 1, flagged.out + flagged.err
     line = next(x for x in flagged.out.splitlines() if x.startswith("sleepy-bs1-p1-m1-w1"))
-    assert "REGRESSED" in line and "slices" in line
+    assert "REGRESSED" in line and "repeats" in line and " 3/3 " in line
     ratio = float(line.split()[1].rstrip("x"))
     assert 0.78 < ratio < 0.90
-    for i in range(5):
-        again = run(tmp_path / f"again{i}", 20.0)
-        same = cli("compare", str(base), str(again), "--fail-on-regression")
-        assert same.code == 0, same.out
-        assert "0 regressed, 0 improved" in same.out, same.out
+    with BusyProcess():
+        again = run(tmp_path / "again", 20.0)
+    same = cli("compare", str(base), str(again), "--fail-on-regression")
+    assert same.code == 0, same.out
+    assert "0 regressed, 0 improved" in same.out, same.out
