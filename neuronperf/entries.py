@@ -302,6 +302,9 @@ class Measurement:
     window_end_ns: int = 0
     workers: tuple[WorkerSamples, ...] = ()
     copies: tuple[CopyStats, ...] = ()
+    #: The CPU other processes used during the window, in cores (the supervisor's ``OtherLoad``);
+    #: None where unknown. Runs measured beside different loads are not comparable.
+    other_cpu_cores: Optional[float] = None
 
 
 def _id_value(value: Any) -> str:

@@ -95,7 +95,8 @@ def test_holm_by_hand():
 # ---- verdicts from injected repeats --------------------------------------------------------------
 
 
-def repeat(latency_ms: float, *, calls: int = 400, slow_every: int = 0, slow_factor: float = 1.0) -> Measurement:
+def repeat(latency_ms: float, *, calls: int = 400, slow_every: int = 0, slow_factor: float = 1.0,
+           other: float = 0.0) -> Measurement:
     """One repeat: one thread calling back to back, every call ``latency_ms`` long except every
     ``slow_every``-th, which is ``slow_factor`` times longer (a tail that moves p99 only)."""
     lat = []
@@ -104,7 +105,8 @@ def repeat(latency_ms: float, *, calls: int = 400, slow_every: int = 0, slow_fac
         lat.append(int(latency_ms * factor * MS))
     starts = np.concatenate([[0], np.cumsum(lat[:-1])]).astype(np.int64)
     w = WorkerSamples(0, 0, start_ns=starts, latency_ns=np.asarray(lat, dtype=np.int64))
-    return Measurement("ok", window_start_ns=0, window_end_ns=int(starts[-1] + lat[-1]), workers=(w,))
+    return Measurement("ok", window_start_ns=0, window_end_ns=int(starts[-1] + lat[-1]), workers=(w,),
+                       other_cpu_cores=other)
 
 
 def side(*latencies_ms: float, **kw) -> Side:
@@ -184,6 +186,19 @@ def test_holm_holds_the_family_across_entries():
             raw.append(welch_p(a, b))
     assert many[0].throughput_p == pytest.approx(holm(raw)[0])
     assert many[0].throughput_p > ALPHA > alone.throughput_p
+
+
+def test_runs_beside_different_loads_are_not_judged():
+    # NEW ran while another process kept a core busy, and every repeat was slower for it.
+    change = compare_entry(side(10.0, 10.1, 9.9), side(12.0, 12.1, 11.9, other=1.0))
+    assert change.verdict == "unknown" and change.method == "load"
+    assert "OLD ran beside 0.0 cores of other processes' work, NEW beside 1.0" in (change.note or "")
+    assert change.throughput_p is None  # not tested: its tests join no family
+    # The same load on both sides (a steady neighbour, or two quiet machines) is comparable.
+    same = compare_entry(side(10.0, 10.1, 9.9, other=1.0), side(12.0, 12.1, 11.9, other=1.2))
+    assert same.verdict == "regressed"
+    # Single runs beyond the gross bound, beside different loads: not judged either.
+    assert compare_entry(side(10.0), side(25.0, other=1.0)).method == "load"
 
 
 def write_results(folder, method_version, throughput):

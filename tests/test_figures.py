@@ -1,6 +1,6 @@
 """Each per-copy figure is what docs/measurement.md defines, in real worker processes: CPU over
 the copy's own window, memory without the harness's timing buffers, the warm-up over every
-warm-up call, and each thread's quota (issue 27)."""
+warm-up call, each thread's quota, and the CPU of other processes during the window (issue 27)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,24 @@ def compute_stats_of(copy) -> float:
     stats = compute_stats(Measurement("ok", copies=(copy,)), batch_size=1)
     assert stats.peak_rss_mb is not None
     return stats.peak_rss_mb
+
+
+def test_other_processes_cpu_is_told_apart_from_the_entrys():
+    """A sleeping model uses no CPU; a busy loop beside it uses one core. The row tells that core
+    from the entry's own CPU (which a spinning model adds, and which must not count)."""
+    from measuring import BusyProcess
+
+    def other(factory, **kw) -> float:
+        task = BenchmarkTask("x", factory_loader(factory, **kw), inputs=(1,),
+                             settings=BenchmarkSettings(duration=1.0, warmup_calls=2, timeout=60.0))
+        result = measure(task)
+        assert result.status == "ok", result.error
+        assert result.other_cpu_cores is not None
+        return result.other_cpu_cores
+
+    quiet = other(m.SleepModel, ms=5)
+    spinning = other(m.SpinPerCopy, loops=20_000)
+    with BusyProcess():
+        loaded = other(m.SleepModel, ms=5)
+    assert spinning < quiet + 0.5  # the entry's own core is not "other"
+    assert quiet + 0.7 < loaded < quiet + 1.3  # the busy loop's one core

@@ -18,8 +18,10 @@ data can support it, as pyperf and asv do: from independent samples.
   ratios come from the rows, and rows of different method versions are refused.
 - **Multiplicity**: every test of the comparison (three per judged entry) is one family; the
   p-values are adjusted by Holm's step-down method, and a change is significant when its
-  adjusted p is below ``ALPHA``. The chance that an unchanged build gets any mark at all is then
-  at most ``ALPHA``, however many entries the sweep has.
+  adjusted p is below ``ALPHA`` (5%). The chance that the tests mark an unchanged build at all is
+  then at most 5%, however many entries the sweep has, and a mark also needs a change beyond the
+  threshold, which an unchanged build reaches far more rarely still. (0.01 was tried: with three
+  repeats, Welch's test then missed a planted 20% slowdown in 4 pairs of 10 on our machine.)
 - **A change is marked** ``regressed`` when a figure is significantly worse beyond its threshold:
   throughput lower or p50 higher by more than ``threshold`` (default 5%), or p99 higher by more
   than ``tail_threshold`` (default 20%: tails move with the machine's other work far more than
@@ -28,6 +30,11 @@ data can support it, as pyperf and asv do: from independent samples.
   repeat: 3"), except for a change too large for run-to-run noise to explain: throughput or
   p50 worse (or better) by more than a factor ``GROSS_FACTOR`` (2) is marked from one run, with
   method ``gross``. p99 never is: the tail of one run can double on a busy machine.
+- **Runs beside different loads are not compared.** A neighbour that takes a core the model
+  needs slows every repeat of its side alike, which no test between repeats can tell from a
+  regression. Each row records the CPU other processes used during its windows
+  (``other_cpu_cores``); where the two sides' differ by more than ``LOAD_DIFFERENCE`` cores, the
+  verdict is ``unknown`` (method ``load``), with the remedy, and its tests join no family.
 """
 
 from __future__ import annotations
@@ -50,11 +57,14 @@ Row = Mapping[str, Any]
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_TAIL_THRESHOLD = 0.20
 #: Family-wise significance level of a comparison (all its tests together, Holm-adjusted).
-ALPHA = 0.01
+ALPHA = 0.05
 #: Repeats needed on both sides before a change can be tested.
 MIN_REPEATS = 3
 #: A change of throughput or p50 by more than this factor is marked even from single runs.
 GROSS_FACTOR = 2.0
+#: Sides whose other processes' CPU (``other_cpu_cores``) differs by more than this many cores
+#: were measured on differently loaded machines: not judged.
+LOAD_DIFFERENCE = 0.5
 #: The figures judged: (name, row column, whether higher is better).
 FIGURES = (("throughput", "throughput_avg", True), ("p50", "latency_ms_p50", False), ("p99", "latency_ms_p99", False))
 _MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model")
@@ -91,7 +101,8 @@ class EntryChange:
     #: "unknown" (too few repeats to judge, no data, or not measured in both runs).
     verdict: str
     #: How it was judged: "repeats" (Welch's test on independent repeats), "gross" (fewer
-    #: repeats; a change beyond GROSS_FACTOR) or "none".
+    #: repeats; a change beyond GROSS_FACTOR), "load" (not judged: the sides ran beside
+    #: different loads) or "none".
     method: str
     #: Holm-adjusted p-values of the three figures (None where not tested).
     throughput_p: Optional[float] = None
@@ -206,6 +217,8 @@ class _Figures:
     values: Mapping[str, np.ndarray]
     #: "samples" or "row".
     source: str
+    #: The mean CPU other processes used during the side's windows, in cores (None: unknown).
+    other_load: Optional[float] = None
 
     @property
     def n(self) -> int:
@@ -228,12 +241,14 @@ def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> dict[str,
 
 def _figures(side: Side, batch: int) -> _Figures:
     if side.repeats:
-        return _Figures(repeat_figures(side.repeats, batch), "samples")
+        loads = [m.other_cpu_cores for m in side.repeats if m.other_cpu_cores is not None]
+        load = float(np.mean(loads)) if len(loads) == len(side.repeats) else None
+        return _Figures(repeat_figures(side.repeats, batch), "samples", load)
     values = {}
     for name, column, _ in FIGURES:
         v = number(side.row.get(column))
         values[name] = np.asarray([] if v is None else [v], dtype=np.float64)
-    return _Figures(values, "row")
+    return _Figures(values, "row", number(side.row.get("other_cpu_cores")))
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -281,6 +296,17 @@ class _Pair:
     @property
     def measured(self) -> bool:
         return self.old.row.get("status") == "ok" and self.new.row.get("status") == "ok"
+
+    @property
+    def load_mismatch(self) -> Optional[str]:
+        """Why the two sides ran on differently loaded machines, or None."""
+        if self.old_figures is None or self.new_figures is None:
+            return None
+        a, b = self.old_figures.other_load, self.new_figures.other_load
+        if a is None or b is None or abs(a - b) <= LOAD_DIFFERENCE:
+            return None
+        return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
+                "the machine's, not the build's; rerun both on equally quiet machines")
 
     @property
     def independent(self) -> bool:
@@ -351,6 +377,8 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
     if not pair.measured or r["throughput"] is None:
         statuses = f"{pair.old.row.get('status')} -> {pair.new.row.get('status')}"
         return EntryChange(**base, verdict="unknown", method="none", note=f"not measured in both runs ({statuses})")
+    if pair.load_mismatch:
+        return EntryChange(**base, verdict="unknown", method="load", note=pair.load_mismatch)
     if pair.independent:
         worse, better = [], []
         for name, _, higher in FIGURES:
@@ -415,7 +443,7 @@ def judge(pairs: Sequence[tuple[Side, Side]], threshold: float = DEFAULT_THRESHO
     prepared = [_pair(o, n) for o, n in pairs]
     tests: list[tuple[int, str, float]] = []
     for i, pair in enumerate(prepared):
-        if not pair.independent:
+        if not pair.independent or pair.load_mismatch:
             continue
         assert pair.old_figures is not None and pair.new_figures is not None
         for name, _, _ in FIGURES:
@@ -440,8 +468,8 @@ def compare_runs(old_path: str, new_path: str, threshold: float = DEFAULT_THRESH
     _check_methods(pairs, old_path, new_path)
     changes = tuple(judge(pairs, threshold, tail_threshold))
     notes = []
-    recomputed = sorted({str(s.row.get("method_version")) for o, n in pairs if o.repeats and n.repeats for s in (o, n)}
-                        - {str(METHOD_VERSION)})
+    recomputed = sorted({_version(number(s.row.get("method_version"))) for o, n in pairs if o.repeats and n.repeats
+                         for s in (o, n)} - {_version(float(METHOD_VERSION))})
     if recomputed:
         notes.append(f"rows of method {', '.join(recomputed)} recomputed from their raw samples by method {METHOD_VERSION}")
     unjudged = sum(1 for c in changes if c.verdict == "unknown" and c.note and c.note.startswith("not judged"))

@@ -104,6 +104,7 @@ def measurement_from_dict(data: Mapping[str, Any]) -> Measurement:
         window_end_ns=int(data.get("window_end_ns", 0)),
         workers=workers,
         copies=copies,
+        other_cpu_cores=None if data.get("other_cpu_cores") is None else float(data["other_cpu_cores"]),
     )
 
 

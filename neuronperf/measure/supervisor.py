@@ -194,6 +194,10 @@ class _Copy:
     ready: Optional[Ready] = None
     samples: Optional[Samples] = None
     rss: list[int] = field(default_factory=list)
+    #: The copy's CPU seconds read from outside at the window's start and when it reported (or
+    #: at the window's end): only to tell this entry's CPU from other processes' (OtherLoad).
+    cpu_start: Optional[float] = None
+    cpu_end: Optional[float] = None
 
 
 class _Failure(Exception):
@@ -268,7 +272,9 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             send(c.conn, go)
         c.phase = "measuring"
     _sleep_until(start_ns)
-    _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns)
+    other = OtherLoad(copies)
+    _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns, other=other)
+    other.finish()
 
     workers: list[WorkerSamples] = []
     stats: list[CopyStats] = []
@@ -293,7 +299,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             status="error",
             error=(f"no call was measured: benchmark.duration ({task.settings.duration:g} s) ended "
                    "before any call started; use a longer duration"),
-            window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats),
+            window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats), other_cpu_cores=other.cores(),
         )
     # The window runs from the shared start until the last measured call returned: every call
     # that starts before end_ns is measured, so the window covers the time they took to finish.
@@ -303,6 +309,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
         window_end_ns=max(ends),
         workers=tuple(sorted(workers, key=lambda ws: (ws.copy_idx, ws.thread_idx))),
         copies=tuple(stats),
+        other_cpu_cores=other.cores(),
     )
 
 
@@ -330,11 +337,67 @@ def _copy_stats(c: _Copy, total_memory: int) -> CopyStats:
     )
 
 
+class OtherLoad:
+    """The CPU that processes other than this entry's used during its window, in cores: the
+    machine's busy time (psutil's system-wide counters: user, nice, system, irq, softirq; not
+    idle, iowait or steal) less the copies' own CPU and this process's, over the wall time, from
+    the window's start until its planned end or the last copy's report, whichever came first. A
+    copy that reports earlier is read then (it exits soon after). Read from outside, between the
+    memory samples: nothing runs in the workers for it."""
+
+    def __init__(self, copies: list[_Copy]):
+        self.copies = copies
+        self.me = psutil.Process()
+        for c in copies:
+            c.cpu_start = _cpu_seconds(c)
+        self.start = self._snapshot()
+        self.end: Optional[tuple[int, float, float]] = None
+
+    def _snapshot(self) -> tuple[int, float, float]:
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        mine = self.me.cpu_times()
+        return time.perf_counter_ns(), float(busy), float(mine.user + mine.system)
+
+    def copy_done(self, c: _Copy) -> None:
+        if self.end is None and c.cpu_end is None:
+            c.cpu_end = _cpu_seconds(c)
+
+    def finish(self) -> None:
+        """Take the end reading now, unless it was taken."""
+        if self.end is not None:
+            return
+        for c in self.copies:
+            self.copy_done(c)
+        self.end = self._snapshot()
+
+    def cores(self) -> Optional[float]:
+        if self.end is None or any(c.cpu_start is None or c.cpu_end is None for c in self.copies):
+            return None
+        wall_s = (self.end[0] - self.start[0]) / 1e9
+        if wall_s <= 0:
+            return None
+        entry = sum((c.cpu_end or 0.0) - (c.cpu_start or 0.0) for c in self.copies) + (self.end[2] - self.start[2])
+        return max(0.0, (self.end[1] - self.start[1] - entry) / wall_s)
+
+
+def _cpu_seconds(c: _Copy) -> Optional[float]:
+    """The copy's CPU time so far (all its threads, user and system), read from outside."""
+    if c.handle is None:
+        return None
+    try:
+        times = c.handle.cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
 def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
-              usage_until_ns: Optional[int] = None) -> None:
+              usage_until_ns: Optional[int] = None, other: Optional[OtherLoad] = None) -> None:
     """Read messages until every copy has sent ``wanted``; raise ``_Failure`` on an error message,
     a dead worker or the deadline. With ``usage_until_ns``, sample the memory of the copies still
-    measuring until then (a copy that sent its samples is done: it holds its joined timings)."""
+    measuring until then (a copy that sent its samples is done: it holds its joined timings), and
+    end ``other``'s reading then."""
     pending = [c for c in copies if getattr(c, wanted) is None]
     while pending:
         remaining = deadline - time.monotonic()
@@ -344,6 +407,8 @@ def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
         wait_s = remaining
         if usage_until_ns is not None:
             now = time.perf_counter_ns()
+            if now >= usage_until_ns and other is not None:
+                other.finish()
             if now < usage_until_ns:
                 for c in copies:
                     if c.samples is None:
@@ -358,6 +423,8 @@ def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
                 _died(c)
             if getattr(c, wanted) is not None:
                 pending.remove(c)
+                if other is not None:
+                    other.copy_done(c)
 
 
 def _sample_rss(c: _Copy) -> None:

@@ -53,6 +53,7 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
             "error": m.error,
             "window_start_ns": m.window_start_ns,
             "window_end_ns": m.window_end_ns,
+            "other_cpu_cores": m.other_cpu_cores,
             "workers": [
                 {
                     "copy_idx": w.copy_idx,
@@ -108,6 +109,7 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 window_end_ns=repeat["window_end_ns"],
                 workers=tuple(workers),
                 copies=tuple(CopyStats(**c) for c in repeat["copies"]),
+                other_cpu_cores=repeat.get("other_cpu_cores"),
             ))
     except JournalError:
         raise

@@ -32,6 +32,8 @@ loading the machine.
   calls per slice: what a steady model's slices vary by) would move a slice by less than half
   the threshold; otherwise the row says "too few calls per slice to judge stability".
 - Latency percentiles and mean over every timed call of every thread, numpy's ``linear`` method.
+- ``other_cpu_cores``: the CPU that processes other than the entry's used during its window, in
+  cores (measured by the supervisor, see ``measure.supervisor.OtherLoad``).
 - Per copy (``CopyStats``, measured by the worker and the supervisor, see ``entries``):
   ``warmup_avg_ms`` is the mean warm-up call over every warm-up call of every copy;
   ``load_avg_ms``, ``cpu_avg_percent`` and ``mem_avg_percent`` are means over the copies,
@@ -137,6 +139,7 @@ class EntryStats:
     throughput_ci_high: Optional[float] = None
     latency_ms_p50_ci_low: Optional[float] = None
     latency_ms_p50_ci_high: Optional[float] = None
+    other_cpu_cores: Optional[float] = None
     warning: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -318,7 +321,7 @@ def compute_stats(
     per_copy = copy_figures(copies)
     if n_calls == 0:
         return EntryStats(
-            total_infs=0, repeats=1,
+            total_infs=0, repeats=1, other_cpu_cores=measurement.other_cpu_cores,
             warning="no measured calls: not one call completed in the measured window; "
             "rerun with a longer duration (benchmark.duration)",
             **per_copy,
@@ -375,6 +378,7 @@ def compute_stats(
         total_s=total_s,
         percentile_method=PERCENTILE_METHOD,
         repeats=1,
+        other_cpu_cores=measurement.other_cpu_cores,
         warning=" | ".join(problems) if problems else None,
         **percentiles,
         **per_copy,
