@@ -155,7 +155,7 @@ def all_latencies_s(m: Measurement) -> np.ndarray:
 
 def case_jitter(duration: float) -> None:
     print(f"\n1. jittery model, 400-1000 ms per call ({duration:g} s windows); truth: Little's law = threads / mean latency")
-    print(f"  {'threads':>7s} | {'truth':>7s} | {'method 2':>8s} {'err':>7s} | {'method 1':>8s} {'err':>7s} | calls")
+    print(f"  {'threads':>7s} | {'truth':>7s} | {'method 3':>8s} {'err':>7s} | {'method 1':>8s} {'err':>7s} | calls")
     for threads in (4, 8):
         row, m = measure(f"jitter-w{threads}", factory_loader(Sleeper, low_ms=400, high_ms=1000), 0, threads, duration,
                          warmup=1)
@@ -167,7 +167,7 @@ def case_jitter(duration: float) -> None:
 
 def case_steady(duration: float) -> None:
     print(f"\n2. steady models, 1 copy x 4 threads ({duration:g} s windows); truth: peak = 4 / latency, no stability warning")
-    print(f"  {'latency':>7s} | {'truth':>7s} | {'m2 peak':>8s} {'err':>7s} {'m2 cv':>6s} {'warning':>8s} |"
+    print(f"  {'latency':>7s} | {'truth':>7s} | {'m3 peak':>8s} {'err':>7s} {'m3 cv':>6s} {'warning':>8s} |"
           f" {'m1 peak':>8s} {'err':>7s} {'m1 cv':>6s}")
     for ms in (100.0, 700.0):
         row, m = measure(f"steady-{ms:g}ms", factory_loader(Sleeper, latency_ms=ms), 0, 4, duration, warmup=1)
