@@ -76,6 +76,32 @@ def tensorflow(session: nox.Session) -> None:
     session.run("pytest", "-m", "tensorflow", *session.posargs)
 
 
+#: torch and torchvision built for each other, for the timm/torchvision sources. torchvision from
+#: the package index does not import beside the CPU build of torch 2.13.0 that every other session
+#: uses ("operator torchvision::nms does not exist"), so this session has its own venv with the
+#: pair that lies on this machine's disk (a CUDA build on x86_64, run here on the CPU).
+VISION_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+
+
+@nox.session(python="3.11")
+def vision(session: nox.Session) -> None:
+    """timm and torchvision model sources (random weights: nothing is downloaded), and the
+    configs that plan with them, in a venv of their own (see VISION_TORCH)."""
+    session.install(*VISION_TORCH)
+    session.install("-e", ".[test]", "timm")
+    session.run("pytest", "tests/test_sources_vision.py", "tests/test_configs.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def cuda(session: nox.Session) -> None:
+    """The CUDA tests (backends on a GPU, NVML telemetry); each skips itself without a GPU.
+    Where nvidia-smi exists, torch is the index's default build (with CUDA); elsewhere the CPU
+    build on this disk, so that the session runs, and skips, anywhere."""
+    session.install("torch" if shutil.which("nvidia-smi") else TORCH)
+    session.install("-e", ".[test,nvml]")
+    session.run("pytest", "-m", "cuda", "-rs", *session.posargs)
+
+
 @nox.session(python="3.11")
 def ray(session: nox.Session) -> None:
     """The Ray executor on real Ray instances on this machine (one head, or two logical nodes)."""

@@ -20,6 +20,8 @@ from typing import Any, Optional
 Frozen = Any
 
 STATUSES = ("ok", "error", "timeout", "skipped")
+#: ``benchmark.telemetry.period_ms`` when the spec does not say.
+DEFAULT_TELEMETRY_PERIOD_MS = 100.0
 
 
 class FrozenDict(tuple):  # type: ignore[type-arg]
@@ -61,14 +63,61 @@ class TensorSpec:
     #: Generated values are uniform in [low, high) (integers) or normal (floats) when unset.
     low: Optional[float] = None
     high: Optional[float] = None
+    #: The keyword the tensor is passed by (``model(input_ids=...)``); None: by position.
+    name: Optional[str] = None
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+        # "name" only when set, so that the keys of unnamed inputs stay what they always were.
+        named = {"name": self.name} if self.name is not None else {}
+        return {**named, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+
+
+#: The spec keys of the built-in model sources beside ``factory`` (``ModelSource.kind``).
+SOURCE_KINDS = ("hf", "timm", "torchvision", "file")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model from a built-in source (spec keys ``hf``, ``timm``, ``torchvision``, ``file``)
+    rather than a factory: ``kind`` is the key and ``value`` what the spec wrote for it."""
+
+    kind: str
+    value: str
+    hf_task: Optional[str] = None
+    #: ``hf_kwargs`` (to ``from_pretrained``) or a timm/torchvision constructor's ``kwargs``.
+    kwargs: Frozen = FrozenDict()
+    pretrained: bool = False
+    #: What makes the model's results what they are, found by ``neuronperf.sources`` when the
+    #: sweep is planned (a checkpoint's or artifact's content digest, a hub id and revision, an
+    #: architecture): the source's part of every entry key. Empty until then.
+    identity: Frozen = FrozenDict()
+    #: The spec's folder, which relative paths resolve against; not part of any identity.
+    base_dir: str = field(default=".", compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``hf './distilbert-rand'``, ``timm 'resnet18'``."""
+        return f"{self.kind} {self.value!r}"
+
+    def kwargs_dict(self) -> dict:
+        return dict(thaw(self.kwargs) or {})
+
+    def to_dict(self) -> dict:
+        """The source as the spec wrote it (paths as written), for plans and messages."""
+        out: dict[str, Any] = {self.kind: self.value}
+        if self.hf_task is not None:
+            out["hf_task"] = self.hf_task
+        if self.kwargs:
+            out["hf_kwargs" if self.kind == "hf" else "kwargs"] = self.kwargs_dict()
+        if self.pretrained:
+            out["pretrained"] = True
+        return out
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How to build a model: a factory reference and its keyword arguments."""
+    """How to build a model: a factory reference and its keyword arguments, or a built-in
+    ``source`` (then ``factory`` is empty)."""
 
     name: str
     #: "package.module:callable", or "path/to/file.py:callable" (relative to ``base_dir``).
@@ -77,9 +126,19 @@ class ModelRef:
     #: The folder that a file-relative factory resolves against (the spec's folder). Not part
     #: of any identity hash: moving a checkout must not invalidate its results.
     base_dir: str = field(default=".", compare=False)
+    source: Optional[ModelSource] = None
 
     def to_dict(self) -> dict:
+        if self.source is not None:
+            # The source's identity, not its path: a checkpoint folder moved elsewhere keeps its
+            # results, one whose files changed is measured again.
+            return {"name": self.name, "source": thaw(self.source.identity)}
         return {"name": self.name, "factory": self.factory, "kwargs": thaw(self.kwargs)}
+
+    @property
+    def label(self) -> str:
+        """How messages name where the model comes from."""
+        return self.source.label if self.source is not None else f"factory {self.factory!r}"
 
 
 @dataclass(frozen=True)
@@ -99,10 +158,26 @@ class BenchmarkSettings:
     #: The order entries are measured in: "planned", or "shuffled" (by ``seed``) so that drift of
     #: the machine does not line up with a swept axis. Neither changes an entry's result.
     order: str = "planned"
+    #: Seeds the shuffled order, and in the server scenario each window's arrival schedule.
     seed: int = 0
+    #: How often the supervisor samples device telemetry (``benchmark.telemetry.period_ms``);
+    #: None: telemetry off (``telemetry: false``).
+    telemetry_period_ms: Optional[float] = DEFAULT_TELEMETRY_PERIOD_MS
+    #: "closed" (each thread calls again as soon as its call returns) or "server" (requests
+    #: arrive at a rate into one queue; each run entry then has a ``ServingSettings``).
+    scenario: str = "closed"
+    #: The server scenario's arrivals, "poisson" or "constant".
+    arrival: str = "poisson"
+    #: The peak search (``sweep.rates: max``) stops when its bracket is within this share of its rate.
+    rate_precision: float = 0.02
 
     def to_dict(self) -> dict:
-        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed}
+        serving = (
+            {"scenario": self.scenario, "arrival": self.arrival, "rate_precision": self.rate_precision}
+            if self.scenario != "closed" else {}
+        )
+        return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
+                "telemetry_period_ms": self.telemetry_period_ms, **serving}
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""
@@ -116,7 +191,81 @@ class BenchmarkSettings:
             "peak_window_s": self.peak_window_s,
             # Absent at its default, so that plans written before repeats existed keep their keys.
             **({"repeat": self.repeat} if self.repeat != 1 else {}),
+            # Likewise: entries measured before telemetry existed resume unless it is changed.
+            **({"telemetry_period_ms": self.telemetry_period_ms}
+               if self.telemetry_period_ms != DEFAULT_TELEMETRY_PERIOD_MS else {}),
         }
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How a run entry of the server scenario is loaded: requests (one sample each) arrive at
+    ``rate`` per second into one queue that every measuring thread of every copy serves, a call
+    taking up to ``batch_size`` of them and waiting at most ``max_queue_delay_ms`` for its batch
+    to fill. ``rate`` None is ``sweep.rates: max``: the highest rate whose figures meet every bound
+    of ``slo`` (each ``(column, limit)``, e.g. ``("latency_ms_p99", 10.0)``)."""
+
+    rate: Optional[float]
+    max_queue_delay_ms: float = 0.0
+    arrival: str = "poisson"
+    seed: int = 0
+    rate_precision: float = 0.02
+    #: The bounds a peak search must meet, and that a generation request's goodput counts.
+    slo: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def search(self) -> bool:
+        """Whether this entry searches for its peak rate (``sweep.rates: max``)."""
+        return self.rate is None
+
+    def id_suffix(self) -> str:
+        """``-r200-qd0``, or ``-rmax-qd1``: the rate and the queue delay in entry ids."""
+        rate = "max" if self.rate is None else _id_value(self.rate)
+        return f"-r{rate}-qd{_id_value(self.max_queue_delay_ms)}"
+
+    def identity_dict(self) -> dict:
+        """Everything that changes what the entry measures (the bounds only where they do)."""
+        return {
+            "rate": "max" if self.rate is None else self.rate,
+            "max_queue_delay_ms": self.max_queue_delay_ms,
+            "arrival": self.arrival,
+            "seed": self.seed,
+            **({"rate_precision": self.rate_precision} if self.rate is None else {}),
+            **({"slo": [list(b) for b in self.slo]} if self.slo else {}),
+        }
+
+
+@dataclass(frozen=True)
+class ServingWindow:
+    """The arrival schedule of one measured server window: ``requests`` requests at ``rate``
+    per second from ``start_ns`` (``time.perf_counter_ns``), drawn by ``arrival`` and ``seed``
+    (``neuronperf.stats.serving.schedule_offsets_ns`` computes them)."""
+
+    rate: float
+    requests: int
+    arrival: str = "poisson"
+    seed: int = 0
+    start_ns: int = 0
+    batch_size: int = 1
+    max_queue_delay_ms: float = 0.0
+    #: Why serving stopped before every request was served ("" when it did not).
+    stopped: str = ""
+
+    @property
+    def span_ns(self) -> int:
+        """The window's length: ``requests / rate``."""
+        return int(round(self.requests / self.rate * 1e9))
+
+    def to_dict(self) -> dict:
+        return {"rate": self.rate, "requests": self.requests, "arrival": self.arrival, "seed": self.seed,
+                "start_ns": self.start_ns, "batch_size": self.batch_size,
+                "max_queue_delay_ms": self.max_queue_delay_ms, "stopped": self.stopped}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ServingWindow:
+        return cls(rate=float(data["rate"]), requests=int(data["requests"]), arrival=str(data["arrival"]),
+                   seed=int(data["seed"]), start_ns=int(data["start_ns"]), batch_size=int(data["batch_size"]),
+                   max_queue_delay_ms=float(data["max_queue_delay_ms"]), stopped=str(data.get("stopped", "")))
 
 
 @dataclass(frozen=True)
@@ -179,11 +328,15 @@ class RunEntry:
     n_models: int
     workers_per_model: int
     benchmark: BenchmarkSettings = BenchmarkSettings()
+    #: The server scenario's load (None: the closed loop).
+    serving: Optional[ServingSettings] = None
 
     @property
     def id(self) -> str:
-        """e.g. ``bert-seq_len128-bs8-p1-m2-w2``."""
-        return f"{self.compile.id}-m{self.n_models}-w{self.workers_per_model}"
+        """e.g. ``bert-seq_len128-bs8-p1-m2-w2``; a server entry adds its rate and queue delay,
+        ``bert-seq_len128-bs8-p1-m2-w2-r200-qd0``."""
+        suffix = self.serving.id_suffix() if self.serving is not None else ""
+        return f"{self.compile.id}-m{self.n_models}-w{self.workers_per_model}{suffix}"
 
     def to_dict(self) -> dict:
         return {
@@ -191,6 +344,8 @@ class RunEntry:
             "n_models": self.n_models,
             "workers_per_model": self.workers_per_model,
             "benchmark": self.benchmark.identity_dict(),
+            # Only in the server scenario, so that closed-loop entries keep the keys they had.
+            **({"serving": self.serving.identity_dict()} if self.serving is not None else {}),
         }
 
     @property
@@ -263,6 +418,11 @@ class WorkerSamples:
     #: The most calls this thread was allowed (its share of ``max_infers``); None: no limit. A
     #: thread with a quota of 0 measured nothing because it was given nothing to do.
     quota: Optional[int] = None
+    #: The server scenario, per call: the first request it served (its index in the window's
+    #: schedule), how many it served, and when its batch was due (None in the closed loop).
+    request_first: Any = None
+    request_count: Any = None
+    due_ns: Any = None
 
 
 @dataclass(frozen=True)
@@ -286,9 +446,32 @@ class CopyStats:
     late_ns: int = 0
     #: How many warm-up calls the copy made (all its threads), to weigh ``warmup_ms``.
     warmup_calls: Optional[int] = None
-    #: The harness's own timing buffers in the copy (int64 per call and per token), allocated and
-    #: written before the window opened; left out of the memory figures above.
+    #: The harness's own timing buffers in the copy (int64 per call and per token; in the server
+    #: scenario its call records and arrival schedule), allocated and written before the window
+    #: opened; left out of the memory figures above.
     buffer_bytes: Optional[int] = None
+    #: The device memory allocator's peak in the copy since it started (CUDA:
+    #: ``torch.cuda.max_memory_allocated``), read by the copy after its window; None elsewhere.
+    device_mem_peak_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One repeat's device telemetry (``neuronperf.trackers``), before it becomes row columns.
+    ``energy_j`` covers the measured window; the row divides it by the inferences made in that
+    window (``energy_j_per_inf``). Empty figures are None, and ``note`` says why."""
+
+    energy_source: Optional[str] = None
+    device_mem_mb_peak: Optional[float] = None
+    device_mem_mb_nvml_peak: Optional[float] = None
+    device_util_pct_avg: Optional[float] = None
+    power_w_avg: Optional[float] = None
+    power_w_idle: Optional[float] = None
+    energy_j: Optional[float] = None
+    note: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -305,6 +488,10 @@ class Measurement:
     #: The CPU other processes used during the window, in cores (the supervisor's ``OtherLoad``);
     #: None where unknown. Runs measured beside different loads are not comparable.
     other_cpu_cores: Optional[float] = None
+    #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
+    telemetry: Optional[Telemetry] = None
+    #: The server scenario's schedule (None: a closed-loop measurement).
+    serving: Optional[ServingWindow] = None
 
 
 def _id_value(value: Any) -> str:

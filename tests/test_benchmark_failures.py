@@ -257,11 +257,17 @@ def _wait_for_lines(path: Path, n: int, timeout: float = 60.0) -> None:
 
 
 def _fail_second_copy(path: str, device_id: int) -> m.SleepModel:
-    if device_id == 1:
-        time.sleep(0.3)  # let copy 0 load and start warming up first
-        raise RuntimeError("copy 1 refuses to load")
     with open(path) as f:
         pid_file = f.read().strip()
+    if device_id == 1:
+        # Fail once copy 0 has loaded (its pid line is written), so that there is a healthy copy
+        # to stop. A fixed 0.3 s sleep only made that likely: both copies start together, and on
+        # a loaded machine copy 0 may not have reached its load_fn by then, leaving no pid file.
+        written = Path(pid_file)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (written.is_file() and written.read_text().endswith("\n")):
+            time.sleep(0.01)
+        raise RuntimeError("copy 1 refuses to load")
     with open(pid_file, "a") as f:
         f.write(f"worker {os.getpid()}\n")
     return m.SleepModel(5)

@@ -18,22 +18,71 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../neuronperf/spec/schema.json"
 
 
+#: What configs/make_distilbert_rand.py's checkpoint says in its config.json (the keys the
+#: inputs come from), and BERT-base's (bert-base-uncased, as its hub config.json says them).
+DISTILBERT_CONFIG = {"model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"],
+                     "vocab_size": 30522, "max_position_embeddings": 512, "dim": 768, "n_layers": 6}
+BERT_BASE_CONFIG = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "vocab_size": 30522,
+                    "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_size": 768}
+
+
 def config_files() -> list[Path]:
     return sorted(CONFIGS.glob("*.yaml"))
+
+
+def placed(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``path`` where it can be planned here: a spec with model sources is copied beside what
+    they read, a checkpoint folder's config.json and a hub cache holding the hub configs (in
+    huggingface_hub's documented layout; this machine reaches no hub). A timm or torchvision
+    spec is planned where they are installed (``nox -s vision``), and skipped elsewhere."""
+    import importlib.util
+    import json
+    import shutil
+
+    spec = load_spec(path)
+    kinds = {m.source.kind for m in spec.models if m.source is not None}
+    if not kinds:
+        return path
+    for library in sorted(kinds & {"timm", "torchvision"}):
+        if importlib.util.find_spec(library) is None:
+            pytest.skip(f"{path.name} plans with {library}, which is not installed here (nox -s vision plans it)")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    for model in spec.models:
+        if model.source is None or model.source.kind != "hf":
+            continue
+        if model.source.value.startswith("."):
+            (tmp_path / model.source.value).mkdir(parents=True)
+            (tmp_path / model.source.value / "config.json").write_text(json.dumps(DISTILBERT_CONFIG))
+        else:
+            commit = "0" * 40
+            repo = tmp_path / "hub" / ("models--" + model.source.value.replace("/", "--"))
+            (repo / "refs").mkdir(parents=True)
+            (repo / "refs" / "main").write_text(commit)
+            (repo / "snapshots" / commit).mkdir(parents=True)
+            (repo / "snapshots" / commit / "config.json").write_text(json.dumps(BERT_BASE_CONFIG))
+            monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return copy
 
 
 def test_the_expected_configs_exist():
     names = {p.name for p in config_files()}
     assert {"quickstart.yaml", "bert-seqlen-cpu.yaml", "resnet50-cpu.yaml", "inf1-bert.yaml", "inf2-bert.yaml",
-            "gpt2-generate-cpu.yaml"} <= names
+            "gpt2-generate-cpu.yaml", "distilbert-hf-cpu.yaml", "timm-resnet18-cpu.yaml", "inf2-hf-bert.yaml",
+            "inf2-timm-resnet50.yaml", "serving-cpu.yaml"} <= names
+    assert (CONFIGS / "make_distilbert_rand.py").is_file()
 
 
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)
-def test_config_validates_and_plans(cli, path):
+def test_config_validates_and_plans(cli, path, tmp_path, monkeypatch):
+    from neuronperf.sources.planning import plan_spec
+
+    path = placed(path, tmp_path, monkeypatch)
     code, out, err = cli("validate", str(path))
     assert (code, err) == (0, "")
     spec = load_spec(path)
-    p = plan(spec)
+    p = plan_spec(spec)
     assert out.strip() == f"{path}: ok ({len(p.run_entries)} run entries)"
     assert spec.name == path.stem
     assert len(planned_index(p)["model_configs"]) == len(p.compile_entries)
@@ -53,6 +102,8 @@ def test_config_factories_accept_their_kwargs(path):
     import neuronperf.zoo as zoo
 
     for model in load_spec(path).models:
+        if model.source is not None:
+            continue
         module, _, name = model.factory.partition(":")
         assert module == "neuronperf.zoo"
         signature = inspect.signature(getattr(zoo, name))
@@ -96,3 +147,19 @@ def test_inferentia_configs(name, compiler):
     assert ("torch", "neuron", compiler) in catalog.PIPELINE_CAPABLE
     if name == "inf1-bert.yaml":
         assert spec.sweep.pipeline_sizes == (1, 4)
+
+
+def test_hf_configs_take_their_inputs_from_the_checkpoint(tmp_path, monkeypatch):
+    from neuronperf.sources.planning import plan_spec
+
+    cpu = plan_spec(load_spec(placed(CONFIGS / "distilbert-hf-cpu.yaml", tmp_path / "cpu", monkeypatch)))
+    assert {(dict(c.params)["seq_len"], c.batch_size) for c in cpu.compile_entries} == {(s, b) for s in (64, 128) for b in (1, 8)}
+    for c in cpu.compile_entries:
+        ids, mask = c.inputs
+        assert (ids.name, ids.dtype, ids.low, ids.high, ids.shape) == ("input_ids", "int64", 0, 30522, (dict(c.params)["seq_len"],))
+        assert (mask.name, mask.low, mask.high) == ("attention_mask", 1, 2)
+    inf2 = plan_spec(load_spec(placed(CONFIGS / "inf2-hf-bert.yaml", tmp_path / "inf2", monkeypatch)))
+    assert {c.compiler for c in inf2.compile_entries} == {"neuronx"}
+    assert [t.name for t in inf2.compile_entries[0].inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert dict(inf2.compile_entries[0].model.to_dict()["source"]) == {
+        "hf": "bert-base-uncased", "revision": "main", "hf_task": "feature-extraction", "hf_kwargs": {"revision": "main"}}

@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.pure
 
 ROOT = Path(__file__).parent.parent
-SEEDS = sorted((ROOT / "tests" / "data" / "specs" / "valid").glob("*.yaml")) + sorted((ROOT / "configs").glob("*.yaml"))
+# Configs whose models come from a checkpoint or a library (hf:, timm:) are left out: validating
+# them reads what they name (test_configs does that beside checkpoints it makes).
+SEEDS = sorted((ROOT / "tests" / "data" / "specs" / "valid").glob("*.yaml")) + [
+    p for p in sorted((ROOT / "configs").glob("*.yaml"))
+    if not any(f"\n    {key}: " in p.read_text() for key in ("hf", "timm", "torchvision", "file"))]
 SEED_TEXTS = [p.read_bytes() for p in SEEDS]
 LOCATED = re.compile(r"^\S.*:\d+:\d+: \S")
 

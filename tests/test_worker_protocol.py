@@ -81,26 +81,32 @@ def test_every_message_type_is_defined_once():
     assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error"}
 
 
+def _current(fields: str) -> bytes:
+    """A message body of this protocol version (built from PROTOCOL_VERSION, so that the next
+    version does not rewrite these tests): ``{"v": <version>, <fields>}``."""
+    return f'{{"v": {PROTOCOL_VERSION}, {fields}}}'.encode()
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
         (b"not json", "malformed message"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "loaded", "load_ms": 1}', "protocol version None received, 5 expected"),
+        (b'{"type": "loaded", "load_ms": 1}', f"protocol version None received, {PROTOCOL_VERSION} expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 5, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 5, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 5, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 5, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
-        (b'{"v": 5, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
+        (_current('"type": "hello"'), "unknown message type 'hello'"),
+        (_current('"type": "loaded"'), "missing fields ['load_ms']"),
+        (_current('"type": "loaded", "load_ms": 1, "x": 2'), "unexpected fields ['x']"),
+        (_current('"type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0'), "1.5 is not an integer"),
+        (_current('"type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0'), "samples_path must be a string"),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "cpu_ns": 0, "cpu_wall_ns": 1, '
-            b'"buffer_bytes": 0, "threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]}',
+            _current('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "cpu_ns": 0, "cpu_wall_ns": 1, "buffer_bytes": 0, '
+                     '"device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]'),
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": [], "cpu_ns": 0, '
-            b'"cpu_wall_ns": 1, "buffer_bytes": 0}',
+            _current('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": [], "cpu_ns": 0, '
+                     '"cpu_wall_ns": 1, "buffer_bytes": 0, "device_mem_peak_bytes": null'),
             "0.5 is not an integer",
         ),
     ],

@@ -35,6 +35,15 @@ data can support it, as pyperf and asv do: from independent samples.
   regression. Each row records the CPU other processes used during its windows
   (``other_cpu_cores``); where the two sides' differ by more than ``LOAD_DIFFERENCE`` cores, the
   verdict is ``unknown`` (method ``load``), with the remedy, and its tests join no family.
+
+Rows of the server scenario are matched by their rate and queue delay too, and their figures are
+the server scenario's (``stats.serving``: latencies from each request's scheduled arrival). A
+fixed rate's throughput is the rate offered, so its verdict rests on its p50 and p99, tested
+between repeats as above (throughput is neither tested nor marked). A searched entry (``rates:
+max``) is judged by its ``max_rate_under_slo``: one number per run, without a significance test
+(its repeats are inside each probe), so a change beyond the threshold is marked, method
+``search`` (the search's own resolution is ``rate_precision``); sides beside different loads are
+not judged, and both rows must share a method version.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.answers.slo import figure_columns, number
+from neuronperf.answers.slo import figure_columns, is_server, number
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
 from neuronperf.stats.forward import METHOD_VERSION, compute_stats
@@ -101,8 +110,8 @@ class EntryChange:
     #: "unknown" (too few repeats to judge, no data, or not measured in both runs).
     verdict: str
     #: How it was judged: "repeats" (Welch's test on independent repeats), "gross" (fewer
-    #: repeats; a change beyond GROSS_FACTOR), "load" (not judged: the sides ran beside
-    #: different loads) or "none".
+    #: repeats; a change beyond GROSS_FACTOR), "search" (two peak searches' max_rate_under_slo),
+    #: "load" (not judged: the sides ran beside different loads) or "none".
     method: str
     #: Holm-adjusted p-values of the three figures (None where not tested).
     throughput_p: Optional[float] = None
@@ -141,7 +150,7 @@ def load_side(path: str) -> list[Side]:
     rows = records(frame_of(read_records(source.path)))
     if not rows:
         raise UsageError(f"{path}: holds no result rows")
-    samples = _samples_files(source.output_dir) if source.output_dir else {}
+    samples = samples_files(source.output_dir) if source.output_dir else {}
     sides = []
     for row in rows:
         relpath = samples.get(str(row.get("key")))
@@ -155,7 +164,8 @@ def load_side(path: str) -> list[Side]:
     return sides
 
 
-def _samples_files(output_dir: str) -> dict[str, str]:
+def samples_files(output_dir: str) -> dict[str, str]:
+    """Each journaled entry's samples folder (relative to ``output_dir``), by its row key."""
     from neuronperf.results.journal import Journal
 
     journal = Journal(output_dir)
@@ -174,7 +184,10 @@ def _samples_files(output_dir: str) -> dict[str, str]:
 
 def _values_key(row: Row, fixed: set[str]) -> tuple[Any, ...]:
     params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and v is not None))
-    return tuple(str(row.get(a)) for a in _MATCH_AXES) + params
+    # A searched entry's rate_target is where its search ended: its axis is "max".
+    rate = "max" if row.get("probes") is not None else row.get("rate_target")
+    load = (str(row.get("scenario")), str(rate), str(row.get("max_queue_delay_ms")))
+    return tuple(str(row.get(a)) for a in _MATCH_AXES) + load + params
 
 
 def match(old: Sequence[Side], new: Sequence[Side]) -> tuple[list[tuple[Side, Side]], list[Side], list[Side]]:
@@ -230,9 +243,13 @@ class _Figures:
 
 
 def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> dict[str, np.ndarray]:
-    """Each judged figure of every repeat, recomputed by this version's method; a repeat without
-    a figure (no calls) is left out of that figure."""
-    per_repeat = [compute_stats(m, batch_size=batch_size) for m in repeats]
+    """Each judged figure of every repeat, recomputed by this version's method (a server
+    window's by ``stats.serving``: latencies from the scheduled arrival); a repeat without a
+    figure (no calls) is left out of that figure."""
+    from neuronperf.stats.serving import serving_stats
+
+    per_repeat = [serving_stats(m, batch_size=batch_size)[0] if m.serving is not None
+                  else compute_stats(m, batch_size=batch_size) for m in repeats]
     return {
         name: np.asarray([v for v in (getattr(s, column) for s in per_repeat) if v is not None], dtype=np.float64)
         for name, column, _ in FIGURES
@@ -298,6 +315,19 @@ class _Pair:
         return self.old.row.get("status") == "ok" and self.new.row.get("status") == "ok"
 
     @property
+    def searched(self) -> bool:
+        """Both sides are peak searches (``rates: max``): judged by max_rate_under_slo."""
+        return self.old.row.get("probes") is not None and self.new.row.get("probes") is not None
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        """The figures that can change: a fixed rate's throughput is the rate offered, so a server
+        pair is judged by its latencies alone."""
+        if is_server(self.old.row) and is_server(self.new.row):
+            return tuple(name for name, _, _ in FIGURES if name != "throughput")
+        return tuple(name for name, _, _ in FIGURES)
+
+    @property
     def load_mismatch(self) -> Optional[str]:
         """Why the two sides ran on differently loaded machines, or None."""
         if self.old_figures is None or self.new_figures is None:
@@ -312,7 +342,7 @@ class _Pair:
     def independent(self) -> bool:
         """Both sides have at least MIN_REPEATS repeats' figures from raw samples."""
         return (
-            self.measured and self.old_figures is not None and self.new_figures is not None
+            self.measured and not self.searched and self.old_figures is not None and self.new_figures is not None
             and self.old_figures.source == "samples" and self.new_figures.source == "samples"
             and self.old_figures.n >= MIN_REPEATS and self.new_figures.n >= MIN_REPEATS
         )
@@ -323,8 +353,9 @@ def _pair(old: Side, new: Side) -> _Pair:
     if old.row.get("status") != "ok" or new.row.get("status") != "ok":
         return _Pair(old, new, None, None, {name: None for name, _, _ in FIGURES})
     fo, fn = _figures(old, batch), _figures(new, batch)
-    if fo.source != fn.source:
-        # One side without samples: both from their rows (checked to share a method version).
+    if fo.source != fn.source or (old.row.get("probes") is not None and new.row.get("probes") is not None):
+        # One side without samples: both from their rows (checked to share a method version). A
+        # search is judged by its rows too (max_rate_under_slo, other_cpu_cores).
         fo, fn = _figures(Side(old.row), batch), _figures(Side(new.row), batch)
     ratios = {}
     for name, _, _ in FIGURES:
@@ -345,11 +376,13 @@ def _better(ratio: Optional[float], higher_is_better: bool, threshold: float) ->
     return ratio > 1.0 + threshold if higher_is_better else ratio < 1.0 - threshold
 
 
-def _gross(ratios: Mapping[str, Optional[float]]) -> tuple[list[str], list[str]]:
+def _gross(ratios: Mapping[str, Optional[float]], judged: Sequence[str]) -> tuple[list[str], list[str]]:
     """Throughput and p50 changes by more than GROSS_FACTOR: (worse, better), as text."""
     worse, better = [], []
     for name, _, higher in FIGURES[:2]:  # not p99: one run's tail can double on a busy machine
         ratio = ratios[name]
+        if name not in judged:
+            continue
         if ratio is None or ratio <= 0:
             continue
         gain = ratio if higher else 1.0 / ratio  # > 1: better
@@ -374,6 +407,11 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
         "old_repeats": pair.old_figures.n if pair.old_figures else 0,
         "new_repeats": pair.new_figures.n if pair.new_figures else 0,
     }
+    if pair.measured and pair.searched:
+        if pair.load_mismatch:
+            return EntryChange(**{**base, "throughput_ratio": None}, verdict="unknown", method="load",
+                               note=pair.load_mismatch)
+        return _compare_searched(base, pair.old, pair.new, threshold)
     if not pair.measured or r["throughput"] is None:
         statuses = f"{pair.old.row.get('status')} -> {pair.new.row.get('status')}"
         return EntryChange(**base, verdict="unknown", method="none", note=f"not measured in both runs ({statuses})")
@@ -382,6 +420,8 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
     if pair.independent:
         worse, better = [], []
         for name, _, higher in FIGURES:
+            if name not in pair.judged:
+                continue
             p, ratio = p_adjusted.get(name), r[name]
             if p is None or p >= ALPHA or ratio is None:
                 continue
@@ -396,7 +436,7 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
             throughput_p=p_adjusted.get("throughput"), p50_p=p_adjusted.get("p50"), p99_p=p_adjusted.get("p99"),
         )
     # Fewer repeats than a test needs: only a change no run-to-run noise explains is marked.
-    gross_worse, gross_better = _gross(r)
+    gross_worse, gross_better = _gross(r, pair.judged)
     counts = f"{base['old_repeats']} repeat(s) in OLD, {base['new_repeats']} in NEW"
     if pair.old_figures is not None and pair.old_figures.source == "row":
         counts = "no raw samples on both sides"
@@ -410,14 +450,35 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
                        note=f"not judged: {counts}; {REMEDY}")
 
 
+def _compare_searched(base: dict[str, Any], old: Side, new: Side, threshold: float) -> EntryChange:
+    """Two searches of one entry: did its max_rate_under_slo move beyond the threshold?"""
+    was, now = number(old.row.get("max_rate_under_slo")), number(new.row.get("max_rate_under_slo"))
+    note = f"max_rate_under_slo {was if was is not None else 'none'} -> {now if now is not None else 'none'} requests/s"
+    if was is None or now is None:
+        verdict = "unknown" if was is None and now is None else ("regressed" if now is None else "improved")
+        return EntryChange(**{**base, "throughput_ratio": None}, verdict=verdict, method="search", note=note)
+    ratio = now / was if was > 0 else None
+    verdict = ("regressed" if _worse(ratio, True, threshold) else
+               "improved" if _better(ratio, True, threshold) else "unchanged")
+    return EntryChange(**{**base, "throughput_ratio": ratio}, verdict=verdict, method="search", note=note)
+
+
 def _check_methods(pairs: Sequence[tuple[Side, Side]], old_path: str, new_path: str) -> None:
-    """Refuse, in one line, rows of different method versions that cannot both be recomputed."""
+    """Refuse, in one line, rows of different method versions that cannot both be recomputed
+    (a search's answer, max_rate_under_slo, is never recomputed: its rows must agree)."""
     for old, new in pairs:
-        if old.repeats and new.repeats:
+        searched = old.row.get("probes") is not None and new.row.get("probes") is not None
+        if old.repeats and new.repeats and not searched:
             continue  # recomputed from raw samples by this version's method on both sides
         a, b = (number(side.row.get("method_version")) for side in (old, new))
         if a != b:
             entry = new.row.get("id") or old.row.get("id")
+            if searched:
+                raise UsageError(
+                    f"{old_path} and {new_path}: {entry} was searched by method {_version(a)} in OLD and "
+                    f"{_version(b)} in NEW, whose probes pass by different figures, and a search's "
+                    "max_rate_under_slo is not recomputed; rerun OLD with this neuronperf"
+                )
             raise UsageError(
                 f"{old_path} and {new_path}: {entry} was measured by method {_version(a)} in OLD and "
                 f"{_version(b)} in NEW, "
@@ -446,7 +507,7 @@ def judge(pairs: Sequence[tuple[Side, Side]], threshold: float = DEFAULT_THRESHO
         if not pair.independent or pair.load_mismatch:
             continue
         assert pair.old_figures is not None and pair.new_figures is not None
-        for name, _, _ in FIGURES:
+        for name in pair.judged:
             p = welch_p(pair.old_figures.values[name], pair.new_figures.values[name])
             if p is not None:
                 tests.append((i, name, p))

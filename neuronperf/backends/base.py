@@ -104,6 +104,11 @@ class Backend(abc.ABC):
         """Environment variables that pin model copy ``copy_idx`` to its own device(s)."""
         return {}
 
+    def device_memory_peak(self, device_type: str) -> Optional[int]:
+        """In a worker, after its window: the most device memory the framework's allocator has
+        held for this process, in bytes (``device_mem_mb_peak``); None where it cannot tell."""
+        return None
+
     def device_count(self, device_type: str) -> int:
         """How many copies can run side by side on this machine (for n_models "max")."""
         return 1

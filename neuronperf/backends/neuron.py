@@ -49,10 +49,13 @@ from neuronperf.backends.torch_backend import (
     build_torch_module,
     compiler_options,
     import_torch,
+    input_names,
+    positional_module,
     quiet_torchscript_deprecation,
     tensors_to_numpy,
     torch_inputs,
     torch_measuring_threads,
+    tuple_call_kwargs,
 )
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
@@ -345,6 +348,19 @@ class _TorchNeuronBase(_NeuronBackend):
         return torch, sdk, torch_inputs(entry), args, trace_kwargs
 
 
+def traceable_module(torch: Any, entry: CompileEntry) -> Any:
+    """What the Neuron SDKs trace: the model itself, or, for named inputs (a model source's, or
+    named in the spec), the model behind a forward that takes them by position, in the entry's
+    order, and passes them on by name: ``torch_neuronx.trace`` and ``torch.neuron.trace`` take a
+    tuple of example inputs, and bind it by position. A transformers model is asked for a plain
+    tuple (``return_dict=False``), which the traced graph returns."""
+    model = build_torch_module(entry)
+    names, fixed = input_names(entry), tuple_call_kwargs(entry)
+    if names is None and not fixed:
+        return model
+    return positional_module(torch, model, names, fixed)
+
+
 class TorchNeuronBackend(_TorchNeuronBase):
     """torch-neuron (Inferentia 1): ``torch.neuron.trace``, saved with ``.save(path)``."""
 
@@ -358,7 +374,7 @@ class TorchNeuronBackend(_TorchNeuronBase):
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         path = self._require_path(entry, artifact_path)
         torch, _, inputs, args, trace_kwargs = self._trace(entry)
-        model = build_torch_module(entry)
+        model = traceable_module(torch, entry)
         try:
             with torch.no_grad():
                 # `import torch_neuron` registers the torch.neuron namespace.
@@ -382,7 +398,7 @@ class TorchNeuronxBackend(_TorchNeuronBase):
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         path = self._require_path(entry, artifact_path)
         torch, torch_neuronx, inputs, args, trace_kwargs = self._trace(entry)
-        model = build_torch_module(entry)
+        model = traceable_module(torch, entry)
         try:
             with torch.no_grad():
                 traced = torch_neuronx.trace(model, inputs, compiler_args=args, **trace_kwargs)

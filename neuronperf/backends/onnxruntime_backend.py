@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -14,7 +15,10 @@ from neuronperf.backends.torch_backend import (
     compiler_options,
     cuda_pinning_env,
     import_torch,
+    input_names,
+    positional_module,
     torch_inputs,
+    tuple_call_kwargs,
     visible_cuda_devices,
 )
 from neuronperf.entries import CompileEntry
@@ -49,15 +53,19 @@ def _input_name(i: int) -> str:
 
 
 class OrtCallable:
-    """Runs an InferenceSession as ``model(*arrays)``; one output comes back bare, several as
-    a tuple (like the torch model it was exported from)."""
+    """Runs an InferenceSession as ``model(*arrays)``, feeding each array by its input's name
+    (``names``, else ``input_<i>``); one output comes back bare, several as a tuple (like the
+    torch model it was exported from)."""
 
-    def __init__(self, session: Any, n_inputs: int):
+    def __init__(self, session: Any, n_inputs: int, names: Optional[Sequence[str]] = None):
         self.session = session
-        graph_inputs = {node.name for node in session.get_inputs()}
+        graph_inputs = [node.name for node in session.get_inputs()]
+        wanted = list(names) if names else [_input_name(i) for i in range(n_inputs)]
+        if not set(wanted) & set(graph_inputs) and len(graph_inputs) == n_inputs:
+            wanted = graph_inputs  # an .onnx file of the user's, its inputs passed in its order
         # The exporter drops inputs that the model never reads (say an unused mask): feed only
         # the positions that the graph kept.
-        self._names = [(i, _input_name(i)) for i in range(n_inputs) if _input_name(i) in graph_inputs]
+        self._names = [(i, name) for i, name in enumerate(wanted) if name in graph_inputs]
 
     def __call__(self, *inputs: Any) -> Any:
         outputs = self.session.run(None, {name: inputs[i] for i, name in self._names})
@@ -121,7 +129,10 @@ class OnnxRuntimeBackend(Backend):
         if any(spec.dtype == "bfloat16" for spec in entry.inputs):
             raise UsageError(f"{entry.id}: onnxruntime takes numpy inputs, and numpy has no bfloat16")
         torch = import_torch()
-        wrapper = _positional_module(torch, build_torch_module(entry))
+        names = input_names(entry)
+        # The TorchScript-based exporter binds inputs by position: a wrapper passes them on by
+        # name (and asks a transformers model for a plain tuple).
+        wrapper = positional_module(torch, build_torch_module(entry), names, tuple_call_kwargs(entry))
         inputs = torch_inputs(entry)
         try:
             with warnings.catch_warnings(), torch.no_grad():
@@ -133,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
                     inputs,
                     str(artifact_path),
                     dynamo=False,
-                    input_names=[_input_name(i) for i in range(len(inputs))],
+                    input_names=list(names) if names else [_input_name(i) for i in range(len(inputs))],
                     opset_version=int(options.get("opset", DEFAULT_OPSET)),
                 )
         except Exception as e:  # any exporter failure becomes this entry's recorded error
@@ -160,7 +171,7 @@ class OnnxRuntimeBackend(Backend):
             self.check_available("cuda")
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": _cuda_index(device_id)}))
         session = ort.InferenceSession(str(artifact_path), sess_options=session_options, providers=providers)
-        return OrtCallable(session, len(entry.inputs))
+        return OrtCallable(session, len(entry.inputs), input_names(entry))
 
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
         # numpy on every device: the session copies inputs to the GPU itself.
@@ -192,22 +203,6 @@ class OnnxRuntimeBackend(Backend):
     def _check_compiler(self, compiler: str) -> None:
         if compiler not in self.compilers:
             raise UsageError(f"backend onnxruntime has no compiler {compiler!r}; choose: onnx")
-
-
-def _positional_module(torch: Any, model: Any) -> Any:
-    """Wrap ``model`` in a module whose forward takes positional arguments only. The
-    TorchScript-based ONNX exporter binds inputs to ``forward``'s full signature, which trips
-    transformers 5.x models ("got multiple values for argument 'use_cache'")."""
-
-    class Positional(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: Any) -> Any:
-            return self.model(*inputs)
-
-    return Positional()
 
 
 def _default_threads() -> int:

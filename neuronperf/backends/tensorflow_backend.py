@@ -137,6 +137,9 @@ class TensorFlowBackend(Backend):
         device = f"/GPU:{device_id % max(1, len(tf.config.list_physical_devices('GPU')))}" if entry.device_type == "cuda" else "/CPU:0"
         with tf.device(device):
             loaded = tf.saved_model.load(str(artifact_path))
+        if not hasattr(loaded, "serve") and "serving_default" in getattr(loaded, "signatures", {}):
+            # A SavedModel of the user's (file:): its serving signature, fed by keyword.
+            return _SignatureCallable(tf, loaded, device, [t.name for t in entry.inputs])
         return _DeviceCallable(tf, loaded, device)
 
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
@@ -168,6 +171,24 @@ class TensorFlowBackend(Backend):
     def _check_compiler(self, compiler: str) -> None:
         if compiler not in self.compilers:
             raise UsageError(f"backend tensorflow has no compiler {compiler!r}; choose: savedmodel")
+
+
+class _SignatureCallable:
+    """Runs a SavedModel's ``serving_default`` signature on one device, passing the inputs by
+    their names: the entry's (``name:`` in the spec), else the signature's own, in its order."""
+
+    def __init__(self, tf: Any, loaded: Any, device: str, names: list):
+        self._device = tf.device
+        self.loaded = loaded  # keeps the variables the signature borrows alive
+        self.device = device
+        self.function = loaded.signatures["serving_default"]
+        declared = list(self.function.structured_input_signature[1])
+        self.names = list(names) if names and all(names) else declared
+
+    def __call__(self, *inputs: Any) -> Any:
+        with self._device(self.device):
+            outputs = self.function(**dict(zip(self.names, inputs)))
+        return outputs[next(iter(outputs))] if isinstance(outputs, dict) and len(outputs) == 1 else outputs
 
 
 class _DeviceCallable:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -75,8 +75,17 @@ def torch_measuring_threads(device_type: str, no_grad: bool = False) -> Callable
 
 
 def build_torch_module(entry: CompileEntry) -> Any:
-    """Build ``entry``'s model from its factory, in eval mode and ready to be traced."""
+    """Build ``entry``'s model from its factory or its source (hf, timm, torchvision), in eval
+    mode, cast to the entry's ``dtype`` parameter when it has one, ready to be traced."""
     torch = import_torch()
+    source = entry.model.source
+    if source is not None:
+        # transformers' outputs stay ModelOutput here (TorchScript with strict=False and
+        # torch.export keep them; ``config.return_dict = False`` breaks GPT-2 and ViT in
+        # transformers 5): the compilers that need tuples ask for them per call (TUPLE_CALL).
+        from neuronperf.sources.models import build
+
+        return build(source, entry.task, dtype=entry_dtype(entry))
     model = build_model(entry.model)
     if not isinstance(model, torch.nn.Module):
         raise ModelLoadError(
@@ -89,7 +98,69 @@ def build_torch_module(entry: CompileEntry) -> Any:
     # generate needs the ModelOutput of each step, and nothing is traced for a generate task.
     if config is not None and hasattr(config, "return_dict") and entry.task != "generate":
         config.return_dict = False
-    return model
+    dtype = entry_dtype(entry)
+    return model.to(getattr(torch, dtype)) if dtype is not None else model
+
+
+def entry_dtype(entry: CompileEntry) -> Optional[str]:
+    """The entry's ``dtype`` parameter (the precision the model is cast to), or None."""
+    value = dict(entry.params).get("dtype")
+    return str(value) if value is not None else None
+
+
+def input_names(entry: CompileEntry) -> Optional[tuple[str, ...]]:
+    """The keywords a call passes its inputs by, when every input has a name (a model source's
+    generated inputs, or named ones in the spec); None: by position. A generation request takes
+    its prompt's ids by position (the generation contract)."""
+    names = tuple(t.name for t in entry.inputs)
+    if entry.task == "generate" or not names or any(n is None for n in names):
+        return None
+    return names  # type: ignore[return-value]  # no None left
+
+
+def tuple_call_kwargs(entry: CompileEntry) -> dict[str, Any]:
+    """What makes a model source's transformers model return a plain tuple (for the compilers
+    that need one: the ONNX exporter, the Neuron tracers); nothing for other models."""
+    source = entry.model.source
+    if source is not None and source.kind == "hf":
+        from neuronperf.sources.hf import TUPLE_CALL
+
+        return dict(TUPLE_CALL)
+    return {}
+
+
+def keyword_module(torch: Any, model: Any, fixed: Mapping[str, Any]) -> Any:
+    """``model`` behind a forward that takes keyword inputs and adds ``fixed`` keywords (for
+    torch.export of a transformers model, which must return a plain tuple to load again)."""
+
+    class Keywords(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, **inputs: Any) -> Any:
+            return self.model(**inputs, **fixed)
+
+    return Keywords()
+
+
+def positional_module(torch: Any, model: Any, names: Optional[Sequence[str]], fixed: Mapping[str, Any]) -> Any:
+    """``model`` behind a forward that takes positional arguments only, passing them on by
+    ``names`` (keyword inputs) with ``fixed`` keywords added: for the tracers that bind inputs
+    by position (the TorchScript-based ONNX exporter, the Neuron SDKs' trace calls), so each
+    tensor still reaches the parameter it is named for."""
+
+    class Positional(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            if names is None:
+                return self.model(*inputs, **fixed)
+            return self.model(**dict(zip(names, inputs)), **fixed)
+
+    return Positional()
 
 
 def torch_inputs(entry: CompileEntry, seed: int = 0, device: Optional[str] = None) -> tuple[Any, ...]:
@@ -127,13 +198,16 @@ def tensors_to_numpy(output: Any) -> Any:
 
 class InferenceCallable:
     """Calls a torch module under ``torch.inference_mode`` (no autograd bookkeeping), moving
-    inputs to the module's device first when they are elsewhere."""
+    inputs to the module's device first when they are elsewhere. With ``names``, the inputs
+    (given by position, as every backend's callable takes them) are passed by keyword:
+    ``module(input_ids=..., attention_mask=...)``."""
 
-    def __init__(self, module: Any, device: Any = None):
+    def __init__(self, module: Any, device: Any = None, names: Optional[Sequence[str]] = None):
         import torch
 
         self.module = module
         self.device = device
+        self.names = tuple(names) if names else None
         self._inference_mode = torch.inference_mode
         self._in_inference_mode = torch.is_inference_mode_enabled
 
@@ -145,9 +219,14 @@ class InferenceCallable:
         # Benchmark workers enter inference mode once per thread: entering it again on every
         # call would add about 3 us to each timed call, a third of a small model's latency.
         if self._in_inference_mode():
-            return self.module(*inputs)
+            return self._call(inputs)
         with self._inference_mode():
+            return self._call(inputs)
+
+    def _call(self, inputs: tuple[Any, ...]) -> Any:
+        if self.names is None:
             return self.module(*inputs)
+        return self.module(**dict(zip(self.names, inputs)))
 
 
 @contextlib.contextmanager
@@ -279,18 +358,33 @@ class TorchBackend(Backend):
         device = self._device(entry.device_type, 0)
         model.to(device)
         inputs = torch_inputs(entry, device=str(device))
+        names = input_names(entry)
+        # Named inputs are traced by name, so that each reaches its parameter whatever the
+        # forward's order (DistilBERT's takes no token types; BERT's third is token_type_ids).
+        by_name = dict(zip(names, inputs)) if names else None
         try:
             if entry.compiler == "torchscript":
                 with quiet_torchscript_deprecation(), torch.no_grad():
                     # check_trace re-runs the model and would double the compile time; the
                     # tests compare the artifact's output with the eager model's instead.
-                    module = torch.jit.trace(model, inputs, check_trace=False, strict=False)
+                    if by_name is not None:
+                        module = torch.jit.trace(model, example_kwarg_inputs=by_name, check_trace=False, strict=False)
+                    else:
+                        module = torch.jit.trace(model, inputs, check_trace=False, strict=False)
                     if options.get("freeze", True):
                         # Folds parameters into the graph as constants (no autograd, fewer lookups).
                         module = torch.jit.freeze(module)
                     torch.jit.save(module, str(artifact_path))
             else:  # export
-                program = torch.export.export(model, inputs, strict=bool(options.get("strict", False)))
+                strict = bool(options.get("strict", False))
+                if by_name is not None:
+                    # A saved program can hold transformers' ModelOutput but not load it again
+                    # (its pytree node is registered without a serialized name): plain tuples.
+                    fixed = tuple_call_kwargs(entry)
+                    exported = keyword_module(torch, model, fixed) if fixed else model
+                    program = torch.export.export(exported, (), kwargs=by_name, strict=strict)
+                else:
+                    program = torch.export.export(model, inputs, strict=strict)
                 torch.export.save(program, str(artifact_path))
         except Exception as e:  # any tracer failure becomes this entry's recorded error
             raise CompileFailed(entry.id, f"{self._api(entry.compiler)} failed: {type(e).__name__}: {e}") from e
@@ -312,25 +406,26 @@ class TorchBackend(Backend):
             if problem is not None:
                 raise ModelLoadError(f"{entry.id}: {problem}")
             return CausalLMGenerate(model.to(device), int(entry.new_tokens or 1), self._input_device(device))
+        names = input_names(entry)
         if entry.compiler in ("eager", "inductor"):
             model = build_torch_module(entry).to(device)
             if entry.compiler == "inductor":
                 # torch.compile is lazy: the first call compiles, so load + warm-up cover it.
                 kwargs = {k: options[k] for k in ("mode", "fullgraph", "dynamic", "backend") if k in options}
                 model = torch.compile(model, **kwargs)
-            return InferenceCallable(model, self._input_device(device))
+            return InferenceCallable(model, self._input_device(device), names)
         if artifact_path is None or not os.path.exists(artifact_path):
             raise ModelLoadError(f"{entry.id}: artifact not found: {artifact_path}")
         if entry.compiler == "torchscript":
             with quiet_torchscript_deprecation():
                 module = torch.jit.load(str(artifact_path), map_location=device)
-            return InferenceCallable(module, self._input_device(device))
+            return InferenceCallable(module, self._input_device(device), names)
         program = torch.export.load(str(artifact_path))
         if device.type != "cpu":
             from torch.export.passes import move_to_device_pass
 
             program = move_to_device_pass(program, device)
-        return InferenceCallable(program.module(), self._input_device(device))
+        return InferenceCallable(program.module(), self._input_device(device), names)
 
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
         # On cuda the inputs go to the current device, which is the model's under pinning;
@@ -356,6 +451,16 @@ class TorchBackend(Backend):
         if device_type != "cuda":
             return {}
         return cuda_pinning_env(copy_idx, self.device_count("cuda"))
+
+    def device_memory_peak(self, device_type: str) -> Optional[int]:
+        if device_type != "cuda":
+            return None
+        cuda = import_torch().cuda
+        if not cuda.is_initialized():
+            return None
+        # The caching allocator's peak of memory handed to tensors since this worker started
+        # (load, warm-up and window), on every GPU the copy sees (one, when pinned).
+        return sum(int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count()))
 
     def device_count(self, device_type: str) -> int:
         if device_type == "cuda":

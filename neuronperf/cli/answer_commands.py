@@ -17,6 +17,9 @@ def register(subparsers: Any) -> None:
         "and the spec's objectives.",
     )
     summary.add_argument("results", help="an output_dir, a results.json or a results.csv")
+    summary.add_argument("--rank-by", metavar="COLUMN",
+                         help="also list the entries ranked by COLUMN, best first (e.g. energy_j_per_inf, "
+                         "throughput_avg, latency_ms_p99, device_mem_mb_peak)")
     add_answer_arguments(summary)
     summary.set_defaults(handler=_summary)
 
@@ -25,6 +28,7 @@ def register(subparsers: Any) -> None:
     )
     report.add_argument("results", help="an output_dir, a results.json or a results.csv")
     report.add_argument("-o", "--output", metavar="DIR", help="where to write (default: OUTPUT_DIR/report)")
+    report.add_argument("--rank-by", metavar="COLUMN", help="also rank the entries by COLUMN (e.g. energy_j_per_inf)")
     add_answer_arguments(report)
     report.set_defaults(handler=_report)
 
@@ -102,19 +106,25 @@ def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from neuronperf.answers.slo import check_rank_column
     from neuronperf.answers.summary import render
 
+    if args.rank_by is not None:
+        check_rank_column(args.rank_by)  # before reading anything
     rows, bounds, pricing = _answers_input(args)
-    print(render(rows, bounds, pricing))
+    print(render(rows, bounds, pricing, rank_by=args.rank_by))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from neuronperf.answers.report import require_matplotlib, write_report
+    from neuronperf.answers.slo import check_rank_column
 
     require_matplotlib()  # before any reading: say what to install first
+    if args.rank_by is not None:
+        check_rank_column(args.rank_by)
     _, bounds, pricing = _answers_input(args)
-    report = write_report(args.results, args.output, bounds, pricing)
+    report = write_report(args.results, args.output, bounds, pricing, rank_by=args.rank_by)
     for line in report.missing:
         print(f"neuronperf report: note: {line}", file=sys.stderr)
     print(f"report: {report.html} ({len(report.images)} images)")

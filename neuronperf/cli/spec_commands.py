@@ -79,15 +79,14 @@ def format_plan_table(
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from neuronperf.plan.expand import plan
     from neuronperf.spec.load import load_spec
-    from neuronperf.sweep.state import device_counter
+    from neuronperf.sweep.state import plan_spec
 
     failed = False
     for path in args.specs:
         try:
             spec = load_spec(path)
-            n = len(plan(spec, device_counter(spec)).run_entries)
+            n = len(plan_spec(spec).run_entries)
         except SpecError as e:
             failed = True
             print(str(e), file=sys.stderr)
@@ -97,19 +96,25 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from neuronperf.plan.expand import plan
-    from neuronperf.plan.render import plan_json
+    from neuronperf.plan.render import inputs_lines, plan_json
     from neuronperf.spec.load import load_spec
-    from neuronperf.sweep.state import device_counter
+    from neuronperf.sweep.state import plan_spec
 
     try:
         spec = load_spec(args.spec)
-        the_plan = plan(spec, device_counter(spec))
+        the_plan = plan_spec(spec)
     except SpecError as e:
         # One "FILE:LINE:COL: path: message" line per problem, exactly as `validate` prints them.
         print(str(e), file=sys.stderr)
         return e.exit_code
-    text = plan_json(the_plan) if args.json else format_plan_table(the_plan)
+    if args.json:
+        text = plan_json(the_plan)
+    else:
+        text = format_plan_table(the_plan)
+        if any(t.name for e in the_plan.compile_entries for t in e.inputs):
+            # Inputs passed by name (a model source's, or named in the spec): say what each gets.
+            text = "\n".join(["inputs of each compiled model (batch first; named ones by keyword):",
+                              *(f"  {line}" for line in inputs_lines(the_plan)), "", text])
     sys.stdout.write(text + "\n")
     return 0
 

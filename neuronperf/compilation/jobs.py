@@ -101,6 +101,17 @@ def compile_all(
             versions[vkey] = backend.compiler_version(entry.compiler)
         version = versions[vkey]
         key = compile_key(entry, version)
+        source = entry.model.source
+        if source is not None and source.kind == "file":
+            # A saved artifact is measured as it is: nothing to build, and its path stays the
+            # user's (relative to output_dir, as every artifact path of the index is).
+            from neuronperf.sources.files import resolve_path
+
+            artifact = os.path.relpath(resolve_path(source.value, source.base_dir), out.resolve())
+            results[i] = CompileResult(entry, "ok", key, version, artifact=artifact, compile_s=0.0, reused=True)
+            if on_result:
+                on_result(results[i])
+            continue
         relpath = artifact_relpath(entry, backend, key)
         if relpath is None:
             # Nothing is built ahead of time (eager): the worker builds the model itself.

@@ -32,7 +32,7 @@ import threading
 import time
 from array import array
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from neuronperf.backends.base import ThreadDevice
 from neuronperf.errors import ProtocolError
@@ -46,6 +46,9 @@ from neuronperf.measure.task import (
 )
 from neuronperf.results.samples import write_copy_samples
 from neuronperf.util import processes as procutil
+
+if TYPE_CHECKING:  # imported where used: the module stays cheap for the forkserver's preload
+    from neuronperf.measure.serving import Server
 
 #: Exit status of a worker that stopped itself because its parent disappeared.
 EXIT_PARENT_GONE = 70
@@ -65,14 +68,16 @@ def worker_main(
     parent_env: dict[str, str],
     device_env: dict[str, str],
     parent_pid: int,
+    queue: Any = None,
 ) -> None:
-    """Run one model copy; every outcome, including failure, is reported over ``conn``."""
+    """Run one model copy; every outcome, including failure, is reported over ``conn``.
+    ``queue``: the entry's shared request queue in the server scenario (``serving.SharedQueue``)."""
     procutil.become_group_leader()
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack on stderr
     stop_watching = procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
-    worker = _Worker(copy_idx, conn, stop_watching)
+    worker = _Worker(copy_idx, conn, stop_watching, queue)
     try:
         worker.run(payload, parent_env, device_env)
     except BaseException as e:  # the model's own failure, whatever it is, goes to the parent
@@ -89,10 +94,11 @@ def describe_exception(e: BaseException) -> str:
 
 
 class _Worker:
-    def __init__(self, copy_idx: int, conn: Any, stop_watching: Callable[[], None]):
+    def __init__(self, copy_idx: int, conn: Any, stop_watching: Callable[[], None], queue: Any = None):
         self.copy_idx = copy_idx
         self.conn = conn
         self.stop_watching = stop_watching
+        self.queue = queue
         self.phase = "starting"
 
     def run(self, payload: bytes, parent_env: dict[str, str], device_env: dict[str, str]) -> None:
@@ -126,9 +132,10 @@ class _Worker:
         thread_device: Callable[[], ThreadDevice] = (
             backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
-        shared = _Shared()
+        shared = _Shared(self.queue if task.serving is not None else None)
         # Each thread's share of max_infers and min_calls, as the parent splits them into Go: the
-        # threads size their timing buffers from them before the window opens.
+        # threads size their timing buffers from them before the window opens. (The server
+        # scenario has neither: its threads' buffers are sized from the schedule, see below.)
         first = self.copy_idx * n_threads
         quotas = split_quota(task.settings.max_infers, task.n_models * n_threads)[first:first + n_threads]
         minimums = split_quota(task.settings.min_calls, task.n_models * n_threads)[first:first + n_threads]
@@ -147,7 +154,9 @@ class _Worker:
         shared.raise_first_error(self)
         warm_calls = sum(t.warmup_calls for t in threads)
         warmup_ms = sum(t.warmup_ns for t in threads) / warm_calls / 1e6 if warm_calls else 0.0
-        send(self.conn, Ready(warmup_ms=warmup_ms, warmup_calls=warm_calls))
+        fastest = [t.fastest_ns for t in threads if t.warmup_calls]
+        send(self.conn, Ready(warmup_ms=warmup_ms, warmup_calls=warm_calls,
+                              warmup_fastest_ms=min(fastest) / 1e6 if fastest else 0.0))
 
         self.phase = "waiting for the start signal"
         go = recv(self.conn)
@@ -161,6 +170,13 @@ class _Worker:
             raise ProtocolError(
                 f"'go' has {len(go.quotas)} quotas and {len(go.minimums)} minimums for {n_threads} threads")
 
+        if task.serving is not None:
+            self.phase = "preparing the arrival schedule"
+            shared.prepare_serving(task, go)
+            # Each thread's record buffers, now that the schedule's length is known: before the
+            # window opens, while the threads are still in their keep-warm calls.
+            for thread in threads:
+                thread.prepare_server()
         self.phase = "measuring"
         self.stop_watching()  # from here the pipe to the parent tells us if it is gone
         shared.open(go)
@@ -170,8 +186,11 @@ class _Worker:
             thread.collect()  # joined only now: no thread's copy is resident while others measure
 
         self.phase = "writing samples"
+        # Read after the window, never sampled during it: nothing extra runs while measuring.
+        mem_peak = backend.device_memory_peak(task.device_type) if backend is not None else None
         write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
-                                    [t.tokens for t in threads] if task.new_tokens is not None else None)
+                           [t.tokens for t in threads] if task.new_tokens is not None else None,
+                           [t.requests for t in threads] if task.serving is not None else None)
         send(self.conn, Samples(
             threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,
@@ -179,7 +198,8 @@ class _Worker:
             late_ns=max(0, received_ns - go.start_ns),
             cpu_ns=cpu_to - cpu_from,
             cpu_wall_ns=stopped_ns - received_ns,
-            buffer_bytes=sum(t.buffer_bytes for t in threads),
+            buffer_bytes=sum(t.buffer_bytes for t in threads) + shared.buffer_bytes,
+            device_mem_peak_bytes=mem_peak,
         ))
 
     def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> tuple[int, int]:
@@ -207,9 +227,10 @@ class _Worker:
 
 
 class _Shared:
-    """What a copy's measuring threads share: the window, the first error, a stop flag."""
+    """What a copy's measuring threads share: the window, the first error, a stop flag, and in
+    the server scenario the entry's request queue and its arrival schedule."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue: Any = None) -> None:
         self.go_event = threading.Event()
         self.stop_event = threading.Event()
         self.go: Optional[Go] = None
@@ -217,6 +238,33 @@ class _Shared:
         self.lock = threading.Lock()
         # Each thread writes one byte here when it finishes, which wakes the main thread.
         self.done_r, self.done_w = os.pipe()
+        self.queue = queue
+        self.arrivals: Any = None  # the schedule as absolute perf_counter_ns, an array('q')
+        self.batch_size = 1
+        self.max_delay_ns = 0
+        self.spin_ns = 0
+
+    def prepare_serving(self, task: BenchmarkTask, go: Go) -> None:
+        """Compute the window's schedule (every copy computes the same one from the task's
+        arrival and seed and the rate and request count in ``go``)."""
+        from neuronperf.measure.serving import SPIN_NS, arrivals_buffer
+        from neuronperf.stats.serving import schedule_offsets_ns
+
+        serving = task.serving
+        if serving is None or self.queue is None or go.rate is None:
+            raise ProtocolError("a server-scenario task needs the shared queue and a 'go' with a rate")
+        offsets = schedule_offsets_ns(go.rate, go.requests, serving.arrival, serving.seed)
+        self.arrivals = arrivals_buffer(go.start_ns + offsets)
+        self.batch_size = task.batch_size
+        self.max_delay_ns = int(round(serving.max_queue_delay_ms * 1e6))
+        # A spinning thread holds the interpreter lock, which its siblings in this process would
+        # wait for: only a copy's single thread spins, several threads sleep to the due time.
+        self.spin_ns = SPIN_NS if task.workers_per_model == 1 else 0
+
+    @property
+    def buffer_bytes(self) -> int:
+        """The harness's memory in the copy beside the threads' own buffers: the schedule."""
+        return 8 * len(self.arrivals) if self.arrivals is not None else 0
 
     def open(self, go: Go) -> None:
         self.go = go
@@ -227,6 +275,8 @@ class _Shared:
             self.errors.append((error, phase))
         self.stop_event.set()
         self.go_event.set()
+        if self.queue is not None:
+            self.queue.stop()  # the other copies' threads stop taking requests too
 
     def raise_first_error(self, worker: _Worker) -> None:
         """Raise the first thread's error, the worker's phase then saying where it happened."""
@@ -341,6 +391,8 @@ class _MeasuringThread(threading.Thread):
         self.starts: Any = None
         self.latencies: Any = None
         self.tokens: Any = None  # a generation thread's token stamps, new_tokens per request
+        #: In the server scenario, per call: first request, requests served, when it was due.
+        self.requests: Any = None
         self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
         # The timing buffers, allocated (and so written, resident) after the warm-up, before the
         # window: no page of them is first touched inside a timed call, and their size is known
@@ -351,6 +403,7 @@ class _MeasuringThread(threading.Thread):
         self.chunks: list[tuple[array[int], array[int], int]] = []
         self.buffer_bytes = 0
         self.call_is_model = False  # the lean loop times no part apart: the call is the model call
+        self.server: Optional[Server] = None  # the server scenario's loop and records
 
     def run(self) -> None:
         phase = "preparing a measuring thread"
@@ -366,7 +419,10 @@ class _MeasuringThread(threading.Thread):
                 go = self.shared.go
                 if go is not None and not self.shared.stop_event.is_set():
                     phase = "measuring"
-                    if self.new_tokens is None:
+                    if self.shared.arrivals is not None:
+                        phase = "serving"
+                        self._serve(go, device.sync)
+                    elif self.new_tokens is None:
                         self._measure(go, device.sync)
                     else:
                         self._measure_generate(go, device.sync, self.new_tokens)
@@ -378,7 +434,10 @@ class _MeasuringThread(threading.Thread):
 
     def _allocate(self) -> None:
         """The first chunk of timing buffers (and a generation thread's token clock): the calls
-        the window holds at the warm-up's fastest pace, a quarter more (see ``_chunk_size``)."""
+        the window holds at the warm-up's fastest pace, a quarter more (see ``_chunk_size``). In
+        the server scenario nothing yet: ``prepare_server`` sizes them from the schedule."""
+        if self.shared.queue is not None:
+            return
         duration_ns = int(self.duration_s * 1e9)
         least = MIN_CHUNK if self.new_tokens is None else 64  # requests are far fewer than calls
         self.size = _chunk_size(duration_ns, self.quota, self.minimum, self.fastest_ns, least)
@@ -386,9 +445,23 @@ class _MeasuringThread(threading.Thread):
         if self.new_tokens is not None:
             self.clock = TokenClock(min(self.size * self.new_tokens, 1 << 20))
 
+    def prepare_server(self) -> None:
+        """The server scenario's loop with its first chunk of records, and a generation thread's
+        token clock, allocated before the window (called by the copy's main thread once the
+        schedule is computed; the thread uses them only after the window opens)."""
+        from neuronperf.measure.serving import Server
+
+        shared = self.shared
+        self.server = Server(shared.queue, shared.arrivals, shared.batch_size, shared.max_delay_ns, shared.spin_ns)
+        if self.new_tokens is not None:
+            self.clock = TokenClock(min(len(shared.arrivals), 1 << 16) * self.new_tokens)
+
     def collect(self) -> None:
         """Join the filled part of every timing chunk into one array of starts and one of
         latencies (and the token stamps); called once every thread of the copy has stopped."""
+        if self.server is not None:
+            self._collect_served(self.server)
+            return
         if self.chunks:
             chunks = self.chunks
         else:  # it measured nothing: its allocated (resident) chunk still counts
@@ -403,6 +476,22 @@ class _MeasuringThread(threading.Thread):
         if self.clock is not None or self.call_is_model:
             self.infer_ns = int(self.latencies.sum())
         self.chunks, self.first = [], None
+
+    def _collect_served(self, server: Server) -> None:
+        """``collect`` in the server scenario: per call its start and latency, and the requests
+        it served (first, count, when the batch was due)."""
+        import numpy as np
+
+        records = server.records()
+        self.buffer_bytes = server.buffer_bytes
+        self.starts = np.ascontiguousarray(records[:, 2])
+        self.latencies = records[:, 3] - records[:, 2]
+        self.requests = (np.ascontiguousarray(records[:, 0]), np.ascontiguousarray(records[:, 1]),
+                         np.ascontiguousarray(records[:, 4]))
+        self.infer_ns = int(self.latencies.sum())
+        if self.clock is not None:
+            self.buffer_bytes += 8 * len(self.clock.stamps)
+            self.tokens = np.frombuffer(self.clock.stamps, dtype=np.int64)[: self.clock.n].copy()
 
     def totals(self) -> ThreadTotals:
         return ThreadTotals(
@@ -432,8 +521,53 @@ class _MeasuringThread(threading.Thread):
         go = shared.go
         if go is None:
             return
+        if shared.arrivals is not None:
+            # Serving: no call may still be running when the first request is due, so stop
+            # when the next one would end after the window opens.
+            last = 0
+            while perf() + last < go.start_ns and not shared.stop_event.is_set():
+                t0 = perf()
+                once(args, sync)
+                last = perf() - t0
+            return
         while perf() < go.start_ns and not shared.stop_event.is_set():
             once(args, sync)
+
+    def _serve(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
+        """Serve the entry's queue (``serving.Server``, made before the window by
+        ``prepare_server``) until its schedule is done, the queue is stopped or ``go.last_ns``
+        comes; a call runs exactly as a timed call of the closed loop. The records are turned into
+        timings by ``collect``, once every thread has stopped."""
+        from neuronperf.measure.serving import quiet_timer_slack
+
+        quiet_timer_slack()
+        server = self.server
+        if server is None:
+            raise ProtocolError("a serving thread has no server: the copy did not prepare the schedule")
+        model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
+        clock = self.clock
+        call: Callable[[], Any]
+        if self.new_tokens is not None:
+            assert clock is not None
+            new_tokens = self.new_tokens
+
+            def call() -> None:
+                before = clock.n
+                model(*args, on_token=clock)
+                if sync is not None:
+                    sync()
+                check_tokens(clock.n - before, new_tokens)
+        elif pre is None and post is None and sync is None:
+            def call() -> Any:
+                return model(*args)
+        else:
+            def call() -> None:
+                out = model(*(call_args(pre(*args)) if pre is not None else args))
+                if sync is not None:
+                    sync()
+                if post is not None:
+                    post(out)
+        server.serve(call, go.last_ns)
 
     def _measure(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
         """Time every call that starts in [go.start_ns, go.end_ns), at most the quota; past

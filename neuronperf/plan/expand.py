@@ -1,7 +1,9 @@
 """The plan stage: a ``Spec`` -> a ``Plan`` of frozen compile and run entries.
 
 Compile entries are the product models x parameter combinations x batch sizes x pipeline sizes;
-run entries multiply each by n_models x workers_per_model. ``exclude`` rules then drop run
+run entries multiply each by n_models x workers_per_model (and, in the server scenario, by
+max_queue_delays_ms x rates: the rate varies fastest, so a configuration's rates are neighbours
+in the plan, as its latency-against-rate curve is drawn). ``exclude`` rules then drop run
 entries (the first matching rule is credited), and a compile entry goes when all its run entries
 went. The order is stable: models in spec order, then parameters in declared order, then the axes
 in the order above, each in its listed order.
@@ -15,6 +17,7 @@ Pure like the spec stage: no framework, backend or user code.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
@@ -22,31 +25,50 @@ from typing import Any, Optional
 from neuronperf.entries import (
     CompileEntry,
     ModelRef,
+    ModelSource,
     Plan,
     RunEntry,
+    ServingSettings,
     freeze,
     thaw,
 )
 from neuronperf.errors import SpecError
 from neuronperf.spec.load import spec_problem
-from neuronperf.spec.values import MAX_COPIES, ExcludeRule, Spec, substitute
+from neuronperf.spec.values import (
+    MAX_COPIES,
+    MAX_RATE,
+    ExcludeRule,
+    InputTemplate,
+    ModelSpec,
+    Spec,
+    substitute,
+)
 
 # Axes decided by the compile entry, and those decided at run time.
-_RUN_AXES = ("n_models", "workers_per_model")
+_RUN_AXES = ("n_models", "workers_per_model", "rate", "max_queue_delay_ms")
 
 
-def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
+def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None,
+         sources: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Plan:
     """Expand ``spec`` into its entries; raise a located ``SpecError`` if nothing is left.
 
     ``device_count`` says how many devices (NeuronCores, GPUs; 1 on a CPU) this machine has; it
     is asked once, and only when ``n_models`` lists ``max``, which becomes
     ``max(1, device_count // pipeline_size)`` for each pipeline size (a value already listed is
-    not planned twice). The plan stage cannot ask a backend itself: the driver passes it."""
+    not planned twice). The plan stage cannot ask a backend itself: the driver passes it.
+
+    ``sources`` describes each model that has a built-in source (``hf``, ``timm``,
+    ``torchvision``, ``file``), by name: ``neuronperf.sources.describe_spec`` finds its
+    ``inputs`` (input dicts, used when the spec gives none), its ``identity`` (part of every
+    entry key) and, for an artifact, the ``compiler`` that loads it. The plan stage reads no
+    checkpoint itself: the driver passes them, as it passes ``device_count``."""
     rules = [_Rule(rule) for rule in spec.exclude]
     excluded = [0] * len(rules)
     copies = _copies_per_pipeline(spec, device_count)
+    loads = _server_loads(spec)
     runtimes = {
-        p: [(m, w) for m in copies[p] for w in spec.sweep.workers_per_model] for p in spec.sweep.pipeline_sizes
+        p: [(m, w, load) for m in copies[p] for w in spec.sweep.workers_per_model for load in loads]
+        for p in spec.sweep.pipeline_sizes
     }
     compile_entries: list[CompileEntry] = []
     run_entries: list[RunEntry] = []
@@ -54,6 +76,7 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
     id_owner: dict[str, int] = {}  # compile id -> index of the model that produced it
     for model in spec.models:
         names = [name for name, _ in model.params]
+        source, templates, compiler = _source_of(spec, model, sources)
         for combo in itertools.product(*(values for _, values in model.params)):
             params = tuple(zip(names, combo))
             values = dict(params)
@@ -62,20 +85,21 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                 factory=model.factory,
                 kwargs=freeze(substitute(thaw(model.kwargs), values)),
                 base_dir=model.base_dir,
+                source=source,
             )
-            tensors = tuple(t.resolve(values) for t in model.inputs)
+            tensors = tuple(t.resolve(values) for t in templates)
             for batch_size in spec.sweep.batch_sizes:
                 for pipeline_size in spec.sweep.pipeline_sizes:
                     axes = {"model": model.name, "batch_size": batch_size, "pipeline_size": pipeline_size, **values}
                     live = [(i, r) for i, r in enumerate(rules) if r.matches(axes)]
                     kept = []
-                    for n_models, workers in runtimes[pipeline_size]:
+                    for n_models, workers, load in runtimes[pipeline_size]:
                         for i, rule in live:
-                            if rule.matches_runtime(n_models, workers):
+                            if rule.matches_runtime(n_models, workers, load):
                                 excluded[i] += 1
                                 break
                         else:
-                            kept.append((n_models, workers))
+                            kept.append((n_models, workers, load))
                     if not kept:
                         continue
                     entry = CompileEntry(
@@ -86,7 +110,7 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                         pipeline_size=pipeline_size,
                         framework=spec.framework,
                         device_type=spec.device_type,
-                        compiler=spec.compiler,
+                        compiler=compiler,
                         compiler_args=spec.compile.compiler_args,
                         input_idx=input_idx.setdefault((model.index, params, batch_size), len(input_idx)),
                         timeout=spec.compile.timeout,
@@ -95,7 +119,8 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
                     )
                     _claim_id(spec, entry.id, model.index, id_owner)
                     compile_entries.append(entry)
-                    run_entries.extend(RunEntry(entry, m, w, spec.benchmark) for m, w in kept)
+                    run_entries.extend(RunEntry(entry, m, w, spec.benchmark, _for_task(load, model.task))
+                                       for m, w, load in kept)
     if not run_entries:
         total = sum(excluded)
         raise SpecError([spec_problem(spec, "exclude", f"the exclude rules drop all {total} entries; nothing is left to run")])
@@ -111,6 +136,50 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None) -> Plan:
         executor=spec.executor,
         ray=spec.ray,
     )
+
+
+def _source_of(spec: Spec, model: ModelSpec, sources: Optional[Mapping[str, Mapping[str, Any]]],
+               ) -> tuple[Optional[ModelSource], tuple[InputTemplate, ...], str]:
+    """A model's source with its identity, its input templates (the spec's own win) and the
+    compiler of its entries (an artifact's kind fixes it)."""
+    if model.source is None:
+        return None, model.inputs, spec.compiler
+    described = (sources or {}).get(model.name)
+    if described is None:
+        raise SpecError([spec_problem(spec, f"models[{model.index}].{model.source.kind}",
+                                      f"{model.source.label} was not described; plan it with `neuronperf plan` or `run`, "
+                                      f"or neuronperf.sources.plan_spec (which read its config)")])
+    source = dataclasses.replace(model.source, identity=freeze(dict(described["identity"])))
+    templates = model.inputs or tuple(
+        InputTemplate(shape=tuple(t["shape"]), dtype=str(t.get("dtype", "float32")), low=t.get("low"),
+                      high=t.get("high"), name=t.get("name"))
+        for t in described["inputs"]
+    )
+    return source, templates, str(described.get("compiler") or spec.compiler)
+
+
+def _server_loads(spec: Spec) -> list[Optional[ServingSettings]]:
+    """The server scenario's load of each run entry (queue delay x rate, the rate fastest);
+    ``[None]`` in the closed loop."""
+    rates = spec.sweep.rates
+    if spec.benchmark.scenario != "server" or rates is None:
+        return [None]
+    b = spec.benchmark
+    listed: list[Optional[float]] = [None] if rates == MAX_RATE else [float(r) for r in rates]
+    return [
+        ServingSettings(rate=rate, max_queue_delay_ms=float(delay), arrival=b.arrival, seed=b.seed,
+                        rate_precision=b.rate_precision, slo=spec.slo)
+        for delay in spec.sweep.max_queue_delays_ms for rate in listed
+    ]
+
+
+def _for_task(load: Optional[ServingSettings], task: str) -> Optional[ServingSettings]:
+    """An entry's load with the bounds that change what it measures: a search's (what it
+    searches under) and a generation entry's (what its goodput counts); none otherwise, so an
+    edit of objectives.slo leaves fixed-rate forward entries done."""
+    if load is None or load.search or task == "generate":
+        return load
+    return dataclasses.replace(load, slo=())
 
 
 def _new_tokens(value: Any, params: Mapping[str, Any]) -> Optional[int]:
@@ -145,13 +214,21 @@ class _Rule:
         match = dict(rule.match)
         self.n_models = match.get("n_models")
         self.workers = match.get("workers_per_model")
+        self.rate = match.get("rate")
+        self.delay = match.get("max_queue_delay_ms")
 
     def matches(self, axes: Mapping[str, Any]) -> bool:
         # A rule naming a parameter that this model does not have does not match it.
         return all(axis in axes and any(_same(axes[axis], v) for v in values) for axis, values in self.static)
 
-    def matches_runtime(self, n_models: int, workers: int) -> bool:
-        return (self.n_models is None or n_models in self.n_models) and (self.workers is None or workers in self.workers)
+    def matches_runtime(self, n_models: int, workers: int, load: Optional[ServingSettings] = None) -> bool:
+        if (self.rate is not None or self.delay is not None) and load is None:
+            return False
+        rate = MAX_RATE if load is None or load.rate is None else load.rate
+        return ((self.n_models is None or n_models in self.n_models)
+                and (self.workers is None or workers in self.workers)
+                and (self.rate is None or any(_same(rate, r) for r in self.rate))
+                and (self.delay is None or load is None or any(_same(load.max_queue_delay_ms, d) for d in self.delay)))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -35,6 +35,28 @@ def counts_line(plan: Plan) -> str:
     return text + f": {runs} run {_entries(runs)}, {compiles} compile {_entries(compiles)}"
 
 
+def inputs_lines(plan: Plan) -> list[str]:
+    """What each compiled model is called with, one line per compile entry, batch dimension
+    included: ``distilbert-seq_len64-bs8-p1: input_ids=int64[8,64] in [0,30522),
+    attention_mask=int64[8,64] all 1``. Named inputs are passed by keyword, others by position."""
+    lines = []
+    for entry in plan.compile_entries:
+        shown = []
+        for i, tensor in enumerate(entry.inputs):
+            text = f"{tensor.name or f'[{i}]'}={tensor.dtype}[{','.join(str(d) for d in (entry.batch_size, *tensor.shape))}]"
+            if tensor.low is not None and tensor.high is not None:
+                low, high = _number(tensor.low), _number(tensor.high)
+                integral = tensor.dtype.startswith(("int", "uint"))
+                text += f" all {low}" if integral and tensor.high - tensor.low == 1 else f" in [{low},{high})"
+            shown.append(text)
+        lines.append(f"{entry.id}: {', '.join(shown)}")
+    return lines
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def plan_dict(plan: Plan) -> dict[str, Any]:
     """The machine-readable plan that ``neuronperf plan --json`` prints."""
     ckeys = compile_keys(plan.compile_entries)
@@ -47,9 +69,11 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
     runs = []
     for run, key in zip(plan.run_entries, run_keys(plan.run_entries)):
         compile_id, compile_key, params = by_compile[id(run.compile)]
+        serving = run.serving
+        suffix = serving.id_suffix() if serving is not None else ""
         runs.append(
             {
-                "id": f"{compile_id}-m{run.n_models}-w{run.workers_per_model}",
+                "id": f"{compile_id}-m{run.n_models}-w{run.workers_per_model}{suffix}",
                 "key": key,
                 "compile_id": compile_id,
                 "compile_key": compile_key,
@@ -59,6 +83,9 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                 "pipeline_size": run.compile.pipeline_size,
                 "n_models": run.n_models,
                 "workers_per_model": run.workers_per_model,
+                # The server scenario's axes; absent in the closed loop, as before it existed.
+                **({"rate": "max" if serving.rate is None else serving.rate,
+                    "max_queue_delay_ms": serving.max_queue_delay_ms} if serving is not None else {}),
             }
         )
     return {

@@ -8,6 +8,18 @@ from __future__ import annotations
 RESULTS_FORMAT = 1
 
 
+#: The device telemetry columns (``neuronperf.trackers``; docs/measurement.md, "Telemetry").
+TELEMETRY_COLUMNS: tuple[str, ...] = (
+    "device_mem_mb_peak",
+    "device_mem_mb_nvml_peak",
+    "device_util_pct_avg",
+    "power_w_avg",
+    "power_w_idle",
+    "energy_j_per_inf",
+    "energy_source",
+    "telemetry_note",
+)
+
 #: NeuronPerf's default CSV columns, in its order: users' scripts parse these first.
 DEFAULT_CSV_COLS: tuple[str, ...] = (
     "model_name",
@@ -65,6 +77,8 @@ OUR_COLS: tuple[str, ...] = (
     "other_cpu_cores",
     "method_version",
     "node",  # the machine that measured the row (on Ray: host/node id)
+    # Device telemetry, last so that scripts reading columns by position keep working.
+    *TELEMETRY_COLUMNS,
 )
 
 

@@ -27,7 +27,7 @@ INT_COLUMNS = ("n_models", "workers_per_model", "pipeline_size", "batch_size", "
 #: Columns that hold text (everything else of the fixed columns is a number).
 TEXT_COLUMNS = (
     "model_name", "model_filename", "device_type", "instance_type", "status", "id", "key",
-    "error", "input_shapes", "percentile_method", "warning", "node",
+    "error", "input_shapes", "percentile_method", "warning", "node", "energy_source", "telemetry_note",
 )
 #: What NeuronPerf's CSV writer wrote for a value it did not have.
 MISSING_MARKS = ("N/A", "")

@@ -58,8 +58,11 @@ def resolve_factory(ref: ModelRef) -> Callable[..., Any]:
 
 
 def source_digest(ref: ModelRef) -> str:
-    """A hash of the file behind a ``file.py:callable`` factory ("" for a package factory, or a
-    file that cannot be read: resolving it reports that). Read, never imported."""
+    """A hash of the file behind a ``file.py:callable`` factory ("" for a package factory, a
+    built-in source, whose identity is in the entry key already, or a file that cannot be read:
+    resolving it reports that). Read, never imported."""
+    if ref.source is not None:
+        return ""
     module_name = ref.factory.rpartition(":")[0]
     if not module_name.endswith(".py"):
         return ""
@@ -76,6 +79,10 @@ def factory_libraries(ref: ModelRef) -> tuple[str, ...]:
     it: for a zoo factory, what it declares in ``zoo.BUILDS_ON``; for ``pkg.module:callable``,
     the distribution that installs ``pkg``. A ``file.py`` factory's own file is hashed instead
     (``source_digest``)."""
+    if ref.source is not None:
+        from neuronperf.sources.models import LIBRARIES
+
+        return LIBRARIES.get(ref.source.kind, ())
     module_name, _, attr = ref.factory.rpartition(":")
     if module_name.endswith(".py") or not module_name or ref.factory == IN_MEMORY_FACTORY:
         return ()
@@ -109,6 +116,12 @@ def worker_preload(refs: Any) -> tuple[str, ...]:
     third-party libraries that do not come from the spec's folder (not the standard library)."""
     wanted: dict[str, set[str]] = {}
     for ref in refs:
+        if ref.source is not None:
+            # A built-in source's library (transformers, timm, torchvision): its import is most
+            # of a worker's start-up.
+            for library in factory_libraries(ref):
+                wanted.setdefault(library, set())
+            continue
         module_name = ref.factory.rpartition(":")[0]
         if module_name.endswith(".py"):
             path = module_name if os.path.isabs(module_name) else os.path.join(ref.base_dir, module_name)
@@ -183,6 +196,8 @@ def resolve_errors(refs: Any) -> dict[str, str]:
     process by the sweep driver, which never imports user code itself)."""
     failures = {}
     for ref in refs:
+        if ref.source is not None:
+            continue  # checked by neuronperf.sources.models.check_all
         try:
             resolve_factory(ref)
         except ModelLoadError as e:
@@ -191,7 +206,12 @@ def resolve_errors(refs: Any) -> dict[str, str]:
 
 
 def build_model(ref: ModelRef) -> Any:
-    """Resolve the factory and call it with the reference's kwargs."""
+    """Resolve the factory and call it with the reference's kwargs (or build a built-in
+    source's model: hf, timm, torchvision)."""
+    if ref.source is not None:
+        from neuronperf.sources.models import build
+
+        return build(ref.source)
     factory = resolve_factory(ref)
     return factory(**thaw(ref.kwargs))
 

@@ -9,7 +9,9 @@ from types import MappingProxyType
 from typing import Any, Optional, Union
 
 from neuronperf.entries import (
+    DEFAULT_TELEMETRY_PERIOD_MS,
     BenchmarkSettings,
+    ModelSource,
     RaySettings,
     freeze,
 )
@@ -21,6 +23,8 @@ from neuronperf.spec.values import (
     DEFAULT_DURATION,
     DEFAULT_PEAK_WINDOW,
     DEFAULT_WARMUP_CALLS,
+    MAX_RATE,
+    MODEL_SOURCE_KEYS,
     SPEC_VERSION,
     SWEEP_AXES,
     CompileSettings,
@@ -52,7 +56,7 @@ def make_spec(ctx: CheckContext, data: dict, target: Target, axes: dict[str, lis
         executor=data.get("executor", "local"),
         output_dir=data.get("output_dir") or os.path.join("runs", name),
         models=models,
-        sweep=SweepAxes(*(tuple(axes[a]) for a in SWEEP_AXES.values())),
+        sweep=SweepAxes(*(tuple(axes[a]) for a in SWEEP_AXES.values()), **_server_axes(axes)),
         exclude=rules,
         compile=CompileSettings(
             jobs=int(compile_data.get("jobs", default_compile_jobs())),
@@ -69,18 +73,42 @@ def make_spec(ctx: CheckContext, data: dict, target: Target, axes: dict[str, lis
     )
 
 
+def _server_axes(axes: dict[str, list[Any]]) -> dict[str, Any]:
+    """The server scenario's axes (rates as floats, or "max"), absent in a closed-loop spec."""
+    if "rate" not in axes:
+        return {}
+    rates = axes["rate"]
+    return {
+        # Floats, so that `rates: [100]` and `[100.0]` plan the same entries.
+        "rates": MAX_RATE if rates == [MAX_RATE] else tuple(float(r) for r in rates),
+        "max_queue_delays_ms": tuple(float(d) for d in axes.get("max_queue_delay_ms") or [0.0]),
+    }
+
+
 def make_model(ctx: CheckContext, i: int, model: dict) -> ModelSpec:
     params = tuple(
         (k, tuple(v) if isinstance(v, list) else (v,)) for k, v in (model.get("params") or {}).items()
     )
+    kind = next(key for key in MODEL_SOURCE_KEYS if key in model)
+    source = None
+    if kind != "factory":
+        source = ModelSource(
+            kind=kind,
+            value=str(model[kind]),
+            hf_task=model.get("hf_task"),
+            kwargs=freeze(model.get("hf_kwargs" if kind == "hf" else "kwargs") or {}),
+            pretrained=bool(model.get("pretrained", False)),
+            base_dir=ctx.base_dir,
+        )
     return ModelSpec(
         name=model["name"],
-        factory=model["factory"],
-        kwargs=freeze(model.get("kwargs") or {}),
-        inputs=tuple(_input_template(t) for t in model["inputs"]),
+        factory=model.get("factory", ""),
+        kwargs=freeze(model.get("kwargs") or {}) if source is None else freeze({}),
+        inputs=tuple(_input_template(t) for t in model.get("inputs") or ()),
         params=params,
         base_dir=ctx.base_dir,
-        factory_pos=ctx.loaded.value_pos.get(("models", i, "factory"), (1, 1)),
+        factory_pos=ctx.loaded.value_pos.get(("models", i, kind), (1, 1)),
+        source=source,
         index=i,
         evaluate=_evaluate_spec(model.get("evaluate")),
         task=model.get("task", "forward"),
@@ -105,6 +133,7 @@ def _input_template(tensor: Any) -> InputTemplate:
         dtype=tensor.get("dtype", "float32"),
         low=None if low is None else float(low),
         high=None if high is None else float(high),
+        name=tensor.get("name"),
     )
 
 
@@ -142,4 +171,17 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         repeat=int(bench.get("repeat", 1)),
         order=str(bench.get("order", "planned")),
         seed=int(bench.get("seed", 0)),
+        telemetry_period_ms=_telemetry_period(bench.get("telemetry", True)),
+        scenario=str(bench.get("scenario", "closed")),
+        arrival=str(bench.get("arrival", "poisson")),
+        rate_precision=float(bench.get("rate_precision", 0.02)),
     )
+
+
+def _telemetry_period(value: Any) -> Optional[float]:
+    """``benchmark.telemetry`` as a period in ms: false is None (off); true or an object
+    without ``period_ms`` is the default."""
+    if value is False:
+        return None
+    period = value.get("period_ms") if isinstance(value, dict) else None
+    return float(period) if period is not None else DEFAULT_TELEMETRY_PERIOD_MS

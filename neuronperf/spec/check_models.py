@@ -9,7 +9,13 @@ import re
 from typing import Any
 
 from neuronperf.spec.context import CheckContext
-from neuronperf.spec.values import EXCLUDE_AXES, REFERENCE
+from neuronperf.spec.values import (
+    CAST_DTYPES,
+    DTYPE_PARAM,
+    EXCLUDE_AXES,
+    GENERATED_SIZE_PARAMS,
+    REFERENCE,
+)
 from neuronperf.spec.wording import (
     closest,
     id_text,
@@ -76,9 +82,18 @@ def models_pass(ctx: CheckContext, models: list) -> list[dict[str, list[Any]]]:
             tokens_path: KeyPath = (*base, "generate", "new_tokens")
             reference_check(ctx, tokens_path, token_ref.group(1), declared)
             used.setdefault(token_ref.group(1), []).append(tokens_path)
+        # A source model without inputs: its generated inputs take the size parameters.
+        generates = "factory" not in model and "inputs" not in model
         for pname in list(params):
+            if pname == DTYPE_PARAM:
+                dtype_values_check(ctx, (*base, "params", pname), raw_params[pname])
+                continue
+            if generates and pname in GENERATED_SIZE_PARAMS:
+                generated_size_check(ctx, (*base, "params", pname), raw_params[pname], model)
+                continue
             if pname not in used:
-                ctx.problem((*base, "params", pname), f"parameter '{pname}' is not used; refer to it as '${pname}' in an input shape, in kwargs or in generate.new_tokens", at_key=True)
+                sizes = f", or let it size the generated inputs ({', '.join(GENERATED_SIZE_PARAMS)}) of an hf:, timm: or torchvision: model without inputs" if pname in GENERATED_SIZE_PARAMS else ""
+                ctx.problem((*base, "params", pname), f"parameter '{pname}' is not used; refer to it as '${pname}' in an input shape, in kwargs or in generate.new_tokens{sizes}", at_key=True)
             for dim_path in used.get(pname, [])[:1]:
                 dimension_values_check(ctx, base, pname, raw_params[pname], dim_path)
     return all_params
@@ -163,6 +178,26 @@ def dimension_values_check(ctx: CheckContext, base: KeyPath, pname: str, raw: An
             item_path = (*path, k) if isinstance(raw, list) else path
             role = f"is {where}" if dim_path[len(base):][:1] == ("generate",) else f"is a dimension in {where}"
             ctx.problem(item_path, f"{show(v)} is not a positive integer, but '${pname}' {role}")
+
+
+def dtype_values_check(ctx: CheckContext, path: KeyPath, raw: Any) -> None:
+    """``params: {dtype: [...]}`` casts the model and its floating inputs: only to these."""
+    listed = raw if isinstance(raw, list) else [raw]
+    for k, v in enumerate(listed):
+        if is_scalar(v) and v not in CAST_DTYPES:
+            ctx.problem((*path, k) if isinstance(raw, list) else path,
+                        f"{show(v)} is not a dtype the dtype parameter casts to; choose from: {', '.join(CAST_DTYPES)}")
+
+
+def generated_size_check(ctx: CheckContext, path: KeyPath, raw: Any, model: dict) -> None:
+    """A size parameter of generated inputs must fit them: positive integers, and the one the
+    task reads (``seq_len`` for a forward pass, ``prompt_len`` for ``task: generate``, the image
+    side only for vision models, which the sources stage checks when it reads the config)."""
+    listed = raw if isinstance(raw, list) else [raw]
+    for k, v in enumerate(listed):
+        if is_scalar(v) and not (is_integral(v) and v >= 1):
+            ctx.problem((*path, k) if isinstance(raw, list) else path,
+                        f"{show(v)} is not a positive integer, but '${path[-1]}' sizes the generated inputs")
 
 
 def evaluate_check(ctx: CheckContext, path: KeyPath, evaluate: dict) -> None:

@@ -14,6 +14,8 @@ from neuronperf.spec.build import make_spec
 from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
+from neuronperf.spec.check_serving import serving_pass
+from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
 from neuronperf.spec.check_task import task_pass
@@ -38,6 +40,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     params_by_model = models_pass(ctx, models) if isinstance(models, list) else []
     sweep = data.get("sweep")
     axes = sweep_pass(ctx, sweep if isinstance(sweep, dict) else {}, target)
+    axes.update(serving_pass(ctx, data))
     exclude = data.get("exclude")
     if isinstance(exclude, list):
         exclude_pass(ctx, exclude, models if isinstance(models, list) else [], params_by_model, axes)
@@ -45,6 +48,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     if isinstance(benchmark, dict):
         benchmark_pass(ctx, benchmark)
     if isinstance(models, list):
+        sources_pass(ctx, models, target)
         task_pass(ctx, models, target)
     size_pass(ctx, params_by_model, axes)
     if ctx.problems:

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from neuronperf.entries import (
+    SOURCE_KINDS,
     BenchmarkSettings,
     Frozen,
     FrozenDict,
+    ModelSource,
     RaySettings,
     TensorSpec,
 )
@@ -33,7 +35,16 @@ SWEEP_AXES = {
 }
 
 
-#: Names an exclude rule may use besides the model parameters.
+#: The server scenario's sweep keys -> their axis names (entry ids, exclude rules, reports).
+SERVER_AXES = {"rates": "rate", "max_queue_delays_ms": "max_queue_delay_ms"}
+
+
+#: ``sweep.rates: max``: the highest rate that meets ``objectives.slo``, searched per entry.
+MAX_RATE = "max"
+
+
+#: Names an exclude rule may use besides the model parameters (and, in the server scenario,
+#: the ``SERVER_AXES``).
 EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
 
 
@@ -69,8 +80,23 @@ MAX_RUN_ENTRIES = 1_000_000
 MAX_COPIES = "max"
 
 
-#: The latency columns an ``objectives.slo`` bound may name (the reported percentiles).
-SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
+#: The columns an ``objectives.slo`` bound may name: the reported latency percentiles, and a
+#: generation row's time to first token and time per output token.
+SLO_COLUMNS = (*(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100)),
+               *(f"{kind}_ms_p{q}" for kind in ("ttft", "tpot") for q in (50, 90, 99)))
+
+
+#: The keys that name where a model comes from; a model has exactly one.
+MODEL_SOURCE_KEYS = ("factory", *SOURCE_KINDS)
+
+#: Parameters that size the inputs a model source generates: the sequence length (the prompt's
+#: for ``task: generate``) and a vision model's image side.
+GENERATED_SIZE_PARAMS = ("seq_len", "prompt_len", "image_size")
+
+#: The parameter that casts a model and its floating inputs, and the dtypes it takes.
+DTYPE_PARAM = "dtype"
+CAST_DTYPES = ("float32", "bfloat16", "float16")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 DEFAULT_DURATION = 5.0
@@ -100,20 +126,28 @@ class InputTemplate:
     dtype: str = "float32"
     low: Optional[float] = None
     high: Optional[float] = None
+    #: The keyword it is passed by; None: by position.
+    name: Optional[str] = None
 
     def resolve(self, params: Mapping[str, Any]) -> TensorSpec:
-        """The concrete ``TensorSpec`` for one combination of the model's parameters."""
+        """The concrete ``TensorSpec`` for one combination of the model's parameters; a
+        ``dtype`` parameter casts a floating input."""
         dims = tuple(int(params[d[1:]]) if isinstance(d, str) else d for d in self.shape)
-        return TensorSpec(shape=dims, dtype=self.dtype, low=self.low, high=self.high)
+        dtype = self.dtype
+        if DTYPE_PARAM in params and dtype in FLOAT_DTYPES:
+            dtype = str(params[DTYPE_PARAM])
+        return TensorSpec(shape=dims, dtype=dtype, low=self.low, high=self.high, name=self.name)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One entry of ``models``: a factory, its kwargs, its inputs and its swept parameters."""
+    """One entry of ``models``: a factory (or a built-in ``source``), its kwargs, its inputs
+    and its swept parameters."""
 
     name: str
-    factory: str
+    factory: str  # "" for a model from a built-in source
     kwargs: Frozen  # may hold "$param" strings, substituted per combination by the planner
+    #: As written; empty when a source generates them (``neuronperf.sources`` describes them).
     inputs: tuple[InputTemplate, ...]
     #: Swept parameters in declared order: (("seq_len", (128, 256)),).
     params: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -130,6 +164,9 @@ class ModelSpec:
     #: ``generate.new_tokens`` of a generate model: an integer, or a ``"$param"`` reference that
     #: the planner substitutes.
     new_tokens: Union[int, str, None] = None
+    #: ``hf``, ``timm``, ``torchvision`` or ``file`` instead of ``factory`` (its ``identity`` is
+    #: filled in when the sweep is planned).
+    source: Optional[ModelSource] = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +188,9 @@ class SweepAxes:
     #: Positive integers, or ``"max"``: as many copies as fit (resolved when planning).
     n_models: tuple[Union[int, str], ...] = (1,)
     workers_per_model: tuple[int, ...] = (1,)
+    #: The server scenario's request rates (requests per second), or ``"max"``; None: closed loop.
+    rates: Union[tuple[float, ...], str, None] = None
+    max_queue_delays_ms: tuple[float, ...] = (0.0,)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.entries import CopyStats, Measurement
+from neuronperf.entries import CopyStats, Measurement, Telemetry
 from neuronperf.errors import UsageError
 from neuronperf.stats.student import t_quantile
 
@@ -140,6 +140,15 @@ class EntryStats:
     latency_ms_p50_ci_low: Optional[float] = None
     latency_ms_p50_ci_high: Optional[float] = None
     other_cpu_cores: Optional[float] = None
+    # Device telemetry (docs/measurement.md, "Telemetry"); empty when it is off or unreadable.
+    device_mem_mb_peak: Optional[float] = None
+    device_mem_mb_nvml_peak: Optional[float] = None
+    device_util_pct_avg: Optional[float] = None
+    power_w_avg: Optional[float] = None
+    power_w_idle: Optional[float] = None
+    energy_j_per_inf: Optional[float] = None
+    energy_source: Optional[str] = None
+    telemetry_note: Optional[str] = None
     warning: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -318,7 +327,7 @@ def compute_stats(
     measured = [t for t in threads if t.calls]
     n_calls = sum(t.calls for t in threads)
     copies = measurement.copies
-    per_copy = copy_figures(copies)
+    per_copy = {**copy_figures(copies), **telemetry_figures(measurement.telemetry, n_calls * batch_size)}
     if n_calls == 0:
         return EntryStats(
             total_infs=0, repeats=1, other_cpu_cores=measurement.other_cpu_cores,
@@ -343,7 +352,7 @@ def compute_stats(
 
     latency_ns = np.concatenate([t.end - t.start for t in threads])
     latency_ms = latency_ns.astype(np.float64) / NS_PER_MS
-    percentiles = {f"latency_ms_p{q}": percentile(latency_ms, q) for q in PERCENTILES}
+    percentiles: dict[str, Any] = {f"latency_ms_p{q}": percentile(latency_ms, q) for q in PERCENTILES}
     latency_avg = float(latency_ms.mean())
     # The call-to-call spread of a steady model, robust to the rare stall that instability is
     # made of: the interquartile range as a normal's standard deviation, over the median.
@@ -383,6 +392,24 @@ def compute_stats(
         **percentiles,
         **per_copy,
     )
+
+
+def telemetry_figures(telemetry: Optional[Telemetry], inferences: int) -> dict[str, Any]:
+    """A repeat's telemetry columns: the sampled figures as they are, and the window's energy
+    over the inferences made in it (``total_infs x batch_size``)."""
+    if telemetry is None:
+        return {}
+    per_inf = telemetry.energy_j / inferences if telemetry.energy_j is not None and inferences > 0 else None
+    return {
+        "device_mem_mb_peak": telemetry.device_mem_mb_peak,
+        "device_mem_mb_nvml_peak": telemetry.device_mem_mb_nvml_peak,
+        "device_util_pct_avg": telemetry.device_util_pct_avg,
+        "power_w_avg": telemetry.power_w_avg,
+        "power_w_idle": telemetry.power_w_idle,
+        "energy_j_per_inf": per_inf,
+        "energy_source": telemetry.energy_source,
+        "telemetry_note": telemetry.note,
+    }
 
 
 def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:

@@ -7,6 +7,7 @@ raises typed errors and never exits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -44,21 +45,23 @@ def check_factories(spec: Any, entries: Sequence[CompileEntry]) -> None:
     """Resolve the factory of every model these entries build, in a worker process (the driver
     imports no user code or framework itself); report failures at their spec position."""
     from neuronperf.measure.supervisor import WorkerCallFailed, run_in_worker
-    from neuronperf.sources.factory import resolve_errors
+    from neuronperf.sources.planning import model_errors
 
-    refs = list({e.model.name: e.model for e in entries}.values())
-    if not refs:
+    first = list({e.model.name: e for e in entries}.values())
+    if not first:
         return
     try:
         # In a fork of the workers' server: its libraries are loaded already, so this costs
         # little beyond running the factories' own modules.
-        failures = run_in_worker(resolve_errors, (refs,), timeout=FACTORY_CHECK_TIMEOUT_S)
+        failures = run_in_worker(model_errors, (first,), timeout=FACTORY_CHECK_TIMEOUT_S)
     except WorkerCallFailed as e:
-        failures = {r.name: f"factory {r.factory!r}: importing it failed: {e}" for r in refs}
+        failures = {x.model.name: (x.model.source.kind if x.model.source else "factory",
+                                   f"{x.model.label}: importing it failed: {e}") for x in first}
     problems = []
     for index, model in enumerate(spec.models):
         if model.name in failures:
-            problems.append(spec_problem(spec, f"models[{index}].factory", failures[model.name]))
+            key, message = failures[model.name]
+            problems.append(spec_problem(spec, f"models[{index}].{key}", message))
     if problems:
         raise SpecError(problems)
 
@@ -268,6 +271,12 @@ def _write_model_index(plan: Plan, output_dir: Path, state: SweepState, compiled
         config["compiler"] = entry.compiler
         config["compiler_version"] = state.versions[entry.compiler]
         config["compiler_args"] = thaw(entry.compiler_args)
+        source = entry.model.source
+        if source is not None and source.kind == "file":
+            # A saved artifact is measured where it is: the index names the user's file.
+            from neuronperf.sources.files import resolve_path
+
+            config["filename"] = os.path.relpath(resolve_path(source.value, source.base_dir), output_dir.resolve())
         result = compiled.get(entry) or state.compile_records.get(state.compile_keys[entry])
         if result is None:
             config["status"] = "todo"

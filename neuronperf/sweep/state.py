@@ -23,12 +23,31 @@ from neuronperf.sweep.outcome import SweepOptions
 
 
 def load_plan(spec_path: str) -> tuple[Any, Plan]:
-    """Load and validate a spec and plan it (pure: no user code, no framework)."""
-    from neuronperf.plan.expand import plan as make_plan
+    """Load and validate a spec and plan it (no user code or framework in this process)."""
     from neuronperf.spec.load import load_spec
 
     spec = load_spec(spec_path)
-    return spec, make_plan(spec, device_counter(spec))
+    return spec, plan_spec(spec)
+
+
+#: How long describing the models of hf:/timm:/torchvision:/file: sources may take in a worker
+#: (importing their library, fetching a hub config).
+SOURCE_DESCRIBE_TIMEOUT_S = 600.0
+
+
+def plan_spec(spec: Any) -> Plan:
+    """The plan of a loaded spec: its source models described (what needs a library, in a
+    worker process), ``n_models: max`` counted by the backend."""
+    from neuronperf.sources.planning import plan_spec as plan_with_sources
+
+    return plan_with_sources(spec, device_counter(spec), run_elsewhere=in_worker)
+
+
+def in_worker(fn: Any, args: tuple) -> Any:
+    """``fn(*args)`` in a worker process (the driver imports no framework)."""
+    from neuronperf.measure.supervisor import run_in_worker
+
+    return run_in_worker(fn, args, timeout=SOURCE_DESCRIBE_TIMEOUT_S)
 
 
 def device_counter(spec: Any) -> Any:

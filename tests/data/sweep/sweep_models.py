@@ -26,6 +26,31 @@ def sleepy(features: int = 8, sleep_ms: float = 5.0):
     return SleepyLinear(features, sleep_ms).eval()
 
 
+class ClockedLinear(torch.nn.Module):
+    """A linear layer whose calls end on the ticks of a clock of period ``period_ms``, as a device
+    with a fixed frame rate would: each call sleeps until the next tick of the monotonic clock.
+
+    Its figures do not move with the machine's load, unlike a plain sleep's: back-to-back calls
+    serve exactly one call per period, and a call's latency is the period plus this wake-up's
+    lateness minus the last one's (less the loop's step between calls), so a load that makes
+    every wake-up late by the same amount cancels out of it."""
+
+    def __init__(self, features: int, period_ms: float):
+        super().__init__()
+        self.linear = torch.nn.Linear(features, features)
+        self.period_ns = int(period_ms * 1e6)
+
+    def forward(self, x):
+        now = time.monotonic_ns()
+        time.sleep((self.period_ns - now % self.period_ns) / 1e9)
+        return self.linear(x)
+
+
+def clocked(features: int = 8, period_ms: float = 20.0):
+    torch.manual_seed(0)
+    return ClockedLinear(features, period_ms).eval()
+
+
 class Raiser(torch.nn.Module):
     def forward(self, x):
         raise ValueError("bad input for this model")
