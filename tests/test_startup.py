@@ -117,18 +117,3 @@ def test_preload_skips_what_fails_and_looks_names_up():
     assert preload("json:dumps;definitely_not_installed_anywhere;json:no_such_name") == [
         "definitely_not_installed_anywhere", "json:no_such_name"]
 
-
-def test_a_call_in_a_worker_sees_the_callers_environment_as_it_is_now(monkeypatch):
-    """The forkserver's environment is as old as the forkserver: a call run in one of its
-    children (planning's look at a model source) sees the driver's variables as they are at the
-    call, set or removed since (HF_HUB_OFFLINE set by a test, or by a user between two runs)."""
-    import os
-
-    from neuronperf.measure.supervisor import run_in_worker
-
-    monkeypatch.setenv("NEURONPERF_TEST_GONE", "before")
-    assert run_in_worker(os.getenv, ("NEURONPERF_TEST_GONE",), timeout=60) == "before"  # the forkserver runs
-    monkeypatch.delenv("NEURONPERF_TEST_GONE")
-    monkeypatch.setenv("NEURONPERF_TEST_NEW", "after")
-    assert run_in_worker(os.getenv, ("NEURONPERF_TEST_NEW",), timeout=60) == "after"
-    assert run_in_worker(os.getenv, ("NEURONPERF_TEST_GONE",), timeout=60) is None

@@ -294,3 +294,20 @@ def test_kill_tree_of_a_finished_process_is_a_no_op():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert procutil.kill_tree(proc.pid) == []
+
+
+@pytest.mark.slow
+def test_a_worker_call_sees_the_drivers_environment_as_it_is_now(monkeypatch):
+    """A forkserver's children inherit the environment of when it started; a variable set since
+    (HF_HUB_OFFLINE set by a script before planning) must still reach the work done in them. The
+    first call starts the forkserver, the variable is set after it."""
+    from neuronperf.measure.supervisor import run_in_worker
+
+    monkeypatch.delenv("NEURONPERF_TEST_LATE_VARIABLE", raising=False)
+    monkeypatch.setenv("NEURONPERF_TEST_EARLY_VARIABLE", "set first")
+    assert run_in_worker(m.environment_variable, ("NEURONPERF_TEST_LATE_VARIABLE",), timeout=120) is None
+    monkeypatch.setenv("NEURONPERF_TEST_LATE_VARIABLE", "set later")
+    assert run_in_worker(m.environment_variable, ("NEURONPERF_TEST_LATE_VARIABLE",), timeout=120) == "set later"
+    # ...and one removed since is gone there too (the forkserver may have started with it).
+    monkeypatch.delenv("NEURONPERF_TEST_EARLY_VARIABLE")
+    assert run_in_worker(m.environment_variable, ("NEURONPERF_TEST_EARLY_VARIABLE",), timeout=120) is None

@@ -153,9 +153,12 @@ class WorkerCallFailed(Exception):
 def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
     """``fn(*args)`` in a process from the workers' context (a fork of the forkserver, which has
     the sweep's libraries loaded already), its result sent back; for work the driver must not do
-    in its own process (importing user code). ``fn``, ``args`` and the result must pickle. It
-    runs in this process's environment as it is now, not the forkserver's, which is as old as
-    the forkserver (a variable set since, such as HF_HUB_OFFLINE, would not be seen)."""
+    in its own process (importing user code). ``fn``, ``args`` and the result must pickle.
+
+    The process runs with the driver's environment as it is now, as measuring workers do: a
+    forkserver's children inherit the environment of when the forkserver started, so a variable
+    set since (``HF_HUB_OFFLINE``, set by a script or a test before planning) would not reach them,
+    and one removed since would still be there."""
     ctx = worker_context()
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args, dict(os.environ)), daemon=False)
@@ -182,9 +185,9 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
         parent_conn.close()
 
 
-def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str]) -> None:
-    os.environ.clear()
-    os.environ.update(env)
+def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], parent_env: dict[str, str]) -> None:
+    os.environ.clear()  # exactly the driver's: what it removed is gone here too
+    os.environ.update(parent_env)
     try:
         result = ("ok", fn(*args))
     except BaseException as e:  # whatever it is, the caller reports it in one line

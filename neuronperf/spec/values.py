@@ -16,6 +16,7 @@ from neuronperf.entries import (
     FrozenDict,
     ModelSource,
     RaySettings,
+    SearchSettings,
     TensorSpec,
 )
 from neuronperf.spec.yaml_source import (
@@ -238,6 +239,8 @@ class Spec:
     cost_per_hour: Optional[float] = None
     #: The ``ray`` section (used when ``executor`` is ray).
     ray: RaySettings = RaySettings()
+    #: ``search`` and ``objectives.maximize``.
+    search: SearchSettings = SearchSettings()
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
     key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
