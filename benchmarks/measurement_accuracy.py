@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python benchmarks/measurement_accuracy.py`` (about 3 minutes;
 ``--quick`` for shorter windows, ``--only NAME`` for one case). Every entry runs through the real
-benchmark core (``core.run_entries`` with forkserver workers) and the rows are computed by
+benchmark core (``measure.entryloop.run_entries`` with forkserver workers) and the rows are computed by
 ``results.report_row``, exactly as ``neuronperf run`` computes them. For the sleep models the
 script also recomputes, from the same raw samples, what method 1 (before ``METHOD_VERSION`` 2)
 reported, so the two methods are compared side by side in one run.
@@ -19,6 +19,13 @@ Cases and truths:
    (``blocked_autorange``, median) on the same 2 threads, in this process. Goal: p50 within 3%.
 5. ``sleep``: fixed sleeps of 1, 5 and 20 ms at 2 copies x 2 threads x batch 4: p50 against a bare
    loop timing the same sleep, throughput against Little's law.
+6. ``shared``: two CPU-bound copies pinned to one core, copy 1 doing twice the work per call, with
+   ``min_calls`` so that copy 0 reaches its share first and stops while copy 1 runs on alone
+   (uncontended, twice as fast) for its own. Truth: the same two loops run by two bare processes
+   pinned to that core at once, each counting its calls: the throughput of the configured load.
+   Method 3 (the common span) against method 2 (each thread's own rate, summed) on the same
+   samples. Within the harness a copy cannot *start* late without load (every thread keeps
+   calling until the window opens): a copy that learns of the window late still loaded the core.
 """
 
 from __future__ import annotations
@@ -67,6 +74,38 @@ class Spinner:
         return x
 
 
+class Work:
+    """A fixed amount of pure-Python work per call, ``loops`` iterations (``loops_copy1`` in copy
+    1, which ``on_core_0`` tells it): CPU-bound, its pace set by the share of the core it gets."""
+
+    def __init__(self, loops: int, loops_copy1: int):
+        self.loops = loops_copy1 if os.environ.get("NP_BENCH_COPY") == "1" else loops
+
+    def __call__(self, x: Any) -> Any:
+        for _ in range(self.loops):
+            pass
+        return x
+
+
+def on_core_0(copy_idx: int, config: dict) -> None:
+    """``env_setup_fn``: pin the copy to core 0 (its threads start later and inherit it)."""
+    os.environ["NP_BENCH_COPY"] = str(copy_idx)
+    os.sched_setaffinity(0, {0})
+
+
+def _bare_work(loops: int, seconds: float, start_at: float, out: Any) -> None:
+    os.sched_setaffinity(0, {0})
+    model = Work(loops, loops)
+    while time.time() < start_at:
+        pass
+    calls, until = 0, time.time() + seconds
+    t0 = time.perf_counter()
+    while time.time() < until:
+        model(0)
+        calls += 1
+    out.put((loops, calls / (time.perf_counter() - t0)))
+
+
 def small_cnn() -> Any:
     from neuronperf import zoo
 
@@ -74,10 +113,12 @@ def small_cnn() -> Any:
 
 
 def measure(name: str, loader: Any, inputs: Any, threads: int, duration: float, *, copies: int = 1,
-            batch: int = 1, warmup: int = 5, backend: Any = None) -> tuple[dict, Measurement]:
+            batch: int = 1, warmup: int = 5, backend: Any = None, env_setup_fn: Any = None,
+            min_calls: Any = None) -> tuple[dict, Measurement]:
     task = BenchmarkTask(name, loader, inputs=inputs, batch_size=batch, n_models=copies, workers_per_model=threads,
-                         device_backend=backend,
-                         settings=BenchmarkSettings(duration=duration, warmup_calls=warmup, timeout=duration + 300))
+                         device_backend=backend, env_setup_fn=env_setup_fn,
+                         settings=BenchmarkSettings(duration=duration, warmup_calls=warmup, timeout=duration + 300,
+                                                    min_calls=min_calls))
     config = RowConfig(id=name, batch_size=batch, n_models=copies, workers_per_model=threads)
     sink = Sink()
     with get_executor() as executor:
@@ -114,7 +155,7 @@ def all_latencies_s(m: Measurement) -> np.ndarray:
 
 def case_jitter(duration: float) -> None:
     print(f"\n1. jittery model, 400-1000 ms per call ({duration:g} s windows); truth: Little's law = threads / mean latency")
-    print(f"  {'threads':>7s} | {'truth':>7s} | {'method 2':>8s} {'err':>7s} | {'method 1':>8s} {'err':>7s} | calls")
+    print(f"  {'threads':>7s} | {'truth':>7s} | {'method 3':>8s} {'err':>7s} | {'method 1':>8s} {'err':>7s} | calls")
     for threads in (4, 8):
         row, m = measure(f"jitter-w{threads}", factory_loader(Sleeper, low_ms=400, high_ms=1000), 0, threads, duration,
                          warmup=1)
@@ -126,7 +167,7 @@ def case_jitter(duration: float) -> None:
 
 def case_steady(duration: float) -> None:
     print(f"\n2. steady models, 1 copy x 4 threads ({duration:g} s windows); truth: peak = 4 / latency, no stability warning")
-    print(f"  {'latency':>7s} | {'truth':>7s} | {'m2 peak':>8s} {'err':>7s} {'m2 cv':>6s} {'warning':>8s} |"
+    print(f"  {'latency':>7s} | {'truth':>7s} | {'m3 peak':>8s} {'err':>7s} {'m3 cv':>6s} {'warning':>8s} |"
           f" {'m1 peak':>8s} {'err':>7s} {'m1 cv':>6s}")
     for ms in (100.0, 700.0):
         row, m = measure(f"steady-{ms:g}ms", factory_loader(Sleeper, latency_ms=ms), 0, 4, duration, warmup=1)
@@ -214,7 +255,33 @@ def case_sleep(duration: float) -> None:
               f" {little:8.0f} {row['throughput_avg']:8.0f} {err(row['throughput_avg'], little):>7s}")
 
 
-CASES = ("jitter", "steady", "fast", "cnn", "sleep")
+def case_shared(seconds: float) -> None:
+    import multiprocessing
+
+    loops, minimum = 40_000, 1000  # about 1 ms per call alone for copy 0; 1000 calls per thread
+    print(f"\n6. two CPU-bound copies on core 0, copy 1 twice the work, min_calls {2 * minimum} (copy 0 stops first);"
+          " truth: two bare processes on core 0 at once")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    start_at = time.time() + 1.0
+    bare = [ctx.Process(target=_bare_work, args=(n, seconds, start_at, queue)) for n in (loops, 2 * loops)]
+    for p in bare:
+        p.start()
+    rates = dict(queue.get() for _ in bare)
+    for p in bare:
+        p.join()
+    truth = rates[loops] + rates[2 * loops]
+    row, m = measure("shared", factory_loader(Work, loops=loops, loops_copy1=2 * loops), 0, 1, 1.0, copies=2,
+                     env_setup_fn=on_core_0, min_calls=2 * minimum, warmup=20)
+    spans = [(int(w.start_ns[-1]) + int(w.latency_ns[-1]) - int(w.start_ns[0])) / 1e9 for w in m.workers]
+    own = sum(len(w.start_ns) / s for w, s in zip(m.workers, spans))  # method 2: each thread's own rate
+    print(f"  bare at once: {rates[loops]:.0f} + {rates[2 * loops]:.0f} = {truth:.0f} calls/s | spans "
+          + " / ".join(f"{s:.2f} s" for s in spans))
+    print(f"  method 3 (common span) {row['throughput_avg']:8.1f} {err(row['throughput_avg'], truth):>7s} |"
+          f" method 2 (own rates) {own:8.1f} {err(own, truth):>7s}")
+
+
+CASES = ("jitter", "steady", "fast", "cnn", "sleep", "shared")
 
 
 def main() -> None:
@@ -236,6 +303,8 @@ def main() -> None:
         case_cnn(short_s, repeat)
     if "sleep" in cases:
         case_sleep(short_s)
+    if "shared" in cases:
+        case_shared(short_s * 2)
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -445,6 +445,9 @@ class WorkerSamples:
     #: A generation task's token stamps: when each token of each request existed, ``new_tokens``
     #: per request, in request order (None for a forward task).
     token_ns: Any = None
+    #: The most calls this thread was allowed (its share of ``max_infers``); None: no limit. A
+    #: thread with a quota of 0 measured nothing because it was given nothing to do.
+    quota: Optional[int] = None
     #: The server scenario, per call: the first request it served (its index in the window's
     #: schedule), how many it served, and when its batch was due (None in the closed loop).
     request_first: Any = None
@@ -459,13 +462,24 @@ class CopyStats:
     copy_idx: int
     pid: int
     load_ms: float  # time to load the artifact into a callable
-    warmup_ms: float  # mean duration of one warm-up call
-    cpu_avg_percent: Optional[float] = None  # process CPU time / measured wall time x 100
+    warmup_ms: float  # mean duration of one of this copy's warm-up calls
+    #: The copy's CPU time (every thread of its process) from when it received the window until
+    #: its last measuring thread stopped, over that wall time, x 100 (100: one core busy).
+    cpu_avg_percent: Optional[float] = None
+    #: The largest resident memory of the copy's process seen during the window, less its timing
+    #: buffers (``buffer_bytes``): what the model, its framework and the interpreter hold.
     peak_rss_bytes: Optional[int] = None
-    mem_avg_percent: Optional[float] = None  # mean RSS during measurement / total RAM x 100
+    #: The mean of those resident memory samples, less ``buffer_bytes``, / the machine's RAM x 100.
+    mem_avg_percent: Optional[float] = None
     #: How late the copy learnt when the window opens, in ns after it opened (0: in time). A late
     #: copy's threads began measuring after the others: the row says so.
     late_ns: int = 0
+    #: How many warm-up calls the copy made (all its threads), to weigh ``warmup_ms``.
+    warmup_calls: Optional[int] = None
+    #: The harness's own timing buffers in the copy (int64 per call and per token; in the server
+    #: scenario its call records and arrival schedule), allocated and written before the window
+    #: opened; left out of the memory figures above.
+    buffer_bytes: Optional[int] = None
     #: The device memory allocator's peak in the copy since it started (CUDA:
     #: ``torch.cuda.max_memory_allocated``), read by the copy after its window; None elsewhere.
     device_mem_peak_bytes: Optional[int] = None
@@ -501,6 +515,9 @@ class Measurement:
     window_end_ns: int = 0
     workers: tuple[WorkerSamples, ...] = ()
     copies: tuple[CopyStats, ...] = ()
+    #: The CPU other processes used during the window, in cores (the supervisor's ``OtherLoad``);
+    #: None where unknown. Runs measured beside different loads are not comparable.
+    other_cpu_cores: Optional[float] = None
     #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
     telemetry: Optional[Telemetry] = None
     #: The server scenario's schedule (None: a closed-loop measurement).

@@ -33,6 +33,26 @@ class NoOpModel:
         return inputs[0] if inputs else None
 
 
+class SpinPerCopy:
+    """A fixed amount of pure-Python work per call (CPU-bound, holding the GIL): ``loops``
+    iterations, ``loops_copy1`` in copy 1. The copy's index comes from ``copy_env_setup`` (its
+    ``env_setup_fn``), so the two copies of one entry run at different paces and ``max_infers``
+    stops them at different times."""
+
+    def __init__(self, loops: int = 20_000, loops_copy1: int = 100_000):
+        self.loops = loops_copy1 if os.environ.get("NP_TEST_COPY") == "1" else loops
+
+    def __call__(self, *inputs: Any) -> Any:
+        for _ in range(self.loops):
+            pass
+        return inputs[0] if inputs else None
+
+
+def copy_env_setup(copy_idx: int, config: dict) -> None:
+    """Tells ``SpinPerCopy`` which copy it is."""
+    os.environ["NP_TEST_COPY"] = str(copy_idx)
+
+
 class RaiseModel:
     """Raises ``ValueError`` when built (``on="load"``), on the call after the ``after``-th
     (``on="call"``), or on the first call more than ``after_s`` seconds after it was built."""

@@ -1,5 +1,6 @@
 """Answers from rows, without running anything: --slo bounds, the best configuration, the
-summary table (golden), prices, the ETA, the t-test, results as a DataFrame, and the spec keys."""
+summary table (golden), prices, the ETA, results as a DataFrame, and the spec keys (the
+compare's statistics are in test_compare.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import numpy as np
 import pytest
 
 from neuronperf.answers import prices, slo, summary
-from neuronperf.answers.compare import slice_figures, welch_p
 from neuronperf.cli.progress import SweepProgress, format_seconds
-from neuronperf.entries import Measurement, WorkerSamples
 from neuronperf.errors import SpecError, UsageError
 from neuronperf.plan.expand import plan
 from neuronperf.spec.load import parse_spec
@@ -149,7 +148,7 @@ def test_prices_come_from_the_flag_then_the_file_then_the_table(tmp_path, monkey
 def test_a_bad_price_file_is_one_line(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("inf2.xlarge: cheap\n")
-    with pytest.raises(UsageError, match=r"p.yaml: inf2.xlarge: 'cheap' is not a positive price per hour"):
+    with pytest.raises(UsageError, match=r"p.yaml: inf2.xlarge: 'cheap' is not a price per hour of at least 0"):
         prices.load_price_file(str(bad))
 
 
@@ -173,28 +172,6 @@ def test_eta_uses_the_plan_until_entries_finish_then_their_mean():
     assert (progress.done, progress.failed, progress.todo) == (1, 1, 2)
     assert progress.eta_s(20.0) == 20.0
     assert format_seconds(3725) == "1 h 02 min"
-
-
-# ---- statistics ------------------------------------------------------------------------------
-
-
-def test_welch_p_values():
-    rng = np.random.default_rng(0)
-    same = [welch_p(rng.normal(100, 1, 20), rng.normal(100, 1, 20)) for _ in range(50)]
-    assert sum(p < 0.01 for p in same) <= 2
-    assert welch_p(rng.normal(100, 1, 10), rng.normal(95, 1, 10)) < 1e-6
-    assert welch_p(np.array([1.0]), np.array([1.0, 2.0])) is None
-
-
-def test_slices_count_calls_by_completion():
-    # One worker, a call every 10 ms for 1 s, each 5 ms long: 10 slices of 100 ms, 10 calls each.
-    starts = tuple(int(i * 10e6) for i in range(100))
-    m = Measurement("ok", window_start_ns=0, window_end_ns=int(1e9) + 5_000_000,
-                    workers=(WorkerSamples(0, 0, starts, (5_000_000,) * 100),))
-    throughputs, medians = slice_figures(m, batch_size=2)
-    assert len(throughputs) == 10
-    assert np.allclose(throughputs[:9], 10 * 2 / 0.1005, rtol=0.02)
-    assert np.allclose(medians, 5.0)
 
 
 # ---- results as a DataFrame ------------------------------------------------------------------
@@ -265,6 +242,17 @@ def test_objectives_prices_and_n_models_max_are_planned():
     assert the_plan.slo == spec.slo
     # max that comes to a value already listed is planned once.
     assert [e.n_models for e in plan(spec, device_count=lambda: 1).run_entries] == [1]
+
+
+def test_a_price_of_zero_is_accepted_and_a_negative_one_is_located():
+    text = SPEC.format(n_models="[1]").replace("pipeline_sizes: [1, 2]", "pipeline_sizes: [1]")
+    free = parse_spec(text.replace("cost_per_hour: 0.9", "cost_per_hour: 0"))
+    assert free.cost_per_hour == 0.0 and plan(free, device_count=lambda: 1).cost_per_hour == 0.0
+    pricing = prices.resolve_pricing("inf2.xlarge", 0.0)  # 0 wins over the table's price
+    assert (pricing.cost_per_hour, pricing.source) == (0.0, "spec")
+    assert prices.apply_pricing({"throughput_avg": 50.0}, pricing)["cost_per_1m_inf"] == 0.0
+    with pytest.raises(SpecError, match=r"cost_per_hour: .*-1"):
+        parse_spec(text.replace("cost_per_hour: 0.9", "cost_per_hour: -1"))
 
 
 def test_n_models_max_divides_the_devices_by_the_pipeline_size():

@@ -215,7 +215,7 @@ def test_return_timers_gives_raw_results_that_get_reports_turns_into_reports(fix
     assert report["status"] == "ok" and report["model_name"] == "fixed" and report["batch_size"] == 3
     assert report["total_infs"] == len(latencies_ms) > 0
     assert report["latency_ms_p50"] == pytest.approx(float(np.percentile(latencies_ms, 50)))
-    # method 2: each thread's calls over its own measuring span, summed, x batch size
+    # one thread: its calls over its own measuring span (the common span of one), x batch size
     rates = [len(w["start_ns"]) / ((w["start_ns"][-1] + w["latency_ns"][-1] - w["start_ns"][0]) / 1e9)
              for w in raw[0]["measurement"]["workers"] if w["start_ns"]]
     assert report["throughput_avg"] == pytest.approx(3 * sum(rates))

@@ -103,8 +103,8 @@ def test_three_repeats_give_a_confidence_interval_that_holds_the_truth():
     assert row["throughput_ci_low"] <= row["throughput_avg"] <= row["throughput_ci_high"]
     # A 10 ms sleep never returns early and oversleeps by well under a millisecond.
     assert 10.0 <= row["latency_ms_p50_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_p50_ci_high"] < 11.0
-    per_repeat = sorted(stats.compute_stats(r, batch_size=2).throughput_avg for r in result.measurements)
-    assert row["throughput_avg"] == pytest.approx(per_repeat[1])  # the median of the repeats
+    per_repeat = [stats.compute_stats(r, batch_size=2).throughput_avg for r in result.measurements]
+    assert row["throughput_avg"] == pytest.approx(sum(per_repeat) / 3)  # the mean, as its interval's
 
 
 def test_a_failing_repeat_fails_the_row_and_names_it():
@@ -195,18 +195,19 @@ def test_a_method_version_change_measures_again_and_status_says_why(tmp_path, cl
     spec = write_spec(tmp_path, "{duration: 0.3, warmup: 3, timeout: 60}", "batch_sizes: [1]\n  workers_per_model: [1, 2]")
     assert cli("run", str(spec)).code == 0
     info = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert info["method_version"] == 2
+    assert info["method_version"] == stats.METHOD_VERSION
     assert "2 of 2 entries reused" in cli("run", str(spec)).err
 
     # Where the version is defined, and where rows read it (a module-level import).
-    monkeypatch.setattr(forward_stats, "METHOD_VERSION", 3)
-    monkeypatch.setattr(result_rows, "METHOD_VERSION", 3)
+    old, new = stats.METHOD_VERSION, stats.METHOD_VERSION + 1
+    monkeypatch.setattr(forward_stats, "METHOD_VERSION", new)
+    monkeypatch.setattr(result_rows, "METHOD_VERSION", new)
     status = cli("status", str(spec))
-    assert status.out.count("(measured by method 2; method 3 measures it again)") == 2
+    assert status.out.count(f"(measured by method {old}; method {new} measures it again)") == 2
     again = cli("run", str(spec))
     assert again.code == 0 and "reused" not in again.err
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [r["method_version"] for r in rows] == [3, 3]
+    assert [r["method_version"] for r in rows] == [new, new]
 
 
 def test_shuffled_sweep_runs_in_seed_order_and_resumes(tmp_path, cli):
@@ -233,7 +234,7 @@ def test_facade_and_sweep_give_the_same_row(tmp_path, cli):
                                            device_type="cpu", model_name="fast")
     assert set(facade) == set(swept)
     assert (facade["id"], facade["status"], facade["batch_size"]) == (swept["id"], swept["status"], 1)
-    assert facade["method_version"] == swept["method_version"] == 2
+    assert facade["method_version"] == swept["method_version"] == stats.METHOD_VERSION
     # Figures within the noise of a shared machine.
     assert facade["latency_ms_p50"] == pytest.approx(swept["latency_ms_p50"], rel=1.0)
     assert facade["throughput_avg"] == pytest.approx(swept["throughput_avg"], rel=1.0)

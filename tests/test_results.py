@@ -22,6 +22,7 @@ from neuronperf.errors import JournalError, UsageError
 from neuronperf.results.columns import DEFAULT_CSV_COLS, RESULT_COLUMNS
 from neuronperf.results.files import read_run_info, write_results, write_run_info
 from neuronperf.results.rows import RowConfig, report_row, row_for_unrun
+from neuronperf.stats.forward import METHOD_VERSION
 from neuronperf.util import atomic
 
 pytestmark = pytest.mark.pure
@@ -67,9 +68,32 @@ def test_ok_row_has_neuronperf_keys_and_ours():
     # 0.5 s slices: each holds 2 calls.
     assert row["throughput_peak"] == 2 * 4 / 0.5
     assert row["latency_ms_p50"] == 250.0 and row["percentile_method"] == "linear"
-    assert row["method_version"] == 2 and row["repeats"] == 1 and row["throughput_ci_low"] is None
+    assert row["method_version"] == METHOD_VERSION and row["repeats"] == 1 and row["throughput_ci_low"] is None
     assert row["cost_per_1m_inf"] == pytest.approx(0.76 * 1e6 / (3600 * 16.0))
     assert "few samples" in row["warning"]
+
+
+def steady(calls_per_s: float) -> Measurement:
+    lat = int(S / calls_per_s)
+    w = WorkerSamples(0, 0, start_ns=tuple(i * lat for i in range(10)), latency_ns=(lat,) * 10)
+    return Measurement("ok", window_start_ns=0, window_end_ns=10 * lat, workers=(w,))
+
+
+def test_cost_has_one_definition_for_the_python_api_and_the_sweep():
+    """Two repeats at 100/s and 300/s: the row's throughput is their mean, 200/s, and the cost is
+    priced from it (c / 200), whether the Python API priced the row as it made it or the sweep
+    priced the stored row; not the median of per-repeat costs (c / 150). A price of 0 is a price."""
+    from neuronperf.answers import prices
+
+    config = RowConfig(id="x", batch_size=1)
+    for price in (7.2, 0.0):
+        api = report_row(config, [steady(100.0), steady(300.0)], cost_per_hour=price)
+        sweep = prices.apply_pricing(report_row(config, [steady(100.0), steady(300.0)]),
+                                     prices.resolve_pricing(None, price))
+        assert api["throughput_avg"] == pytest.approx(200.0)
+        assert api["cost_per_1m_inf"] == pytest.approx(price * 1e6 / (3600 * 200.0))
+        assert sweep["cost_per_1m_inf"] == api["cost_per_1m_inf"]
+    assert report_row(config, steady(100.0))["cost_per_1m_inf"] is None  # no price, no cost
 
 
 def test_failed_entry_keeps_identity_and_empty_numbers():

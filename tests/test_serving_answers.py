@@ -73,3 +73,24 @@ def test_compare_judges_a_search_by_its_max_rate():
     change = compare_entry(old, new)
     assert (change.verdict, change.method) == ("regressed", "search")
     assert change.throughput_ratio == pytest.approx(250 / 281) and "281.0 -> 250.0" in change.note
+
+
+def test_compare_judges_a_fixed_rate_by_its_latencies_alone():
+    """A fixed rate's throughput is the rate offered: a rate served at half the target is not a
+    gross regression of throughput, while a p50 three times higher is (single runs: only a change
+    beyond 2x is marked)."""
+    old = Side(server_row("a-r200", rate=200, achieved=200, p99=8.0))
+    halved = compare_entry(old, Side(server_row("a-r200", rate=200, achieved=100, p99=8.0)))
+    assert (halved.verdict, halved.method) == ("unknown", "none")
+    assert halved.throughput_ratio == pytest.approx(0.5)
+    slower = compare_entry(old, Side(server_row("a-r200", rate=200, achieved=200, p99=24.0)))
+    assert (slower.verdict, slower.method) == ("regressed", "gross") and "p50 +200%" in slower.note
+
+
+def test_compare_does_not_judge_searches_beside_different_loads():
+    old = Side({**server_row("b-rmax", rate=281, achieved=281, p99=9.9, max_rate=281.0, searched=True),
+                "other_cpu_cores": 0.0})
+    new = Side({**server_row("b-rmax", rate=200, achieved=200, p99=9.5, max_rate=200.0, searched=True),
+                "other_cpu_cores": 1.0})
+    change = compare_entry(old, new)
+    assert (change.verdict, change.method) == ("unknown", "load")

@@ -71,3 +71,7 @@ def test_every_copy_serves_one_shared_queue():
     assert times.index.tolist() == list(range(40))  # each exactly once
     assert np.percentile(times.start_ns - times.arrival_ns, 99) / MS < 100
     assert np.array_equal(times.arrival_ns, arrivals_ns(m.serving)[times.index])
+    # The harness's memory in each copy, left out of its memory figures: its thread's call records
+    # (5 int64 per call, allocated before the window for as many calls as the schedule has
+    # requests) and the schedule itself (one int64 per request), exactly.
+    assert [c.buffer_bytes for c in m.copies] == [8 * 5 * 40 + 8 * 40] * 2

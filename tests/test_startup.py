@@ -116,3 +116,4 @@ def test_preload_items_come_from_the_factories_imports_not_from_running_them(tmp
 def test_preload_skips_what_fails_and_looks_names_up():
     assert preload("json:dumps;definitely_not_installed_anywhere;json:no_such_name") == [
         "definitely_not_installed_anywhere", "json:no_such_name"]
+

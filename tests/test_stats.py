@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from neuronperf.stats.forward import (
     EntryStats,
     combine_repeats,
     compute_stats,
+    cost_per_1m_inf,
     credit_until,
     short_warning,
     slice_throughputs,
@@ -43,8 +45,8 @@ def window_of(workers):
     return max(w.start_ns[-1] + w.latency_ns[-1] for w in workers)
 
 
-def test_method_version_is_two():
-    assert METHOD_VERSION == 2
+def test_method_version_is_three():
+    assert METHOD_VERSION == 3
 
 
 def test_percentiles_and_average_are_exact():
@@ -80,15 +82,53 @@ def test_throughput_is_the_sum_of_each_threads_own_rate():
 
 
 def test_out_of_phase_jittery_threads_agree_with_littles_law():
+    # 8 threads of 400-1000 ms calls, out of phase, 60 calls each: the common span leaves out at
+    # most a call at each end of each thread, and time-weighted credit is unbiased within it.
     rng = random.Random(7)
     workers = []
     for t in range(8):
-        lats = [rng.randint(400, 1000) * MS for _ in range(6)]
+        lats = [rng.randint(400, 1000) * MS for _ in range(60)]
         workers.append(back_to_back(rng.randint(0, 1000) * MS, lats, thread_idx=t))
     m = Measurement("ok", window_start_ns=0, window_end_ns=window_of(workers), workers=tuple(workers))
     s = compute_stats(m, batch_size=1)
-    truth = sum(len(w.start_ns) / (sum(w.latency_ns) / S) for w in workers)
-    assert s.throughput_avg == pytest.approx(truth, rel=1e-9)
+    little = sum(len(w.start_ns) / (sum(w.latency_ns) / S) for w in workers)
+    assert s.throughput_avg == pytest.approx(little, rel=0.02)
+    # And exactly the mean of its slices, which cut the same span.
+    assert s.throughput_avg == pytest.approx(float(np.mean(slice_throughputs(m, 1, 1.0))), rel=1e-9)
+
+
+def test_threads_that_stop_early_do_not_count_the_others_running_alone():
+    # Two threads share one core: while both run, each call takes 20 ms; thread a stops after
+    # 50 calls (1 s: min_calls or max_infers), and b, alone on the core, runs 50 more at 10 ms.
+    a = back_to_back(0, [20 * MS] * 50)
+    b = back_to_back(0, [20 * MS] * 50 + [10 * MS] * 50, thread_idx=1)
+    m = Measurement("ok", window_start_ns=0, window_end_ns=window_of([a, b]), workers=(a, b))
+    s = compute_stats(m, batch_size=1)
+    assert s.throughput_avg == pytest.approx(2 / 0.020)  # the rate of the configured load: 100/s
+    # Each thread's own rate, summed, would read 50/1 s + 100/1.5 s = 116.7/s.
+    assert s.warning is None or "threads apart" not in s.warning
+
+
+def test_threads_that_never_measured_at_once_fall_back_and_say_so():
+    a = back_to_back(0, [10 * MS] * 10)  # 0 .. 100 ms
+    b = back_to_back(200 * MS, [20 * MS] * 10, thread_idx=1)  # 200 .. 400 ms
+    m = Measurement("ok", window_start_ns=0, window_end_ns=window_of([a, b]), workers=(a, b))
+    s = compute_stats(m, batch_size=1)
+    assert s.throughput_avg == pytest.approx(10 / 0.1 + 10 / 0.2)
+    assert "threads apart" in (s.warning or "")
+
+
+def test_a_thread_without_a_quota_is_not_blamed_on_a_long_call():
+    a = back_to_back(0, [10 * MS] * 3)
+    a = WorkerSamples(0, 0, a.start_ns, a.latency_ns, quota=3)
+    idle = WorkerSamples(0, 1, (), (), quota=0)
+    s = compute_stats(Measurement("ok", window_start_ns=0, window_end_ns=30 * MS, workers=(a, idle)), batch_size=1)
+    assert "idle threads" not in (s.warning or "")
+    assert "max_infers (3) gave 1 of the 2 measuring threads no call to make" in (s.warning or "")
+    assert "set max_infers to at least 2" in (s.warning or "")
+    slow = WorkerSamples(0, 1, (), (), quota=5)  # had calls to make, and made none: a long call
+    s = compute_stats(Measurement("ok", window_start_ns=0, window_end_ns=30 * MS, workers=(a, slow)), batch_size=1)
+    assert "idle threads: 1 thread(s) measured no call" in (s.warning or "")
 
 
 def test_credit_is_time_weighted():
@@ -191,23 +231,35 @@ def test_samples_of_every_worker_and_copy_are_pooled():
     b = back_to_back(0, [4 * MS, 4 * MS], copy_idx=1, thread_idx=1, infer_ns_total=5 * MS,
                      preprocess_ns_total=2 * MS, postprocess_ns_total=1 * MS)
     copies = (
-        CopyStats(0, pid=10, load_ms=100.0, warmup_ms=4.0, cpu_avg_percent=80.0, peak_rss_bytes=100 * 2**20, mem_avg_percent=1.0),
-        CopyStats(1, pid=11, load_ms=300.0, warmup_ms=6.0, cpu_avg_percent=120.0, peak_rss_bytes=300 * 2**20, mem_avg_percent=3.0),
+        CopyStats(0, pid=10, load_ms=100.0, warmup_ms=4.0, cpu_avg_percent=80.0, peak_rss_bytes=100 * 2**20,
+                  mem_avg_percent=1.0, warmup_calls=10),
+        CopyStats(1, pid=11, load_ms=300.0, warmup_ms=6.0, cpu_avg_percent=120.0, peak_rss_bytes=300 * 2**20,
+                  mem_avg_percent=3.0, warmup_calls=30),
     )
     m = Measurement("ok", window_start_ns=0, window_end_ns=8 * MS, workers=(a, b), copies=copies)
-    s = compute_stats(m, batch_size=8, cost_per_hour=3.6)
+    s = compute_stats(m, batch_size=8)
     assert s.total_infs == 4
     assert s.latency_ms_avg == 3.0 and s.latency_ms_p0 == 2.0 and s.latency_ms_p100 == 4.0
     assert s.infer_avg_ms == 2.0  # (3 + 5) ms over 4 calls
     assert s.preprocess_avg_ms == 0.5 and s.postprocess_avg_ms == 0.25
-    assert s.load_avg_ms == 200.0 and s.warmup_avg_ms == 5.0
+    # The mean warm-up call over all 40 calls: (10 x 4 + 30 x 6) / 40, not the copies' mean (5).
+    assert s.load_avg_ms == 200.0 and s.warmup_avg_ms == 5.5
     assert s.cpu_avg_percent == 100.0 and s.mem_avg_percent == 2.0  # mean per process
     assert s.peak_rss_mb == 300.0  # the largest single process
     assert s.throughput_avg == pytest.approx(8 * (2 / 0.004 + 2 / 0.008))
-    assert s.cost_per_1m_inf == pytest.approx(3.6 * 1e6 / (3600 * s.throughput_avg))
+    # Copies whose warm-up counts are unknown (rows of method 2) are averaged as they were.
+    old = [replace(c, warmup_calls=None) for c in copies]
+    assert compute_stats(replace(m, copies=tuple(old)), batch_size=8).warmup_avg_ms == 5.0
 
 
-def test_infer_time_not_recorded_is_unknown_and_cost_needs_a_price():
+def test_cost_has_one_definition_and_a_price_of_zero_is_a_price():
+    assert cost_per_1m_inf(3.6, 1000.0) == pytest.approx(3.6 * 1e6 / (3600 * 1000.0))
+    assert cost_per_1m_inf(0.0, 1000.0) == 0.0
+    assert cost_per_1m_inf(None, 1000.0) is None and cost_per_1m_inf(3.6, None) is None
+    assert cost_per_1m_inf(3.6, 0.0) is None
+
+
+def test_infer_time_not_recorded_is_unknown_and_cost_is_priced_later():
     m = Measurement("ok", window_start_ns=0, window_end_ns=S, workers=(back_to_back(0, [S // 2]),))
     s = compute_stats(m, batch_size=1)
     assert s.infer_avg_ms is None and s.cost_per_1m_inf is None
@@ -246,18 +298,22 @@ def test_bad_arguments_are_usage_errors():
 
 def test_t_interval_by_hand():
     low, high = t_interval([10.0, 12.0, 14.0])
-    half = 4.303 * 2.0 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    half = 4.302653 * 2.0 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
     assert low == pytest.approx(12.0 - half) and high == pytest.approx(12.0 + half)
     assert t_interval([5.0]) == (None, None)
 
 
-def test_repeats_report_medians_and_confidence_intervals():
+def test_repeats_report_means_inside_their_own_confidence_intervals():
     runs = [EntryStats(throughput_avg=t, latency_ms_p50=p, total_infs=n, repeats=1, warning=w)
-            for t, p, n, w in ((100.0, 2.0, 10, None), (110.0, 2.2, 12, "few samples: x; y"), (90.0, 1.9, 11, None))]
+            for t, p, n, w in ((100.0, 2.0, 10, None), (130.0, 2.2, 12, "few samples: x; y"), (91.0, 1.9, 11, None))]
     s = combine_repeats(runs)
     assert s.repeats == 3
-    assert s.throughput_avg == 100.0 and s.latency_ms_p50 == 2.0 and s.total_infs == 11
-    assert (s.throughput_ci_low, s.throughput_ci_high) == pytest.approx(t_interval([100.0, 110.0, 90.0]))
+    # The figure is the mean, the statistic whose interval the row reports beside it.
+    assert s.throughput_avg == pytest.approx(107.0) and s.latency_ms_p50 == pytest.approx(2.0333333)
+    assert s.total_infs == 11
+    assert s.throughput_ci_low < s.throughput_avg < s.throughput_ci_high
+    assert (s.throughput_ci_low + s.throughput_ci_high) / 2 == pytest.approx(s.throughput_avg)
+    assert (s.throughput_ci_low, s.throughput_ci_high) == pytest.approx(t_interval([100.0, 130.0, 91.0]))
     assert (s.latency_ms_p50_ci_low, s.latency_ms_p50_ci_high) == pytest.approx(t_interval([2.0, 2.2, 1.9]))
     assert s.warning == "repeat 2: few samples: x; y"
     assert short_warning(s.warning) == "few samples"
@@ -275,12 +331,23 @@ def test_percentiles_are_ordered_and_bounded(latencies):
 
 
 @settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(1, 10**8), st.integers(1, 30)), min_size=1, max_size=6))
+def test_steady_threads_read_littles_law_exactly_for_any_phase(threads):
+    workers = tuple(back_to_back(p, [lat] * n, thread_idx=i) for i, (p, lat, n) in enumerate(threads))
+    m = Measurement("ok", window_start_ns=0, window_end_ns=window_of(workers), workers=workers)
+    s = compute_stats(m, batch_size=1)
+    assert s.throughput_avg == pytest.approx(sum(S / lat for _, lat, _ in threads), rel=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 10**9), st.lists(st.integers(1, 10**8), min_size=1, max_size=30)),
                 min_size=1, max_size=6))
-def test_estimator_matches_littles_law_for_any_phase(threads):
+def test_estimator_is_bounded_by_each_threads_fastest_and_slowest_call(threads):
     workers = tuple(back_to_back(p, lats, thread_idx=i) for i, (p, lats) in enumerate(threads))
     m = Measurement("ok", window_start_ns=0, window_end_ns=window_of(workers), workers=workers)
     s = compute_stats(m, batch_size=1)
-    assert s.throughput_avg == pytest.approx(sum(len(lats) / (sum(lats) / S) for _, lats in threads))
+    low = sum(S / max(lats) for _, lats in threads)
+    high = sum(S / min(lats) for _, lats in threads)
+    assert low * (1 - 1e-9) <= s.throughput_avg <= high * (1 + 1e-9)
     slices = slice_throughputs(m, batch_size=1, slice_s=0.1)
     assert np.all(slices >= 0)

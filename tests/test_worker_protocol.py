@@ -57,7 +57,7 @@ SAMPLES = Samples(
         ThreadTotals(thread_idx=0, calls=3, infer_ns_total=18, preprocess_ns_total=0, postprocess_ns_total=0),
         ThreadTotals(thread_idx=1, calls=0, infer_ns_total=0, preprocess_ns_total=0, postprocess_ns_total=0),
     ),
-    load_ms=1.5, warmup_ms=2.5, late_ns=0,
+    load_ms=1.5, warmup_ms=2.5, late_ns=0, cpu_ns=950_000_000, cpu_wall_ns=1_000_000_000, buffer_bytes=32768,
 )
 
 MESSAGES = [
@@ -83,9 +83,10 @@ def test_every_message_type_is_defined_once():
     assert set(MESSAGE_TYPES) == {"loaded", "ready", "go", "samples", "error", "file_failed"}
 
 
-def _msg(fields: str) -> bytes:
-    """A message of this protocol version with ``fields`` (JSON members, without braces)."""
-    return ("{" + f'"v": {PROTOCOL_VERSION}, ' + fields + "}").encode()
+def _current(fields: str) -> bytes:
+    """A message body of this protocol version (built from PROTOCOL_VERSION, so that the next
+    version does not rewrite these tests): ``{"v": <version>, <fields>}``."""
+    return f'{{"v": {PROTOCOL_VERSION}, {fields}}}'.encode()
 
 
 @pytest.mark.parametrize(
@@ -95,21 +96,22 @@ def _msg(fields: str) -> bytes:
         (b"[1, 2]", "expected a JSON object"),
         (b'{"type": "loaded", "load_ms": 1}', f"protocol version None received, {PROTOCOL_VERSION} expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (_msg('"type": "hello"'), "unknown message type 'hello'"),
-        (_msg('"type": "loaded"'), "missing fields ['load_ms']"),
-        (_msg('"type": "loaded", "load_ms": 1, "x": 2'), "unexpected fields ['x']"),
-        (_msg('"type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0'), "1.5 is not an integer"),
-        (_msg('"type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0'), "samples_path must be a string"),
+        (_current('"type": "hello"'), "unknown message type 'hello'"),
+        (_current('"type": "loaded"'), "missing fields ['load_ms']"),
+        (_current('"type": "loaded", "load_ms": 1, "x": 2'), "unexpected fields ['x']"),
+        (_current('"type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0'), "1.5 is not an integer"),
+        (_current('"type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0'), "samples_path must be a string"),
         (
-            _msg('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, '
-                 '"threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]'),
+            _current('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "cpu_ns": 0, "cpu_wall_ns": 1, "buffer_bytes": 0, '
+                     '"device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, "calls": 1, "infer_ns_total": 0}]'),
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            _msg('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []'),
+            _current('"type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "threads": [], "cpu_ns": 0, '
+                     '"cpu_wall_ns": 1, "buffer_bytes": 0, "device_mem_peak_bytes": null'),
             "0.5 is not an integer",
         ),
-        (_msg('"type": "file_failed", "path": "x", "reason": "full", "errno": "28"'), "'28' is not an integer"),
+        (_current('"type": "file_failed", "path": "x", "reason": "full", "errno": "28"'), "'28' is not an integer"),
     ],
 )
 def test_bad_messages_are_protocol_errors(data, expected):

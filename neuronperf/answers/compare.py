@@ -3,24 +3,47 @@
 Entries are matched by identity (the ``key`` column), and those left over by their swept values
 (model, parameters, batch size, pipeline size, copies, threads), so two runs of an edited spec or
 of another measurement method still pair up. For each pair we report the ratios new/old of
-``throughput_avg``, ``latency_ms_p50`` and ``latency_ms_p99``, and mark a change only when it is
-both larger than the threshold (default 5%) and statistically significant:
+``throughput_avg``, ``latency_ms_p50`` and ``latency_ms_p99``, and mark a change only where the
+data can support it, as pyperf and asv do: from independent samples.
 
-- when both rows have ``repeats >= 2``, Welch's t-test on the per-repeat throughputs and p50s;
-- otherwise on batch means of the raw samples: the measured window is cut into slices of
-  ``min(1 s, window / 10)`` and each slice gives one throughput and one median latency. Calls a
-  few milliseconds apart are strongly correlated (a slow second slows every call in it); slice
-  means are close to independent, so a t-test on them does not overstate its confidence the way
-  a test on single calls would;
-- without raw samples (a results file on its own), significance is unknown and nothing is marked.
+- **Independent samples are repeats**, each measured in fresh worker processes
+  (``benchmark.repeat``). Slices of one run are not: they share that run's process layout,
+  frequency and neighbours, so a test on them leaves the run-to-run variation out and calls any
+  steady shift significant. With at least ``MIN_REPEATS`` repeats on both sides, each figure is
+  tested by Welch's t-test on the per-repeat figures (two-sided), and the ratio is the ratio of
+  their means: the ratio and the test come from the same numbers.
+- **Every figure is recomputed from the raw samples** by this version's method
+  (``stats.forward.compute_stats``), on both sides, so rows of different ``method_version``s are
+  compared by one method. Without raw samples on both sides (a results file on its own) the
+  ratios come from the rows, and rows of different method versions are refused.
+- **Multiplicity**: every test of the comparison (three per judged entry) is one family; the
+  p-values are adjusted by Holm's step-down method, and a change is significant when its
+  adjusted p is below ``ALPHA`` (5%). The chance that the tests mark an unchanged build at all is
+  then at most 5%, however many entries the sweep has, and a mark also needs a change beyond the
+  threshold, which an unchanged build reaches far more rarely still. (0.01 was tried: with three
+  repeats, Welch's test then missed a planted 20% slowdown in 4 pairs of 10 on our machine.)
+- **A change is marked** ``regressed`` when a figure is significantly worse beyond its threshold:
+  throughput lower or p50 higher by more than ``threshold`` (default 5%), or p99 higher by more
+  than ``tail_threshold`` (default 20%: tails move with the machine's other work far more than
+  medians do); ``improved`` when one is significantly better and none worse; else ``unchanged``.
+- **With fewer repeats** the verdict is ``unknown``, with the remedy ("rerun both with
+  repeat: 3"), except for a change too large for run-to-run noise to explain: throughput or
+  p50 worse (or better) by more than a factor ``GROSS_FACTOR`` (2) is marked from one run, with
+  method ``gross``. p99 never is: the tail of one run can double on a busy machine.
+- **Runs beside different loads are not compared.** A neighbour that takes a core the model
+  needs slows every repeat of its side alike, which no test between repeats can tell from a
+  regression. Each row records the CPU other processes used during its windows
+  (``other_cpu_cores``); where the two sides' differ by more than ``LOAD_DIFFERENCE`` cores, the
+  verdict is ``unknown`` (method ``load``), with the remedy, and its tests join no family.
 
-A regression is a significant throughput drop or p50 rise beyond the threshold.
-
-Rows of the server scenario are matched by their rate and queue delay too. A fixed rate's
-throughput is the rate offered, so its verdict rests on its latencies (from the scheduled
-arrival; slices by completion). A searched entry (``rates: max``) is judged by its
-``max_rate_under_slo``: one number per run, without a significance test, so a change beyond the
-threshold is marked (the search's own resolution is ``rate_precision``).
+Rows of the server scenario are matched by their rate and queue delay too, and their figures are
+the server scenario's (``stats.serving``: latencies from each request's scheduled arrival). A
+fixed rate's throughput is the rate offered, so its verdict rests on its p50 and p99, tested
+between repeats as above (throughput is neither tested nor marked). A searched entry (``rates:
+max``) is judged by its ``max_rate_under_slo``: one number per run, without a significance test
+(its repeats are inside each probe), so a change beyond the threshold is marked, method
+``search`` (the search's own resolution is ``rate_precision``); sides beside different loads are
+not judged, and both rows must share a method version.
 """
 
 from __future__ import annotations
@@ -36,15 +59,25 @@ import numpy as np
 from neuronperf.answers.slo import figure_columns, is_server, number
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
-from neuronperf.stats.forward import compute_stats, slice_throughputs
+from neuronperf.stats.forward import METHOD_VERSION, compute_stats
+from neuronperf.stats.student import t_two_sided_p
 
 Row = Mapping[str, Any]
 DEFAULT_THRESHOLD = 0.05
-#: Two-sided significance level.
-ALPHA = 0.01
-#: The longest slice, and how many slices a short window is cut into at least.
-SLICE_S, MIN_SLICES = 1.0, 10
+DEFAULT_TAIL_THRESHOLD = 0.20
+#: Family-wise significance level of a comparison (all its tests together, Holm-adjusted).
+ALPHA = 0.05
+#: Repeats needed on both sides before a change can be tested.
+MIN_REPEATS = 3
+#: A change of throughput or p50 by more than this factor is marked even from single runs.
+GROSS_FACTOR = 2.0
+#: Sides whose other processes' CPU (``other_cpu_cores``) differs by more than this many cores
+#: were measured on differently loaded machines: not judged.
+LOAD_DIFFERENCE = 0.5
+#: The figures judged: (name, row column, whether higher is better).
+FIGURES = (("throughput", "throughput_avg", True), ("p50", "latency_ms_p50", False), ("p99", "latency_ms_p99", False))
 _MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+REMEDY = f"rerun both with repeat: {MIN_REPEATS}"
 
 
 def load_raw_samples(path: str) -> tuple[Measurement, ...]:
@@ -73,14 +106,21 @@ class EntryChange:
     throughput_ratio: Optional[float]
     p50_ratio: Optional[float]
     p99_ratio: Optional[float]
-    #: "regressed", "improved", "unchanged" (within the threshold or not significant) or
-    #: "unknown" (no data to test, or an entry that did not finish in one of the runs).
+    #: "regressed", "improved", "unchanged" (within the thresholds or not significant) or
+    #: "unknown" (too few repeats to judge, no data, or not measured in both runs).
     verdict: str
-    #: How significance was judged: "repeats", "slices" or "none".
+    #: How it was judged: "repeats" (Welch's test on independent repeats), "gross" (fewer
+    #: repeats; a change beyond GROSS_FACTOR), "search" (two peak searches' max_rate_under_slo),
+    #: "load" (not judged: the sides ran beside different loads) or "none".
     method: str
+    #: Holm-adjusted p-values of the three figures (None where not tested).
     throughput_p: Optional[float] = None
     p50_p: Optional[float] = None
+    p99_p: Optional[float] = None
     note: Optional[str] = None
+    #: The repeats each side's figures came from (its raw samples, or its row).
+    old_repeats: int = 0
+    new_repeats: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,9 +130,11 @@ class Comparison:
     only_old: tuple[Row, ...] = ()
     only_new: tuple[Row, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    tail_threshold: float = DEFAULT_TAIL_THRESHOLD
 
     @property
     def regressions(self) -> tuple[EntryChange, ...]:
+        """Every entry marked ``regressed`` (from repeats, or a gross change from single runs)."""
         return tuple(c for c in self.changes if c.verdict == "regressed")
 
 
@@ -180,75 +222,50 @@ def match(old: Sequence[Side], new: Sequence[Side]) -> tuple[list[tuple[Side, Si
 # ---- statistics ------------------------------------------------------------------------------
 
 
-def slice_figures(measurement: Measurement, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice throughputs (inputs/s, the time-weighted slices of ``stats``) and median
-    latencies (ms; a call counts in the slice in which it completed) of one measurement. Slices
-    without a call have no median (NaN)."""
+@dataclass(frozen=True)
+class _Figures:
+    """One side's figures of an entry: one value per repeat of each judged figure, all from one
+    source (recomputed from raw samples, or the row's own when there are none)."""
 
-    if measurement.serving is not None:
-        return _serving_slices(measurement)
-    starts = [np.asarray(w.start_ns, dtype=np.int64) for w in measurement.workers]
-    lats = [np.asarray(w.latency_ns, dtype=np.int64) for w in measurement.workers]
-    if not starts or sum(a.size for a in starts) == 0:
-        return np.zeros(0), np.zeros(0)
-    start = np.concatenate(starts)
-    latency = np.concatenate(lats)
-    done = start + latency
-    lo, hi = measurement.window_start_ns, measurement.window_end_ns
-    if hi <= lo:
-        lo, hi = int(start.min()), int(done.max())
-    window_s = (hi - lo) / 1e9
-    slice_ns = int(min(SLICE_S, window_s / MIN_SLICES) * 1e9)
-    n = int((hi - lo) // slice_ns) if slice_ns > 0 else 0
-    if n < 2:
-        return np.zeros(0), np.zeros(0)
-    index = (done - lo) // slice_ns
-    inside = (index >= 0) & (index < n)
-    throughputs = slice_throughputs(measurement, batch_size, slice_ns / 1e9)
-    medians = np.full(n, np.nan)
-    for i in range(n):
-        chosen = latency[inside][index[inside] == i]
-        if chosen.size:
-            medians[i] = float(np.median(chosen)) / 1e6
-    return throughputs.astype(np.float64), medians
+    values: Mapping[str, np.ndarray]
+    #: "samples" or "row".
+    source: str
+    #: The mean CPU other processes used during the side's windows, in cores (None: unknown).
+    other_load: Optional[float] = None
+
+    @property
+    def n(self) -> int:
+        return min((int(a.size) for a in self.values.values()), default=0)
+
+    def mean(self, name: str) -> Optional[float]:
+        a = self.values.get(name)
+        return float(a.mean()) if a is not None and a.size else None
 
 
-def _serving_slices(measurement: Measurement) -> tuple[np.ndarray, np.ndarray]:
-    """A server window's slices: requests completed per second, and the median latency (from the
-    scheduled arrival) of the requests completed in each."""
-    from neuronperf.stats.serving import call_records, request_times
-
-    assert measurement.serving is not None
-    times = request_times(call_records(measurement), measurement.serving)
-    if not times.index.size:
-        return np.zeros(0), np.zeros(0)
-    lo, hi = measurement.serving.start_ns, max(int(times.end_ns.max()), measurement.serving.start_ns + measurement.serving.span_ns)
-    slice_ns = int(min(SLICE_S, (hi - lo) / 1e9 / MIN_SLICES) * 1e9)
-    n = int((hi - lo) // slice_ns) if slice_ns > 0 else 0
-    if n < 2:
-        return np.zeros(0), np.zeros(0)
-    index = (times.end_ns - lo) // slice_ns
-    rates, medians = np.zeros(n), np.full(n, np.nan)
-    for i in range(n):
-        chosen = times.latency_ns[index == i]
-        rates[i] = chosen.size / (slice_ns / 1e9)
-        if chosen.size:
-            medians[i] = float(np.median(chosen)) / 1e6
-    return rates, medians
-
-
-def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One throughput and one median latency per repeat, as each repeat's row figures."""
+def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> dict[str, np.ndarray]:
+    """Each judged figure of every repeat, recomputed by this version's method (a server
+    window's by ``stats.serving``: latencies from the scheduled arrival); a repeat without a
+    figure (no calls) is left out of that figure."""
     from neuronperf.stats.serving import serving_stats
 
-    throughputs, medians = [], []
-    for m in repeats:
-        figures = serving_stats(m, batch_size=batch_size)[0] if m.serving is not None else compute_stats(m, batch_size=batch_size)
-        if figures.throughput_avg is None or figures.latency_ms_p50 is None:
-            continue
-        throughputs.append(figures.throughput_avg)
-        medians.append(figures.latency_ms_p50)
-    return np.asarray(throughputs), np.asarray(medians)
+    per_repeat = [serving_stats(m, batch_size=batch_size)[0] if m.serving is not None
+                  else compute_stats(m, batch_size=batch_size) for m in repeats]
+    return {
+        name: np.asarray([v for v in (getattr(s, column) for s in per_repeat) if v is not None], dtype=np.float64)
+        for name, column, _ in FIGURES
+    }
+
+
+def _figures(side: Side, batch: int) -> _Figures:
+    if side.repeats:
+        loads = [m.other_cpu_cores for m in side.repeats if m.other_cpu_cores is not None]
+        load = float(np.mean(loads)) if len(loads) == len(side.repeats) else None
+        return _Figures(repeat_figures(side.repeats, batch), "samples", load)
+    values = {}
+    for name, column, _ in FIGURES:
+        v = number(side.row.get(column))
+        values[name] = np.asarray([] if v is None else [v], dtype=np.float64)
+    return _Figures(values, "row", number(side.row.get("other_cpu_cores")))
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -263,92 +280,174 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
         return 0.0 if diff != 0 else 1.0
     t = diff / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    return _student_two_sided(abs(t), df)
+    return t_two_sided_p(t, df)
 
 
-def _student_two_sided(t: float, df: float) -> float:
-    """P(|T| >= t) for Student's t with ``df`` degrees of freedom: I_x(df/2, 1/2), x = df/(df+t^2)."""
-    return _betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function, by its continued fraction (modified Lentz)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _betainc(b, a, 1.0 - x)  # the fraction converges fast on this side only
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-12:
-            break
-    return math.exp(log_front) * h / a
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the adjusted p of the k-th smallest of m p-values is
+    ``max over j <= k of min(1, (m - j + 1) x p_(j))``. Rejecting where the adjusted p is below
+    alpha keeps the chance of any false rejection in the family at most alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 # ---- the comparison --------------------------------------------------------------------------
 
 
-def _ratio(new: Any, old: Any) -> Optional[float]:
-    a, b = number(new), number(old)
-    return a / b if a is not None and b is not None and b > 0 else None
+@dataclass(frozen=True)
+class _Pair:
+    """A matched entry on its way to a verdict: both sides' figures and the ratios of means."""
+
+    old: Side
+    new: Side
+    old_figures: Optional[_Figures]
+    new_figures: Optional[_Figures]
+    ratios: Mapping[str, Optional[float]]
+
+    @property
+    def measured(self) -> bool:
+        return self.old.row.get("status") == "ok" and self.new.row.get("status") == "ok"
+
+    @property
+    def searched(self) -> bool:
+        """Both sides are peak searches (``rates: max``): judged by max_rate_under_slo."""
+        return self.old.row.get("probes") is not None and self.new.row.get("probes") is not None
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        """The figures that can change: a fixed rate's throughput is the rate offered, so a server
+        pair is judged by its latencies alone."""
+        if is_server(self.old.row) and is_server(self.new.row):
+            return tuple(name for name, _, _ in FIGURES if name != "throughput")
+        return tuple(name for name, _, _ in FIGURES)
+
+    @property
+    def load_mismatch(self) -> Optional[str]:
+        """Why the two sides ran on differently loaded machines, or None."""
+        if self.old_figures is None or self.new_figures is None:
+            return None
+        a, b = self.old_figures.other_load, self.new_figures.other_load
+        if a is None or b is None or abs(a - b) <= LOAD_DIFFERENCE:
+            return None
+        return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
+                "the machine's, not the build's; rerun both on equally quiet machines")
+
+    @property
+    def independent(self) -> bool:
+        """Both sides have at least MIN_REPEATS repeats' figures from raw samples."""
+        return (
+            self.measured and not self.searched and self.old_figures is not None and self.new_figures is not None
+            and self.old_figures.source == "samples" and self.new_figures.source == "samples"
+            and self.old_figures.n >= MIN_REPEATS and self.new_figures.n >= MIN_REPEATS
+        )
 
 
-def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) -> EntryChange:
-    """The change of one matched entry."""
-    entry_id = str(new.row.get("id") or old.row.get("id"))
-    ratios = {
-        name: _ratio(new.row.get(column), old.row.get(column))
-        for name, column in (("throughput", "throughput_avg"), ("p50", "latency_ms_p50"), ("p99", "latency_ms_p99"))
+def _pair(old: Side, new: Side) -> _Pair:
+    batch = int(number(new.row.get("batch_size")) or number(old.row.get("batch_size")) or 1)
+    if old.row.get("status") != "ok" or new.row.get("status") != "ok":
+        return _Pair(old, new, None, None, {name: None for name, _, _ in FIGURES})
+    fo, fn = _figures(old, batch), _figures(new, batch)
+    if fo.source != fn.source or (old.row.get("probes") is not None and new.row.get("probes") is not None):
+        # One side without samples: both from their rows (checked to share a method version). A
+        # search is judged by its rows too (max_rate_under_slo, other_cpu_cores).
+        fo, fn = _figures(Side(old.row), batch), _figures(Side(new.row), batch)
+    ratios = {}
+    for name, _, _ in FIGURES:
+        a, b = fn.mean(name), fo.mean(name)
+        ratios[name] = a / b if a is not None and b is not None and b > 0 else None
+    return _Pair(old, new, fo, fn, ratios)
+
+
+def _worse(ratio: Optional[float], higher_is_better: bool, threshold: float) -> bool:
+    if ratio is None:
+        return False
+    return ratio < 1.0 - threshold if higher_is_better else ratio > 1.0 + threshold
+
+
+def _better(ratio: Optional[float], higher_is_better: bool, threshold: float) -> bool:
+    if ratio is None:
+        return False
+    return ratio > 1.0 + threshold if higher_is_better else ratio < 1.0 - threshold
+
+
+def _gross(ratios: Mapping[str, Optional[float]], judged: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Throughput and p50 changes by more than GROSS_FACTOR: (worse, better), as text."""
+    worse, better = [], []
+    for name, _, higher in FIGURES[:2]:  # not p99: one run's tail can double on a busy machine
+        ratio = ratios[name]
+        if name not in judged:
+            continue
+        if ratio is None or ratio <= 0:
+            continue
+        gain = ratio if higher else 1.0 / ratio  # > 1: better
+        if gain < 1.0 / GROSS_FACTOR:
+            worse.append(_change_text(name, ratio))
+        elif gain > GROSS_FACTOR:
+            better.append(_change_text(name, ratio))
+    return worse, better
+
+
+def _change_text(name: str, ratio: float) -> str:
+    return f"{name} {(ratio - 1) * 100:+.0f}%"
+
+
+def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: float,
+             tail_threshold: float) -> EntryChange:
+    entry_id = str(pair.new.row.get("id") or pair.old.row.get("id"))
+    r = pair.ratios
+    base: dict[str, Any] = {
+        "id": entry_id, "old": pair.old, "new": pair.new,
+        "throughput_ratio": r["throughput"], "p50_ratio": r["p50"], "p99_ratio": r["p99"],
+        "old_repeats": pair.old_figures.n if pair.old_figures else 0,
+        "new_repeats": pair.new_figures.n if pair.new_figures else 0,
     }
-    base: dict[str, Any] = {"id": entry_id, "old": old, "new": new, "throughput_ratio": ratios["throughput"], "p50_ratio": ratios["p50"], "p99_ratio": ratios["p99"]}
-    if old.row.get("status") != "ok" or new.row.get("status") != "ok" or ratios["throughput"] is None:
-        statuses = f"{old.row.get('status')} -> {new.row.get('status')}"
+    if pair.measured and pair.searched:
+        if pair.load_mismatch:
+            return EntryChange(**{**base, "throughput_ratio": None}, verdict="unknown", method="load",
+                               note=pair.load_mismatch)
+        return _compare_searched(base, pair.old, pair.new, threshold)
+    if not pair.measured or r["throughput"] is None:
+        statuses = f"{pair.old.row.get('status')} -> {pair.new.row.get('status')}"
         return EntryChange(**base, verdict="unknown", method="none", note=f"not measured in both runs ({statuses})")
-    if old.row.get("probes") is not None and new.row.get("probes") is not None:
-        return _compare_searched(base, old, new, threshold)
-    batch = int(number(new.row.get("batch_size")) or 1)
-    both_repeated = (number(old.row.get("repeats")) or 1) >= 2 and (number(new.row.get("repeats")) or 1) >= 2
-    if both_repeated and len(old.repeats) >= 2 and len(new.repeats) >= 2:
-        method = "repeats"
-        (t_old, m_old), (t_new, m_new) = repeat_figures(old.repeats, batch), repeat_figures(new.repeats, batch)
-    elif old.repeats and new.repeats:
-        method = "slices"
-        t_old, m_old = _pooled_slices(old.repeats, batch)
-        t_new, m_new = _pooled_slices(new.repeats, batch)
-    else:
-        return EntryChange(**base, verdict="unknown", method="none", note="no raw samples on both sides: significance unknown")
-    p_thr, p_lat = welch_p(t_old, t_new), welch_p(m_old, m_new)
-    if is_server(new.row) and is_server(old.row):
-        p_thr = None  # a fixed rate's throughput is the rate offered: only its latency can change
-    slower = _beyond(ratios["throughput"], threshold, lower=True) and _significant(p_thr)
-    laggier = _beyond(ratios["p50"], threshold, lower=False) and _significant(p_lat)
-    faster = _beyond(ratios["throughput"], threshold, lower=False) and _significant(p_thr)
-    quicker = _beyond(ratios["p50"], threshold, lower=True) and _significant(p_lat)
-    if slower or laggier:
-        verdict = "regressed"
-    elif faster or quicker:
-        verdict = "improved"
-    else:
-        verdict = "unchanged"
-    note = None
-    if p_thr is None and not is_server(new.row) or p_lat is None and is_server(new.row):
-        note = "too few slices to test; rerun with a longer duration"
-        verdict = "unknown" if verdict == "unchanged" else verdict
-    return EntryChange(**base, verdict=verdict, method=method, throughput_p=p_thr, p50_p=p_lat, note=note)
+    if pair.load_mismatch:
+        return EntryChange(**base, verdict="unknown", method="load", note=pair.load_mismatch)
+    if pair.independent:
+        worse, better = [], []
+        for name, _, higher in FIGURES:
+            if name not in pair.judged:
+                continue
+            p, ratio = p_adjusted.get(name), r[name]
+            if p is None or p >= ALPHA or ratio is None:
+                continue
+            limit = tail_threshold if name == "p99" else threshold
+            if _worse(ratio, higher, limit):
+                worse.append(_change_text(name, ratio))
+            elif _better(ratio, higher, limit):
+                better.append(_change_text(name, ratio))
+        verdict = "regressed" if worse else "improved" if better else "unchanged"
+        return EntryChange(
+            **base, verdict=verdict, method="repeats", note=", ".join(worse or better) or None,
+            throughput_p=p_adjusted.get("throughput"), p50_p=p_adjusted.get("p50"), p99_p=p_adjusted.get("p99"),
+        )
+    # Fewer repeats than a test needs: only a change no run-to-run noise explains is marked.
+    gross_worse, gross_better = _gross(r, pair.judged)
+    counts = f"{base['old_repeats']} repeat(s) in OLD, {base['new_repeats']} in NEW"
+    if pair.old_figures is not None and pair.old_figures.source == "row":
+        counts = "no raw samples on both sides"
+    if gross_worse or gross_better:
+        return EntryChange(
+            **base, verdict="regressed" if gross_worse else "improved", method="gross",
+            note=f"{', '.join(gross_worse or gross_better)}: beyond {GROSS_FACTOR:g}x, more than run-to-run "
+            f"noise explains ({counts}; {REMEDY} to judge smaller changes)",
+        )
+    return EntryChange(**base, verdict="unknown", method="none",
+                       note=f"not judged: {counts}; {REMEDY}")
 
 
 def _compare_searched(base: dict[str, Any], old: Side, new: Side, threshold: float) -> EntryChange:
@@ -359,31 +458,86 @@ def _compare_searched(base: dict[str, Any], old: Side, new: Side, threshold: flo
         verdict = "unknown" if was is None and now is None else ("regressed" if now is None else "improved")
         return EntryChange(**{**base, "throughput_ratio": None}, verdict=verdict, method="search", note=note)
     ratio = now / was if was > 0 else None
-    verdict = ("regressed" if _beyond(ratio, threshold, lower=True) else
-               "improved" if _beyond(ratio, threshold, lower=False) else "unchanged")
+    verdict = ("regressed" if _worse(ratio, True, threshold) else
+               "improved" if _better(ratio, True, threshold) else "unchanged")
     return EntryChange(**{**base, "throughput_ratio": ratio}, verdict=verdict, method="search", note=note)
 
 
-def _pooled_slices(repeats: Sequence[Measurement], batch: int) -> tuple[np.ndarray, np.ndarray]:
-    parts = [slice_figures(m, batch) for m in repeats]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+def _check_methods(pairs: Sequence[tuple[Side, Side]], old_path: str, new_path: str) -> None:
+    """Refuse, in one line, rows of different method versions that cannot both be recomputed
+    (a search's answer, max_rate_under_slo, is never recomputed: its rows must agree)."""
+    for old, new in pairs:
+        searched = old.row.get("probes") is not None and new.row.get("probes") is not None
+        if old.repeats and new.repeats and not searched:
+            continue  # recomputed from raw samples by this version's method on both sides
+        a, b = (number(side.row.get("method_version")) for side in (old, new))
+        if a != b:
+            entry = new.row.get("id") or old.row.get("id")
+            if searched:
+                raise UsageError(
+                    f"{old_path} and {new_path}: {entry} was searched by method {_version(a)} in OLD and "
+                    f"{_version(b)} in NEW, whose probes pass by different figures, and a search's "
+                    "max_rate_under_slo is not recomputed; rerun OLD with this neuronperf"
+                )
+            raise UsageError(
+                f"{old_path} and {new_path}: {entry} was measured by method {_version(a)} in OLD and "
+                f"{_version(b)} in NEW, "
+                "whose figures mean different things, and without the raw samples of both runs they cannot "
+                "be recomputed by one method; compare the two output_dirs (with their samples/ folders), "
+                "or rerun OLD with this neuronperf"
+            )
 
 
-def _beyond(ratio: Optional[float], threshold: float, lower: bool) -> bool:
-    if ratio is None:
-        return False
-    return ratio < 1.0 - threshold if lower else ratio > 1.0 + threshold
+def _version(value: Optional[float]) -> str:
+    return "unknown" if value is None else f"{value:g}"
 
 
-def _significant(p: Optional[float]) -> bool:
-    return p is not None and p < ALPHA
+def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD,
+                  tail_threshold: float = DEFAULT_TAIL_THRESHOLD) -> EntryChange:
+    """The change of one matched entry judged alone (its three tests are the whole family)."""
+    return judge([(old, new)], threshold, tail_threshold)[0]
 
 
-def compare_runs(old_path: str, new_path: str, threshold: float = DEFAULT_THRESHOLD) -> Comparison:
+def judge(pairs: Sequence[tuple[Side, Side]], threshold: float = DEFAULT_THRESHOLD,
+          tail_threshold: float = DEFAULT_TAIL_THRESHOLD) -> list[EntryChange]:
+    """The verdict of every matched pair, their tests adjusted together (one Holm family)."""
+    prepared = [_pair(o, n) for o, n in pairs]
+    tests: list[tuple[int, str, float]] = []
+    for i, pair in enumerate(prepared):
+        if not pair.independent or pair.load_mismatch:
+            continue
+        assert pair.old_figures is not None and pair.new_figures is not None
+        for name in pair.judged:
+            p = welch_p(pair.old_figures.values[name], pair.new_figures.values[name])
+            if p is not None:
+                tests.append((i, name, p))
+    adjusted = holm([p for _, _, p in tests])
+    per_pair: list[dict[str, Optional[float]]] = [{} for _ in prepared]
+    for (i, name, _), p_adj in zip(tests, adjusted):
+        per_pair[i][name] = p_adj
+    return [_verdict(pair, per_pair[i], threshold, tail_threshold) for i, pair in enumerate(prepared)]
+
+
+def compare_runs(old_path: str, new_path: str, threshold: float = DEFAULT_THRESHOLD,
+                 tail_threshold: float = DEFAULT_TAIL_THRESHOLD) -> Comparison:
     """Compare two output_dirs or results files."""
-    if not (math.isfinite(threshold) and 0 <= threshold < 1):
-        raise UsageError(f"--threshold must be a fraction between 0 and 1 (0.05 = 5%), got {threshold!r}")
+    for name, value in (("--threshold", threshold), ("--tail-threshold", tail_threshold)):
+        if not (math.isfinite(value) and 0 <= value < 1):
+            raise UsageError(f"{name} must be a fraction between 0 and 1 (0.05 = 5%), got {value!r}")
     old, new = load_side(old_path), load_side(new_path)
     pairs, only_old, only_new = match(old, new)
-    changes = tuple(compare_entry(o, n, threshold) for o, n in pairs)
-    return Comparison(threshold, changes, tuple(s.row for s in only_old), tuple(s.row for s in only_new))
+    _check_methods(pairs, old_path, new_path)
+    changes = tuple(judge(pairs, threshold, tail_threshold))
+    notes = []
+    recomputed = sorted({_version(number(s.row.get("method_version"))) for o, n in pairs if o.repeats and n.repeats
+                         for s in (o, n)} - {_version(float(METHOD_VERSION))})
+    if recomputed:
+        notes.append(f"rows of method {', '.join(recomputed)} recomputed from their raw samples by method {METHOD_VERSION}")
+    unjudged = sum(1 for c in changes if c.verdict == "unknown" and c.note and c.note.startswith("not judged"))
+    if unjudged:
+        notes.append(
+            f"{unjudged} entr{'y' if unjudged == 1 else 'ies'} not judged: a change is tested only between "
+            f"repeats in fresh processes, {MIN_REPEATS} or more on both sides; {REMEDY} (benchmark.repeat)"
+        )
+    return Comparison(threshold, changes, tuple(s.row for s in only_old), tuple(s.row for s in only_new),
+                      tuple(notes), tail_threshold)

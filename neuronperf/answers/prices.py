@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from neuronperf.errors import UsageError
+from neuronperf.stats.forward import cost_per_1m_inf
 
 #: USD per hour, on demand, Linux, us-east-1 (AWS's public price list, 2025).
 BUILTIN_PRICES: Mapping[str, float] = {
@@ -76,8 +77,8 @@ def load_price_file(path: str) -> dict[str, float]:
         raise UsageError(f"{path}: a price file is a mapping of instance type to USD per hour, e.g. 'inf2.xlarge: 0.76'")
     prices = {}
     for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise UsageError(f"{path}: {name}: {value!r} is not a positive price per hour")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UsageError(f"{path}: {name}: {value!r} is not a price per hour of at least 0")
         prices[str(name)] = float(value)
     return prices
 
@@ -92,8 +93,8 @@ def resolve_pricing(
     """The ``Pricing`` for a sweep: an explicit ``cost_per_hour`` wins, else the instance type's
     price from ``price_file`` (default ``$NEURONPERF_PRICES``), else from the built-in table."""
     if cost_per_hour is not None:
-        if not (math.isfinite(cost_per_hour) and cost_per_hour > 0):
-            raise UsageError(f"cost per hour must be a positive number, got {cost_per_hour!r}")
+        if not (math.isfinite(cost_per_hour) and cost_per_hour >= 0):
+            raise UsageError(f"cost per hour must be a number of at least 0, got {cost_per_hour!r}")
         return Pricing(instance_type, float(cost_per_hour), explicit_source)
     if instance_type is None:
         return Pricing()
@@ -112,11 +113,6 @@ def resolve_pricing(
     )
 
 
-def cost_per_1m_inf(cost_per_hour: float, throughput_avg: float) -> float:
-    """USD per million inferences: ``cost_per_hour x 10^6 / (3600 x throughput_avg)``."""
-    return cost_per_hour * 1e6 / (3600.0 * throughput_avg)
-
-
 def apply_pricing(row: Mapping[str, Any], pricing: Pricing) -> dict[str, Any]:
     """``row`` with ``instance_type`` and ``cost_per_1m_inf`` filled in from ``pricing`` (a row
     without a throughput keeps an empty cost); without a price the row is returned as it was."""
@@ -125,8 +121,6 @@ def apply_pricing(row: Mapping[str, Any], pricing: Pricing) -> dict[str, Any]:
         out["instance_type"] = pricing.instance_type
     if pricing.cost_per_hour is not None:
         throughput = out.get("throughput_avg")
-        if isinstance(throughput, (int, float)) and math.isfinite(throughput) and throughput > 0:
-            out["cost_per_1m_inf"] = cost_per_1m_inf(pricing.cost_per_hour, float(throughput))
-        else:
-            out["cost_per_1m_inf"] = None
+        number = float(throughput) if isinstance(throughput, (int, float)) and not isinstance(throughput, bool) else None
+        out["cost_per_1m_inf"] = cost_per_1m_inf(pricing.cost_per_hour, number)
     return out

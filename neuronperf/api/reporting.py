@@ -92,6 +92,7 @@ def measurement_from_dict(data: Mapping[str, Any]) -> Measurement:
             infer_ns_total=int(w.get("infer_ns_total", 0)),
             preprocess_ns_total=int(w.get("preprocess_ns_total", 0)),
             postprocess_ns_total=int(w.get("postprocess_ns_total", 0)),
+            quota=None if w.get("quota") is None else int(w["quota"]),
         )
         for w in data.get("workers", ())
     )
@@ -103,6 +104,7 @@ def measurement_from_dict(data: Mapping[str, Any]) -> Measurement:
         window_end_ns=int(data.get("window_end_ns", 0)),
         workers=workers,
         copies=copies,
+        other_cpu_cores=None if data.get("other_cpu_cores") is None else float(data["other_cpu_cores"]),
     )
 
 

@@ -34,13 +34,20 @@ def register(subparsers: Any) -> None:
 
     compare = subparsers.add_parser(
         "compare", help="compare two runs entry by entry; mark significant changes beyond a threshold",
+        description="Pair the entries of two runs and print the ratios new/old of throughput, p50 and "
+        "p99. A change is marked only from independent samples: repeats in fresh processes "
+        "(benchmark.repeat: 3 or more on both sides), Welch's t-test per figure, Holm-adjusted over "
+        "the whole comparison; with fewer repeats only a change beyond 2x is marked.",
     )
     compare.add_argument("old", help="the baseline: an output_dir or a results file")
     compare.add_argument("new", help="the run to judge: an output_dir or a results file")
     compare.add_argument("--threshold", type=_percent, default=0.05, metavar="PCT",
-                         help="smallest change to mark, in percent (default 5)")
+                         help="smallest change of throughput or p50 to mark, in percent (default 5)")
+    compare.add_argument("--tail-threshold", type=_percent, default=0.20, metavar="PCT",
+                         help="smallest change of p99 to mark, in percent (default 20)")
     compare.add_argument("--fail-on-regression", action="store_true",
-                         help="exit 1 when any entry regressed (for CI)")
+                         help="exit 1 when any entry is marked REGRESSED (for CI): significant between "
+                         "repeats, or beyond 2x from single runs")
     compare.set_defaults(handler=_compare)
 
 
@@ -133,20 +140,21 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from neuronperf.answers.compare import compare_runs
 
-    comparison = compare_runs(args.old, args.new, args.threshold)
+    comparison = compare_runs(args.old, args.new, args.threshold, args.tail_threshold)
     print(format_comparison(comparison))
     return 1 if args.fail_on_regression and comparison.regressions else 0
 
 
 def format_comparison(comparison: Any) -> str:
-    """The comparison table, the entries in one run only, and a closing count."""
-    header = ["id", "throughput", "p50", "p99", "verdict", "p (thr/p50)", "method"]
+    """The comparison table, the entries in one run only, notes, and a closing count."""
+    header = ["id", "throughput", "p50", "p99", "verdict", "p thr/p50/p99 (Holm)", "repeats", "method"]
     table = [header]
     for c in comparison.changes:
         table.append([
             c.id, _ratio(c.throughput_ratio), _ratio(c.p50_ratio), _ratio(c.p99_ratio),
             c.verdict.upper() if c.verdict in ("regressed", "improved") else c.verdict,
-            f"{_p(c.throughput_p)}/{_p(c.p50_p)}", c.method + (f" ({c.note})" if c.note else ""),
+            f"{_p(c.throughput_p)}/{_p(c.p50_p)}/{_p(c.p99_p)}", f"{c.old_repeats}/{c.new_repeats}",
+            c.method + (f" ({c.note})" if c.note else ""),
         ])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
@@ -154,11 +162,12 @@ def format_comparison(comparison: Any) -> str:
     for title, rows in (("only in OLD", comparison.only_old), ("only in NEW", comparison.only_new)):
         if rows:
             lines.append(f"{title}: " + ", ".join(str(r.get("id")) for r in rows))
+    lines.extend(f"note: {note}" for note in comparison.notes)
     counts = {v: sum(1 for c in comparison.changes if c.verdict == v) for v in ("regressed", "improved", "unchanged", "unknown")}
     lines.append(
-        f"{len(comparison.changes)} matched (ratios new/old; marked when beyond {comparison.threshold:.0%} "
-        f"and significant): {counts['regressed']} regressed, {counts['improved']} improved, "
-        f"{counts['unchanged']} unchanged, {counts['unknown']} unknown"
+        f"{len(comparison.changes)} matched (ratios new/old; marked when significant and beyond "
+        f"{comparison.threshold:.0%}, p99 {comparison.tail_threshold:.0%}): {counts['regressed']} regressed, "
+        f"{counts['improved']} improved, {counts['unchanged']} unchanged, {counts['unknown']} unknown"
     )
     return "\n".join(lines)
 

@@ -308,7 +308,8 @@ def _print_summary(
         from neuronperf.answers.summary import render
 
         bounds = slo.merge_bounds(cli_bounds, slo.bounds_from_columns(plan.slo))
-        pricing = prices.resolve_pricing(plan.instance_type, cost_per_hour or plan.cost_per_hour, price_file)
+        price = plan.cost_per_hour if cost_per_hour is None else cost_per_hour  # 0 is a price
+        pricing = prices.resolve_pricing(plan.instance_type, price, price_file)
         print()
         print(render(summary.rows, bounds, pricing, objective=slo.Objective.parse(plan.search.maximize)))
         print()

@@ -197,7 +197,7 @@ def _copy_folder(root: str, source: str, target: str) -> None:
 
 def judge(measurements: list[Measurement], task: BenchmarkTask) -> Probe:
     """Whether a probe's windows meet every bound of the entry's slo (as a row reports them:
-    the median over repeats), with at least ``min_calls`` (else 100) requests served and the
+    the mean over repeats), with at least ``min_calls`` (else 100) requests served and the
     entry keeping up; ``hopeless`` when the calls alone miss a latency bound."""
     serving = task.serving
     assert serving is not None
@@ -240,14 +240,15 @@ def _served(m: Measurement) -> int:
 
 
 def _service_alone(measurements: list[Measurement], q: int) -> float:
-    """The ``q``-th percentile of the requests' call times alone (no queueing), ms, median over repeats."""
+    """The ``q``-th percentile of the requests' call times alone (no queueing), ms, mean over
+    repeats (as the row's figures)."""
     values = []
     for m in measurements:
         assert m.serving is not None
         times = request_times(call_records(m), m.serving)
         if times.index.size:
             values.append(percentile((times.end_ns - times.start_ns).astype(np.float64) / NS_PER_MS, q))
-    return float(np.median(values)) if values else 0.0
+    return float(np.mean(values)) if values else 0.0
 
 
 def probes_extra(probes: tuple[Probe, ...]) -> dict[str, Any]:

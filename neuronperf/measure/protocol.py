@@ -11,7 +11,8 @@ The conversation of one model copy::
     parent -> worker   Go       the shared measured window, each thread's most and fewest calls,
                                 the file the copy writes its raw timings to, and in the server
                                 scenario the rate and number of requests of the window's schedule
-    worker -> parent   Samples  the timings file was written: per-thread call counts and totals
+    worker -> parent   Samples  the timings file was written: per-thread call counts and totals,
+                                the copy's CPU time over its window, its timing buffers' size
     worker -> parent   Error    instead of any of the above: the phase and the exception text
     worker -> parent   FileFailed  instead of any of the above: a file the parent named (its log,
                                 its samples file) could not be written (a full disk) or was
@@ -31,7 +32,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import ProtocolError
 
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,20 @@ class ThreadTotals:
 class Samples:
     """The copy wrote its raw timings to the Go message's ``samples_path``.
 
-    ``late_ns``: how long after the window opened the copy received Go (0 when in time)."""
+    ``late_ns``: how long after the window opened the copy received Go (0 when in time).
+    ``cpu_ns`` / ``cpu_wall_ns``: the process's CPU time and the wall time from receiving Go until
+    its last measuring thread stopped (read by the worker's main thread at those two moments,
+    outside the window's calls). ``buffer_bytes``: the timing buffers the threads allocated (in
+    the server scenario their call records and the copy's arrival schedule)."""
 
     TYPE: ClassVar[str] = "samples"
     threads: tuple[ThreadTotals, ...]
     load_ms: float
     warmup_ms: float
     late_ns: int
+    cpu_ns: int
+    cpu_wall_ns: int
+    buffer_bytes: int
     #: The device allocator's peak in this copy (``Backend.device_memory_peak``), or None.
     device_mem_peak_bytes: Optional[int] = None
 
@@ -196,7 +204,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             threads.append(ThreadTotals(**{k: _int(v) for k, v in t.items()}))
         return Samples(
             threads=tuple(threads), load_ms=float(body["load_ms"]), warmup_ms=float(body["warmup_ms"]),
-            late_ns=_int(body["late_ns"]),
+            late_ns=_int(body["late_ns"]), cpu_ns=_int(body["cpu_ns"]), cpu_wall_ns=_int(body["cpu_wall_ns"]),
+            buffer_bytes=_int(body["buffer_bytes"]),
             device_mem_peak_bytes=None if body["device_mem_peak_bytes"] is None else _int(body["device_mem_peak_bytes"]),
         )
     if cls is FileFailed:

@@ -21,9 +21,9 @@ after a sleep), which is recorded for every call. ``benchmarks/serving_generator
 both designs side by side.
 
 Per call, a thread records five int64 (first request, requests, start, end, and when the batch
-was due) into buffers
-allocated before the window and grown between calls, never inside one; nothing is allocated per
-request.
+was due) into buffers allocated before the window (when the copy has computed the schedule, before
+its threads leave their keep-warm calls) and grown between calls, never inside one; nothing is
+allocated per request.
 """
 
 from __future__ import annotations
@@ -90,7 +90,10 @@ def quiet_timer_slack() -> None:
 
 
 class Server:
-    """One measuring thread's serving loop over the shared queue (``serve``), and its records."""
+    """One measuring thread's serving loop over the shared queue (``serve``), and its records.
+
+    Made before the window opens: its first chunk of records (as many calls as the schedule has
+    requests, at most ``MAX_CHUNK``) is allocated, and so resident, here, never inside the window."""
 
     def __init__(self, queue: SharedQueue, arrivals_ns: array[int], batch_size: int, max_delay_ns: int,
                  spin_ns: int = SPIN_NS):
@@ -99,7 +102,16 @@ class Server:
         self.batch = batch_size
         self.delay = max_delay_ns
         self.spin_ns = spin_ns
+        self.size = min(MAX_CHUNK, max(16, len(arrivals_ns)))
+        self.first = _buffer(5 * self.size)
         self.chunks: list[tuple[array[int], int]] = []
+
+    @property
+    def buffer_bytes(self) -> int:
+        """The bytes of its record chunks (the first one until ``serve`` ran)."""
+        if not self.chunks:
+            return 8 * len(self.first)
+        return sum(8 * len(r) for r, _ in self.chunks)
 
     def serve(self, call: Callable[[], Any], last_claim_ns: int) -> None:
         """Serve requests until the schedule is exhausted, the queue is stopped, or
@@ -108,9 +120,9 @@ class Server:
         acquire, release = self.queue.lock.acquire, self.queue.lock.release
         state, arrivals, n = self.queue.state, self.arrivals, len(self.arrivals)
         batch, delay, spin = self.batch, self.delay, self.spin_ns
-        size = min(MAX_CHUNK, max(16, n))
+        size = self.size
         # One flat buffer per chunk: [first, count, start, end, due] per call.
-        records, i = _buffer(5 * size), 0
+        records, i = self.first, 0
         while True:
             acquire()
             head = state[HEAD]

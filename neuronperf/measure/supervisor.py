@@ -4,9 +4,10 @@
 driving its model with ``workers_per_model`` threads. Every copy loads and warms up and keeps
 its threads calling; then the parent sends one shared measured window to all of them, and each
 thread times every call that starts inside it, writing its timings to ``samples_dir``. While the
-window is open the parent samples each copy's CPU time and resident memory from outside
-(psutil on the worker pids), so nothing inside a worker competes with the measured calls. The
-result is the raw ``entries.Measurement``; statistics are computed elsewhere (``stats``).
+window is open the parent samples each measuring copy's resident memory from outside (psutil on
+the worker pids), so nothing inside a worker competes with the measured calls; each worker reads
+its own CPU time when it receives the window and when its last thread stops, outside the timed
+calls. The result is the raw ``entries.Measurement``; statistics are computed elsewhere (``stats``).
 
 A failure is a ``Measurement`` too, never an exception: a model that raises, a worker that dies
 and a worker that hangs past the timeout each end with ``status`` "error" or "timeout" and an
@@ -169,7 +170,8 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
 
     The process runs with the driver's environment as it is now, as measuring workers do: a
     forkserver's children inherit the environment of when the forkserver started, so a variable
-    set since (``HF_HUB_OFFLINE``, set by a script or a test before planning) would not reach them."""
+    set since (``HF_HUB_OFFLINE``, set by a script or a test before planning) would not reach them,
+    and one removed since would still be there."""
     ctx = worker_context()
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args, dict(os.environ)), daemon=False)
@@ -233,6 +235,8 @@ class _Copy:
     ready: Optional[Ready] = None
     samples: Optional[Samples] = None
     rss: list[int] = field(default_factory=list)
+    #: The copy's CPU seconds read from outside at the window's start and when it reported (or
+    #: at the window's end): only to tell this entry's CPU from other processes' (OtherLoad).
     cpu_start: Optional[float] = None
     cpu_end: Optional[float] = None
 
@@ -383,10 +387,9 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             send(c.conn, go)
         c.phase = "measuring"
     _sleep_until(start_ns)
-    wall_start = time.perf_counter_ns()
-    for c in copies:
-        c.cpu_start = _cpu_seconds(c)
-    wall_end = _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns, watch=watch)
+    other = OtherLoad(copies)
+    _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns, other=other, watch=watch)
+    other.finish()
 
     workers: list[WorkerSamples] = []
     stats: list[CopyStats] = []
@@ -405,23 +408,10 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
                 copy_idx=c.idx, thread_idx=totals.thread_idx, start_ns=starts, latency_ns=latencies,
                 infer_ns_total=totals.infer_ns_total, preprocess_ns_total=totals.preprocess_ns_total,
                 postprocess_ns_total=totals.postprocess_ns_total, token_ns=tokens,
+                quota=quotas[c.idx * w + totals.thread_idx],
                 request_first=first, request_count=count, due_ns=due,
             ))
-        wall = (wall_end or time.perf_counter_ns()) - wall_start
-        cpu = None
-        if c.cpu_start is not None and c.cpu_end is not None and wall > 0:
-            cpu = (c.cpu_end - c.cpu_start) / (wall / 1e9) * 100
-        stats.append(CopyStats(
-            copy_idx=c.idx,
-            pid=c.process.pid,
-            load_ms=c.samples.load_ms,
-            warmup_ms=c.samples.warmup_ms,
-            cpu_avg_percent=cpu,
-            peak_rss_bytes=max(c.rss) if c.rss else None,
-            mem_avg_percent=sum(c.rss) / len(c.rss) / total_memory * 100 if c.rss and total_memory else None,
-            late_ns=c.samples.late_ns,
-            device_mem_peak_bytes=c.samples.device_mem_peak_bytes,
-        ))
+        stats.append(_copy_stats(c, total_memory))
     ends = [int(ws.start_ns[-1]) + int(ws.latency_ns[-1]) for ws in workers if len(ws.start_ns)]
     window = None
     if task.serving is not None:
@@ -436,7 +426,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             status="error",
             error=(f"no call was measured: benchmark.duration ({task.settings.duration:g} s) ended "
                    "before any call started; use a longer duration"),
-            window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats),
+            window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats), other_cpu_cores=other.cores(),
         )
     # The window runs from the shared start until the last measured call returned: every call
     # that starts before end_ns is measured, so the window covers the time they took to finish.
@@ -446,6 +436,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
         window_end_ns=max(ends),
         workers=tuple(sorted(workers, key=lambda ws: (ws.copy_idx, ws.thread_idx))),
         copies=tuple(stats),
+        other_cpu_cores=other.cores(),
         serving=window,
     )
 
@@ -521,29 +512,106 @@ class _OverloadWatch:
 _NEXT_PHASE = {"loaded": "warming up", "ready": "waiting for the other copies", "samples": "done"}
 
 
+def _copy_stats(c: _Copy, total_memory: int) -> CopyStats:
+    """One copy's figures: what the worker reported, and its memory samples less its timing
+    buffers (the harness's, not the model's)."""
+    assert c.samples is not None
+    samples = c.samples
+    cpu = samples.cpu_ns / samples.cpu_wall_ns * 100 if samples.cpu_wall_ns > 0 else None
+    model_rss = [max(0, r - samples.buffer_bytes) for r in c.rss]
+    return CopyStats(
+        copy_idx=c.idx,
+        pid=c.process.pid,
+        load_ms=samples.load_ms,
+        warmup_ms=samples.warmup_ms,
+        cpu_avg_percent=cpu,
+        peak_rss_bytes=max(model_rss) if model_rss else None,
+        mem_avg_percent=sum(model_rss) / len(model_rss) / total_memory * 100 if model_rss and total_memory else None,
+        late_ns=samples.late_ns,
+        warmup_calls=c.ready.warmup_calls if c.ready is not None else None,
+        buffer_bytes=samples.buffer_bytes,
+        device_mem_peak_bytes=samples.device_mem_peak_bytes,
+    )
+
+
+class OtherLoad:
+    """The CPU that processes other than this entry's used during its window, in cores: the
+    machine's busy time (psutil's system-wide counters: user, nice, system, irq, softirq; not
+    idle, iowait or steal) less the copies' own CPU and this process's, over the wall time, from
+    the window's start until its planned end or the last copy's report, whichever came first. A
+    copy that reports earlier is read then (it exits soon after). Read from outside, between the
+    memory samples: nothing runs in the workers for it."""
+
+    def __init__(self, copies: list[_Copy]):
+        self.copies = copies
+        self.me = psutil.Process()
+        for c in copies:
+            c.cpu_start = _cpu_seconds(c)
+        self.start = self._snapshot()
+        self.end: Optional[tuple[int, float, float]] = None
+
+    def _snapshot(self) -> tuple[int, float, float]:
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        mine = self.me.cpu_times()
+        return time.perf_counter_ns(), float(busy), float(mine.user + mine.system)
+
+    def copy_done(self, c: _Copy) -> None:
+        if self.end is None and c.cpu_end is None:
+            c.cpu_end = _cpu_seconds(c)
+
+    def finish(self) -> None:
+        """Take the end reading now, unless it was taken."""
+        if self.end is not None:
+            return
+        for c in self.copies:
+            self.copy_done(c)
+        self.end = self._snapshot()
+
+    def cores(self) -> Optional[float]:
+        if self.end is None or any(c.cpu_start is None or c.cpu_end is None for c in self.copies):
+            return None
+        wall_s = (self.end[0] - self.start[0]) / 1e9
+        if wall_s <= 0:
+            return None
+        entry = sum((c.cpu_end or 0.0) - (c.cpu_start or 0.0) for c in self.copies) + (self.end[2] - self.start[2])
+        return max(0.0, (self.end[1] - self.start[1] - entry) / wall_s)
+
+
+def _cpu_seconds(c: _Copy) -> Optional[float]:
+    """The copy's CPU time so far (all its threads, user and system), read from outside."""
+    if c.handle is None:
+        return None
+    try:
+        times = c.handle.cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
 def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
-              usage_until_ns: Optional[int] = None, watch: Optional[Callable[[int], float]] = None) -> Optional[int]:
+              usage_until_ns: Optional[int] = None, other: Optional[OtherLoad] = None,
+              watch: Optional[Callable[[int], float]] = None) -> None:
     """Read messages until every copy has sent ``wanted``; raise ``_Failure`` on an error message,
-    a dead worker or the deadline. With ``usage_until_ns``, sample the copies' memory meanwhile,
-    and their CPU time once at that moment; returns when that CPU reading was taken. ``watch(now)``
-    is called on every wake-up and says how soon it wants the next."""
+    a dead worker or the deadline. With ``usage_until_ns``, sample the memory of the copies still
+    measuring until then (a copy that sent its samples is done: it holds its joined timings), and
+    end ``other``'s reading then. ``watch(now)`` is called on every wake-up and says how soon it
+    wants the next."""
     pending = [c for c in copies if getattr(c, wanted) is None]
-    usage_taken: Optional[int] = None
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             busy = ", ".join(f"copy {c.idx} was {c.phase}" for c in pending)
             raise _Failure("timeout", f"timed out after {timeout:g} s (benchmark.timeout): {busy}")
         wait_s = remaining
-        if usage_until_ns is not None and usage_taken is None:
+        if usage_until_ns is not None:
             now = time.perf_counter_ns()
-            if now >= usage_until_ns:
-                usage_taken = now
+            if now >= usage_until_ns and other is not None:
+                other.finish()
+            if now < usage_until_ns:
                 for c in copies:
-                    c.cpu_end = _cpu_seconds(c)
-            else:
-                for c in copies:
-                    _sample_rss(c)
+                    if c.samples is None:
+                        _sample_rss(c)
                 wait_s = min(remaining, USAGE_SAMPLE_INTERVAL_S, (usage_until_ns - now) / 1e9)
         if watch is not None:
             wait_s = min(wait_s, watch(time.perf_counter_ns()))
@@ -556,20 +624,8 @@ def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
                 _died(c)
             if getattr(c, wanted) is not None:
                 pending.remove(c)
-                if usage_until_ns is not None and c.cpu_end is None:
-                    c.cpu_end = _cpu_seconds(c)  # max_infers ended its work before the window did
-    return usage_taken
-
-
-def _cpu_seconds(c: _Copy) -> Optional[float]:
-    """The copy's CPU time so far (all its threads, user and system), read from outside."""
-    if c.handle is None:
-        return None
-    try:
-        times = c.handle.cpu_times()
-    except psutil.Error:
-        return None
-    return float(times.user + times.system)
+                if other is not None:
+                    other.copy_done(c)
 
 
 def _sample_rss(c: _Copy) -> None:

@@ -40,7 +40,7 @@ import time
 import traceback
 from array import array
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from neuronperf.backends.base import ThreadDevice
 from neuronperf.errors import ProtocolError, UnsafeOutputDir
@@ -55,10 +55,19 @@ from neuronperf.measure.protocol import (
     recv,
     send,
 )
-from neuronperf.measure.task import BenchmarkTask, call_args, load_backend, worker_config
+from neuronperf.measure.task import (
+    BenchmarkTask,
+    call_args,
+    load_backend,
+    split_quota,
+    worker_config,
+)
 from neuronperf.results.samples import write_copy_samples
 from neuronperf.util import nofollow
 from neuronperf.util import processes as procutil
+
+if TYPE_CHECKING:  # imported where used: the module stays cheap for the forkserver's preload
+    from neuronperf.measure.serving import Server
 
 #: Exit status of a worker that stopped itself because its parent disappeared.
 EXIT_PARENT_GONE = 70
@@ -181,9 +190,16 @@ class _Worker:
             backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
         shared = _Shared(self.queue if task.serving is not None else None)
+        # Each thread's share of max_infers and min_calls, as the parent splits them into Go: the
+        # threads size their timing buffers from them before the window opens. (The server
+        # scenario has neither: its threads' buffers are sized from the schedule, see below.)
+        first = self.copy_idx * n_threads
+        quotas = split_quota(task.settings.max_infers, task.n_models * n_threads)[first:first + n_threads]
+        minimums = split_quota(task.settings.min_calls, task.n_models * n_threads)[first:first + n_threads]
         threads = [
             _MeasuringThread(t, _caller(model, task), inputs[t], thread_device, task.settings.warmup_calls,
-                             task.settings.warmup_s, task.settings.duration, shared, task.new_tokens)
+                             task.settings.warmup_s, task.settings.duration, shared, task.new_tokens,
+                             quota=quotas[t], minimum=minimums[t] or 0)
             for t in range(n_threads)
         ]
 
@@ -202,6 +218,9 @@ class _Worker:
         self.phase = "waiting for the start signal"
         go = recv(self.conn)
         received_ns = time.perf_counter_ns()
+        # The copy's CPU time is read here and when its last thread stops: outside the measured
+        # calls, by this thread, which is otherwise blocked while the window is open.
+        cpu_from = time.process_time_ns()
         if not isinstance(go, Go):
             raise ProtocolError(f"expected a 'go' message, got {go.TYPE!r}")
         if len(go.quotas) != n_threads or len(go.minimums) != n_threads:
@@ -211,11 +230,17 @@ class _Worker:
         if task.serving is not None:
             self.phase = "preparing the arrival schedule"
             shared.prepare_serving(task, go)
+            # Each thread's record buffers, now that the schedule's length is known: before the
+            # window opens, while the threads are still in their keep-warm calls.
+            for thread in threads:
+                thread.prepare_server()
         self.phase = "measuring"
         self.stop_watching()  # from here the pipe to the parent tells us if it is gone
         shared.open(go)
-        self._wait_for(threads, shared)
+        stopped_ns, cpu_to = self._wait_for(threads, shared)
         shared.raise_first_error(self)
+        for thread in threads:
+            thread.collect()  # joined only now: no thread's copy is resident while others measure
 
         self.phase = "writing samples"
         # Read after the window, never sampled during it: nothing extra runs while measuring.
@@ -232,12 +257,16 @@ class _Worker:
             load_ms=load_ms,
             warmup_ms=warmup_ms,
             late_ns=max(0, received_ns - go.start_ns),
+            cpu_ns=cpu_to - cpu_from,
+            cpu_wall_ns=stopped_ns - received_ns,
+            buffer_bytes=sum(t.buffer_bytes for t in threads) + shared.buffer_bytes,
             device_mem_peak_bytes=mem_peak,
         ))
 
-    def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> None:
+    def _wait_for(self, threads: list[_MeasuringThread], shared: _Shared) -> tuple[int, int]:
         """Block until every measuring thread is done, without waking up in between; if the
-        parent disappears meanwhile (its end of the pipe closes), stop everything and exit."""
+        parent disappears meanwhile (its end of the pipe closes), stop everything and exit.
+        Returns when the last thread stopped (``perf_counter_ns``) and the process's CPU time then."""
         pending = len(threads)
         while pending:
             ready = wait([self.conn, shared.done_r])
@@ -249,8 +278,10 @@ class _Worker:
                     os._exit(EXIT_PARENT_GONE)
                 raise ProtocolError(f"unexpected {message.TYPE!r} message while measuring")
             pending -= len(os.read(shared.done_r, pending))
+        stopped_ns, cpu_ns = time.perf_counter_ns(), time.process_time_ns()
         for thread in threads:
             thread.join()
+        return stopped_ns, cpu_ns
 
 
 # ---- calling the model -------------------------------------------------------------------------
@@ -290,6 +321,11 @@ class _Shared:
         # A spinning thread holds the interpreter lock, which its siblings in this process would
         # wait for: only a copy's single thread spins, several threads sleep to the due time.
         self.spin_ns = SPIN_NS if task.workers_per_model == 1 else 0
+
+    @property
+    def buffer_bytes(self) -> int:
+        """The harness's memory in the copy beside the threads' own buffers: the schedule."""
+        return 8 * len(self.arrivals) if self.arrivals is not None else 0
 
     def open(self, go: Go) -> None:
         self.go = go
@@ -396,9 +432,11 @@ class _MeasuringThread(threading.Thread):
 
     def __init__(self, idx: int, caller: _Caller, args: tuple[Any, ...], device: Callable[[], ThreadDevice],
                  warmup_calls: int, warmup_s: float, duration_s: float, shared: _Shared,
-                 new_tokens: Optional[int] = None):
+                 new_tokens: Optional[int] = None, *, quota: Optional[int] = None, minimum: int = 0):
         super().__init__(name=f"neuronperf-measure-{idx}", daemon=True)
         self.new_tokens = new_tokens
+        self.quota = quota
+        self.minimum = minimum
         self.idx = idx
         self.caller = caller
         self.args = args
@@ -417,6 +455,16 @@ class _MeasuringThread(threading.Thread):
         #: In the server scenario, per call: first request, requests served, when it was due.
         self.requests: Any = None
         self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
+        # The timing buffers, allocated (and so written, resident) after the warm-up, before the
+        # window: no page of them is first touched inside a timed call, and their size is known
+        # so that the memory figures can leave them out.
+        self.size = 0
+        self.first: Optional[tuple[array[int], array[int]]] = None
+        self.clock: Optional[TokenClock] = None
+        self.chunks: list[tuple[array[int], array[int], int]] = []
+        self.buffer_bytes = 0
+        self.call_is_model = False  # the lean loop times no part apart: the call is the model call
+        self.server: Optional[Server] = None  # the server scenario's loop and records
 
     def run(self) -> None:
         phase = "preparing a measuring thread"
@@ -425,6 +473,7 @@ class _MeasuringThread(threading.Thread):
             with device.context():
                 phase = "warming up"
                 self._warm_up(device.sync)
+                self._allocate()
                 self.warmed.set()
                 phase = "keeping warm until the window opens"
                 self._keep_warm(device.sync)
@@ -443,6 +492,67 @@ class _MeasuringThread(threading.Thread):
         finally:
             self.warmed.set()
             os.write(self.shared.done_w, b"x")
+
+    def _allocate(self) -> None:
+        """The first chunk of timing buffers (and a generation thread's token clock): the calls
+        the window holds at the warm-up's fastest pace, a quarter more (see ``_chunk_size``). In
+        the server scenario nothing yet: ``prepare_server`` sizes them from the schedule."""
+        if self.shared.queue is not None:
+            return
+        duration_ns = int(self.duration_s * 1e9)
+        least = MIN_CHUNK if self.new_tokens is None else 64  # requests are far fewer than calls
+        self.size = _chunk_size(duration_ns, self.quota, self.minimum, self.fastest_ns, least)
+        self.first = (_buffer(self.size), _buffer(self.size))
+        if self.new_tokens is not None:
+            self.clock = TokenClock(min(self.size * self.new_tokens, 1 << 20))
+
+    def prepare_server(self) -> None:
+        """The server scenario's loop with its first chunk of records, and a generation thread's
+        token clock, allocated before the window (called by the copy's main thread once the
+        schedule is computed; the thread uses them only after the window opens)."""
+        from neuronperf.measure.serving import Server
+
+        shared = self.shared
+        self.server = Server(shared.queue, shared.arrivals, shared.batch_size, shared.max_delay_ns, shared.spin_ns)
+        if self.new_tokens is not None:
+            self.clock = TokenClock(min(len(shared.arrivals), 1 << 16) * self.new_tokens)
+
+    def collect(self) -> None:
+        """Join the filled part of every timing chunk into one array of starts and one of
+        latencies (and the token stamps); called once every thread of the copy has stopped."""
+        if self.server is not None:
+            self._collect_served(self.server)
+            return
+        if self.chunks:
+            chunks = self.chunks
+        else:  # it measured nothing: its allocated (resident) chunk still counts
+            chunks = [(*self.first, 0)] if self.first is not None else [(_buffer(0), _buffer(0), 0)]
+        self.buffer_bytes = sum(8 * (len(a) + len(b)) for a, b, _ in chunks)
+        self.starts, self.latencies = _joined(chunks)
+        if self.clock is not None:
+            import numpy as np
+
+            self.buffer_bytes += 8 * len(self.clock.stamps)
+            self.tokens = np.frombuffer(self.clock.stamps, dtype=np.int64)[: self.clock.n].copy()
+        if self.clock is not None or self.call_is_model:
+            self.infer_ns = int(self.latencies.sum())
+        self.chunks, self.first = [], None
+
+    def _collect_served(self, server: Server) -> None:
+        """``collect`` in the server scenario: per call its start and latency, and the requests
+        it served (first, count, when the batch was due)."""
+        import numpy as np
+
+        records = server.records()
+        self.buffer_bytes = server.buffer_bytes
+        self.starts = np.ascontiguousarray(records[:, 2])
+        self.latencies = records[:, 3] - records[:, 2]
+        self.requests = (np.ascontiguousarray(records[:, 0]), np.ascontiguousarray(records[:, 1]),
+                         np.ascontiguousarray(records[:, 4]))
+        self.infer_ns = int(self.latencies.sum())
+        if self.clock is not None:
+            self.buffer_bytes += 8 * len(self.clock.stamps)
+            self.tokens = np.frombuffer(self.clock.stamps, dtype=np.int64)[: self.clock.n].copy()
 
     def totals(self) -> ThreadTotals:
         return ThreadTotals(
@@ -485,21 +595,22 @@ class _MeasuringThread(threading.Thread):
             once(args, sync)
 
     def _serve(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
-        """Serve the entry's queue (``serving.Server``) until its schedule is done, the queue is
-        stopped or ``go.last_ns`` comes; a call runs exactly as a timed call of the closed loop."""
-        import numpy as np
-
-        from neuronperf.measure.serving import Server, quiet_timer_slack
+        """Serve the entry's queue (``serving.Server``, made before the window by
+        ``prepare_server``) until its schedule is done, the queue is stopped or ``go.last_ns``
+        comes; a call runs exactly as a timed call of the closed loop. The records are turned into
+        timings by ``collect``, once every thread has stopped."""
+        from neuronperf.measure.serving import quiet_timer_slack
 
         quiet_timer_slack()
-        shared = self.shared
-        server = Server(shared.queue, shared.arrivals, shared.batch_size, shared.max_delay_ns, shared.spin_ns)
+        server = self.server
+        if server is None:
+            raise ProtocolError("a serving thread has no server: the copy did not prepare the schedule")
         model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
-        clock: Optional[TokenClock] = None
+        clock = self.clock
         call: Callable[[], Any]
         if self.new_tokens is not None:
+            assert clock is not None
             new_tokens = self.new_tokens
-            clock = TokenClock(min(len(shared.arrivals), 1 << 16) * new_tokens)
 
             def call() -> None:
                 before = clock.n
@@ -518,14 +629,6 @@ class _MeasuringThread(threading.Thread):
                 if post is not None:
                     post(out)
         server.serve(call, go.last_ns)
-        records = server.records()
-        self.starts = np.ascontiguousarray(records[:, 2])
-        self.latencies = records[:, 3] - records[:, 2]
-        self.requests = (np.ascontiguousarray(records[:, 0]), np.ascontiguousarray(records[:, 1]),
-                         np.ascontiguousarray(records[:, 4]))
-        self.infer_ns = int(self.latencies.sum())
-        if clock is not None:
-            self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
 
     def _measure(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
         """Time every call that starts in [go.start_ns, go.end_ns), at most the quota; past
@@ -536,9 +639,10 @@ class _MeasuringThread(threading.Thread):
         least, last_ns = go.minimums[self.idx], go.last_ns
         model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        size = _chunk_size(go, quota, least, self.fastest_ns, MIN_CHUNK)
+        size = self.size
+        assert self.first is not None
         chunks: list[tuple[array[int], array[int], int]] = []
-        starts, lats = _buffer(size), _buffer(size)
+        starts, lats = self.first
         i = n = 0
         infer = pre_total = post_total = 0
         if pre is None and post is None and sync is None:
@@ -614,26 +718,22 @@ class _MeasuringThread(threading.Thread):
                 i += 1
                 n += 1
         chunks.append((starts, lats, i))
-        self.starts, self.latencies = _joined(chunks)
-        if pre is None and post is None and sync is None:
-            infer = int(self.latencies.sum())
+        self.chunks = chunks
+        self.call_is_model = pre is None and post is None and sync is None
         self.infer_ns, self.preprocess_ns, self.postprocess_ns = infer, pre_total, post_total
 
     def _measure_generate(self, go: Go, sync: Optional[Callable[[], None]], new_tokens: int) -> None:
         """Time every request that starts in [go.start_ns, go.end_ns), at most the quota (and
         past end_ns up to the minimum, as ``_measure`` does), and when each of its tokens existed
         (the model calls the clock once per token)."""
-        import numpy as np
-
         quota = go.quotas[self.idx]
         limit = sys.maxsize if quota is None else quota
         least, last_ns = go.minimums[self.idx], go.last_ns
         model, args = self.caller.model, self.args
         perf, stopped, end_ns = time.perf_counter_ns, self.shared.stop_event.is_set, go.end_ns
-        # Requests are slow, so far fewer of them fit a window than calls of a forward pass.
-        size = _chunk_size(go, quota, least, self.fastest_ns, 64)
-        clock = TokenClock(min(size * new_tokens, 1 << 20))
-        starts, lats = _buffer(size), _buffer(size)
+        size, clock = self.size, self.clock
+        assert self.first is not None and clock is not None
+        starts, lats = self.first
         chunks: list[tuple[array[int], array[int], int]] = []
         i = n = 0
         while n < limit and not stopped():
@@ -654,20 +754,22 @@ class _MeasuringThread(threading.Thread):
             i += 1
             n += 1
         chunks.append((starts, lats, i))
-        self.starts, self.latencies = _joined(chunks)
-        self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
-        self.infer_ns = int(self.latencies.sum())
+        self.chunks = chunks
 
 
 def _buffer(size: int) -> array[int]:
     return array("q", bytes(8 * size))
 
 
-def _chunk_size(go: Go, quota: Optional[int], minimum: int, fastest_ns: int, least: int) -> int:
+def _chunk_size(duration_ns: int, quota: Optional[int], minimum: int, fastest_ns: int, least: int) -> int:
     """Calls per timing chunk: the calls the window holds at the warm-up's fastest pace, a
-    quarter more, at least ``least``, the quota and the minimum, at most ``MAX_CHUNK``."""
-    expected = (go.end_ns - go.start_ns) // max(1, fastest_ns) + 16
-    return int(min(MAX_CHUNK, max(least, expected + expected // 4, minimum, 0 if quota is None else quota)))
+    quarter more, at least ``least`` and the minimum, but no more than the quota (a thread makes
+    no more calls than that); between 1 and ``MAX_CHUNK``."""
+    expected = duration_ns // max(1, fastest_ns) + 16
+    size = max(least, expected + expected // 4, minimum)
+    if quota is not None:
+        size = min(size, quota)
+    return int(max(1, min(MAX_CHUNK, size)))
 
 
 def _joined(chunks: list[tuple[array[int], array[int], int]]) -> tuple[Any, Any]:

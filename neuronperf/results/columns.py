@@ -74,6 +74,7 @@ OUR_COLS: tuple[str, ...] = (
     "throughput_ci_high",
     "latency_ms_p50_ci_low",
     "latency_ms_p50_ci_high",
+    "other_cpu_cores",
     "method_version",
     "node",  # the machine that measured the row (on Ray: host/node id)
     # Device telemetry, last so that scripts reading columns by position keep working.

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Optional, Union
 
 from neuronperf.entries import STATUSES, Measurement, RunEntry, ServingSettings, freeze
 from neuronperf.errors import UsageError
 from neuronperf.results.columns import RESULT_COLUMNS
-from neuronperf.stats.forward import METHOD_VERSION, EntryStats, combine_repeats, compute_stats
+from neuronperf.stats.forward import (
+    METHOD_VERSION,
+    EntryStats,
+    combine_repeats,
+    compute_stats,
+    cost_per_1m_inf,
+)
 from neuronperf.stats.generation import combine_generation, empty_generation, generation_stats
 from neuronperf.stats.serving import empty_serving, serving_row_figures
 from neuronperf.util.atomic import json_ready
@@ -114,8 +120,9 @@ def report_row(
     extra: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """The report row of one measured configuration, from one measurement or from each of its
-    repeats (then every figure is the median of the repeats', see ``stats``). A failed one keeps
-    its identity columns and gets empty numbers; a failed repeat fails the row."""
+    repeats (then every figure is the mean of the repeats', see ``stats``), priced at
+    ``cost_per_hour`` when given (``stats.cost_per_1m_inf`` of the row's throughput). A failed one
+    keeps its identity columns and gets empty numbers; a failed repeat fails the row."""
     row_config = _as_row_config(config)
     repeats = (measurement,) if isinstance(measurement, Measurement) else tuple(measurement)
     if not repeats:
@@ -143,10 +150,10 @@ def report_row(
     else:
         status, error = "ok", None
         stats = combine_repeats([
-            compute_stats(m, batch_size=row_config.batch_size, peak_window_s=row_config.peak_window_s,
-                          cost_per_hour=cost_per_hour)
+            compute_stats(m, batch_size=row_config.batch_size, peak_window_s=row_config.peak_window_s)
             for m in repeats
         ])
+        stats = replace(stats, cost_per_1m_inf=cost_per_1m_inf(cost_per_hour, stats.throughput_avg))
     if row_config.new_tokens is not None and not serving_columns:
         generation = (
             combine_generation([generation_stats(m, batch_size=row_config.batch_size, new_tokens=row_config.new_tokens)

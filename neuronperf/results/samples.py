@@ -54,6 +54,7 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
             "error": m.error,
             "window_start_ns": m.window_start_ns,
             "window_end_ns": m.window_end_ns,
+            "other_cpu_cores": m.other_cpu_cores,
             "workers": [
                 {
                     "copy_idx": w.copy_idx,
@@ -61,6 +62,8 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
                     "infer_ns_total": w.infer_ns_total,
                     "preprocess_ns_total": w.preprocess_ns_total,
                     "postprocess_ns_total": w.postprocess_ns_total,
+                    # Only when set, so that headers of entries without max_infers keep their keys.
+                    **({"quota": w.quota} if w.quota is not None else {}),
                 }
                 for w in m.workers
             ],
@@ -114,6 +117,7 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 window_end_ns=repeat["window_end_ns"],
                 workers=tuple(workers),
                 copies=tuple(CopyStats(**c) for c in repeat["copies"]),
+                other_cpu_cores=repeat.get("other_cpu_cores"),
                 # Absent in folders written before telemetry existed.
                 telemetry=Telemetry(**repeat["telemetry"]) if repeat.get("telemetry") else None,
                 serving=ServingWindow.from_dict(repeat["serving"]) if "serving" in repeat else None,

@@ -4,29 +4,40 @@ every figure in a row (docs/measurement.md says the same in prose).
 Pure numpy: this module never reads a clock, so every figure is a function of the
 ``Measurement`` alone and tests can check it against hand-computed values.
 
-Method version 2. For each measuring thread ``i`` of every copy, ``n_i`` is the number of
+Method version 3. For each measuring thread ``i`` of every copy, ``n_i`` is the number of
 calls it timed, ``s_i`` the start of its first and ``e_i`` the end of its last (a thread's calls
 run back to back: it keeps calling before the window, so ``s_i`` is where its previous, unmeasured
-call ended).
+call ended). The *common span* runs from ``max_i s_i`` (every thread is measuring) to
+``min_i e_i`` (none has stopped): the time in which the entry ran as configured, every thread
+loading the machine.
 
-- ``throughput_avg = batch_size x sum_i n_i / (e_i - s_i)``: each thread's own rate over the time
-  it was measuring, summed. It is unbiased for any latency and any phase between threads, where
-  "calls / (last return - window start)" counts every other thread's idle tail as time.
+- ``throughput_avg = batch_size x (sum_i C_i(min e) - C_i(max s)) / (min e - max s)``, where
+  ``C_i(t)`` is thread ``i``'s calls completed by ``t``, a call in progress counting by the
+  fraction of its duration already elapsed (time-weighted credit). For a steady thread that is
+  exactly ``1 / latency`` whatever its phase, so a steady entry reads Little's law exactly; calls
+  a thread makes after another one stopped (``max_infers``, ``min_calls``, a copy that ends
+  first) ran with less contention on a shared device or core and are left out, so they cannot
+  inflate the figure. Threads that never measured at once (no common span) fall back to the sum
+  of each thread's own rate ``n_i / (e_i - s_i)``, and the row says so.
 - ``total_infs = sum_i n_i``; ``total_s``: the shared window, from its start to the last return.
-- Slices: the span from ``max_i s_i`` (every thread is measuring) to ``min_i e_i`` (none has
-  stopped) is cut into ``round(span / peak_window_s)`` equal slices, each about
-  ``peak_window_s`` long (none when the span is shorter than half of it). A call counts in each
-  slice in proportion to the part of its duration that falls in that slice (time-weighted
-  credit), so a steady model gives the same figure in every slice, however slow its calls.
-  ``throughput_peak`` is the busiest slice (``throughput_avg`` when there is no whole slice);
-  ``throughput_cv`` the coefficient of variation of the slices (standard deviation with
-  ddof=1 / mean), unknown with fewer than two slices.
+- Slices: the common span is cut into ``round(span / peak_window_s)`` equal slices, each about
+  ``peak_window_s`` long (none when the span is shorter than half of it), with the same
+  time-weighted credit, so a steady model gives the same figure in every slice, however slow its
+  calls, and ``throughput_avg`` is the mean of the slices. ``throughput_peak`` is the busiest
+  slice (``throughput_avg`` when there is no whole slice); ``throughput_cv`` the coefficient of
+  variation of the slices (standard deviation with ddof=1 / mean), unknown with fewer than two.
 - Stability is judged only where the slices can show it: a CV above ``CV_WARN_THRESHOLD`` is
   "unstable" when the slices hold at least ``MIN_CALLS_PER_SLICE`` calls and the call-to-call
   spread of latencies alone (interquartile range / 1.349 / median, over the square root of the
   calls per slice: what a steady model's slices vary by) would move a slice by less than half
   the threshold; otherwise the row says "too few calls per slice to judge stability".
 - Latency percentiles and mean over every timed call of every thread, numpy's ``linear`` method.
+- ``other_cpu_cores``: the CPU that processes other than the entry's used during its window, in
+  cores (measured by the supervisor, see ``measure.supervisor.OtherLoad``).
+- Per copy (``CopyStats``, measured by the worker and the supervisor, see ``entries``):
+  ``warmup_avg_ms`` is the mean warm-up call over every warm-up call of every copy;
+  ``load_avg_ms``, ``cpu_avg_percent`` and ``mem_avg_percent`` are means over the copies,
+  ``peak_rss_mb`` the largest copy's.
 - Generation (``task: generate``; each call is one request of ``batch_size`` prompts, each
   prompt one request in the figures, and generates exactly ``new_tokens`` = N tokens). For a
   request starting at ``s`` whose tokens existed at ``t_1 .. t_N`` (stamped by the model as each
@@ -36,11 +47,13 @@ call ended).
   latencies are every gap ``t_k - t_(k-1)``. ``ttft_ms_p*``, ``tpot_ms_p*``, ``e2e_ms_p*`` are
   percentiles over requests, ``itl_ms_p*`` over gaps (``linear``, as above). ``requests_per_s`` is
   ``throughput_avg`` (prompts per second, every worker together) and ``output_tokens_per_s =
-  requests_per_s x N``: for one measuring thread, exactly the tokens it generated divided by its
-  window, from its first request's start to its last request's return.
-- Repeats (``benchmark.repeat: N``): every figure of the row is the median of the N repeats'
-  figures; ``throughput_ci_low/high`` and ``latency_ms_p50_ci_low/high`` are the 95% Student-t
-  confidence interval of the mean of the repeats.
+  requests_per_s x N``.
+- Repeats (``benchmark.repeat: N``): every figure of the row is the MEAN of the N repeats'
+  figures (``total_infs`` rounded), and ``throughput_ci_low/high`` and
+  ``latency_ms_p50_ci_low/high`` are the 95% Student-t confidence interval of that same mean,
+  with the exact t quantile for N - 1 degrees of freedom.
+- ``cost_per_1m_inf = cost_per_hour x 10^6 / (3600 x throughput_avg)`` of the row's (combined)
+  ``throughput_avg``; ``cost_per_1m_inf`` below is the one place that says so.
 """
 
 from __future__ import annotations
@@ -53,12 +66,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.entries import Measurement, Telemetry
+from neuronperf.entries import CopyStats, Measurement, Telemetry
 from neuronperf.errors import UsageError
+from neuronperf.stats.student import t_quantile
 
 #: The version of the definitions above. It is part of every entry's identity, so results of
 #: an older method are measured again on a rerun instead of being mixed with new ones.
-METHOD_VERSION = 2
+#: 3: throughput over the common span; repeats combined by their mean; per-copy CPU over the
+#: copy's own window; memory without the harness's timing buffers; warm-up over every call.
+METHOD_VERSION = 3
 
 
 PERCENTILES = (0, 50, 90, 95, 99, 100)
@@ -86,10 +102,8 @@ NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 
 
-#: Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's).
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-          2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-          2.052, 2.048, 2.045, 2.042)
+#: The confidence level of every interval in a row.
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,7 @@ class EntryStats:
     throughput_ci_high: Optional[float] = None
     latency_ms_p50_ci_low: Optional[float] = None
     latency_ms_p50_ci_high: Optional[float] = None
+    other_cpu_cores: Optional[float] = None
     # Device telemetry (docs/measurement.md, "Telemetry"); empty when it is off or unreadable.
     device_mem_mb_peak: Optional[float] = None
     device_mem_mb_nvml_peak: Optional[float] = None
@@ -158,6 +173,8 @@ class ThreadSpan:
 
     start: np.ndarray  # int64 start of each call
     end: np.ndarray  # int64 end of each call
+    #: The most calls it was allowed (``max_infers``' share); None: no limit.
+    quota: Optional[int] = None
 
     @property
     def calls(self) -> int:
@@ -172,13 +189,32 @@ def measuring_threads(measurement: Measurement) -> list[ThreadSpan]:
         latency = np.asarray(w.latency_ns, dtype=np.int64)
         if start.shape != latency.shape:
             raise UsageError("a measurement has different numbers of start times and latencies")
-        out.append(ThreadSpan(start, start + latency))
+        out.append(ThreadSpan(start, start + latency, w.quota))
     return out
 
 
+def common_span(threads: Sequence[ThreadSpan]) -> Optional[tuple[int, int]]:
+    """``(max_i s_i, min_i e_i)`` over threads that timed a call: when every thread was
+    measuring; None when they never all measured at once."""
+    measured = [t for t in threads if t.calls]
+    if not measured:
+        return None
+    first = max(int(t.start[0]) for t in measured)
+    last = min(int(t.end[-1]) for t in measured)
+    return (first, last) if last > first else None
+
+
 def throughput(threads: Sequence[ThreadSpan], batch_size: int) -> float:
-    """``batch_size x sum_i n_i / (e_i - s_i)`` over the threads (``throughput_avg``)."""
-    return batch_size * sum(thread_rate(t.start, t.end) for t in threads)
+    """``throughput_avg``: inputs per second over the common span, with time-weighted credit (see
+    the module docstring); the sum of each thread's own rate when there is no common span."""
+    measured = [t for t in threads if t.calls]
+    span = common_span(measured)
+    if span is None:
+        return batch_size * sum(thread_rate(t.start, t.end) for t in measured)
+    first, last = span
+    bounds = np.array([first, last], dtype=np.int64)
+    credit = sum(float(np.diff(credit_until(t.start, t.end, bounds))[0]) for t in measured)
+    return batch_size * credit * NS_PER_S / (last - first)
 
 
 def thread_rate(start_ns: np.ndarray, end_ns: np.ndarray) -> float:
@@ -212,10 +248,10 @@ def slice_throughputs(measurement: Measurement, batch_size: int, slice_s: float)
 
 
 def _slices(threads: list[ThreadSpan], batch_size: int, slice_ns: int) -> np.ndarray:
-    if not threads:
+    span = common_span(threads)
+    if span is None:
         return np.zeros(0)
-    first = max(int(t.start[0]) for t in threads)
-    last = min(int(t.end[-1]) for t in threads)
+    first, last = span
     # Equal slices that cover the span exactly, each as close to slice_ns as a whole number
     # of them allows (a 1.99 s span holds two slices of 0.995 s, not one of 1 s and a rest).
     n = int(round((last - first) / slice_ns))
@@ -223,22 +259,53 @@ def _slices(threads: list[ThreadSpan], batch_size: int, slice_ns: int) -> np.nda
         return np.zeros(0)
     length = (last - first) / n
     bounds = first + np.round(length * np.arange(n + 1)).astype(np.int64)
-    credit = sum(np.diff(credit_until(t.start, t.end, bounds)) for t in threads)
+    credit = sum(np.diff(credit_until(t.start, t.end, bounds)) for t in threads if t.calls)
     return np.asarray(credit, dtype=np.float64) * batch_size * NS_PER_S / length
 
 
-def t_interval(values: Sequence[Optional[float]]) -> tuple[Optional[float], Optional[float]]:
-    """The 95% Student-t confidence interval of the mean of ``values``; (None, None) for fewer
-    than two values."""
+def t_interval(values: Sequence[Optional[float]], confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float]]:
+    """The Student-t confidence interval of the mean of ``values`` (95% by default), with the
+    exact quantile for ``n - 1`` degrees of freedom; (None, None) for fewer than two values."""
     known = [float(v) for v in values if v is not None]
     if len(known) < 2:
         return None, None
     mean = statistics.fmean(known)
     sd = statistics.stdev(known)
-    df = len(known) - 1
-    t = _T_975[df - 1] if df <= len(_T_975) else 1.96
-    half = t * sd / math.sqrt(len(known))
+    half = t_quantile(0.5 + confidence / 2, len(known) - 1) * sd / math.sqrt(len(known))
     return mean - half, mean + half
+
+
+def cost_per_1m_inf(cost_per_hour: Optional[float], throughput_avg: Optional[float]) -> Optional[float]:
+    """USD per million inferences, ``cost_per_hour x 10^6 / (3600 x throughput_avg)``: the one
+    definition, used by the sweep's rows and the Python API alike. None without a price or a
+    positive throughput; a price of 0 costs 0."""
+    if cost_per_hour is None or throughput_avg is None:
+        return None
+    if not (math.isfinite(throughput_avg) and throughput_avg > 0):
+        return None
+    return float(cost_per_hour) * 1e6 / (3600.0 * float(throughput_avg))
+
+
+def copy_figures(copies: Sequence[CopyStats]) -> dict[str, Any]:
+    """The row's per-copy figures: load, warm-up, CPU and memory (see the module docstring)."""
+    return {
+        "load_avg_ms": _mean([c.load_ms for c in copies]),
+        "warmup_avg_ms": _warmup_mean(copies),
+        "cpu_avg_percent": _mean([c.cpu_avg_percent for c in copies]),
+        "mem_avg_percent": _mean([c.mem_avg_percent for c in copies]),
+        "peak_rss_mb": _max_mb([c.peak_rss_bytes for c in copies]),
+    }
+
+
+def _warmup_mean(copies: Sequence[CopyStats]) -> Optional[float]:
+    """The mean warm-up call over every copy's warm-up calls (each copy's mean weighted by its
+    number of calls); the plain mean of the copies' means where a count is unknown (older rows)."""
+    if copies and all(c.warmup_calls is not None for c in copies):
+        calls = sum(int(c.warmup_calls or 0) for c in copies)
+        if calls == 0:
+            return 0.0
+        return sum(c.warmup_ms * int(c.warmup_calls or 0) for c in copies) / calls
+    return _mean([c.warmup_ms for c in copies])
 
 
 def compute_stats(
@@ -246,9 +313,9 @@ def compute_stats(
     *,
     batch_size: int,
     peak_window_s: float = 1.0,
-    cost_per_hour: Optional[float] = None,
 ) -> EntryStats:
-    """Turn one repeat's raw samples into its report figures; a failed entry gets empty figures."""
+    """Turn one repeat's raw samples into its report figures; a failed entry gets empty figures.
+    (``cost_per_1m_inf`` is priced from the combined row: see ``cost_per_1m_inf``.)"""
     if batch_size < 1:
         raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not peak_window_s > 0:
@@ -260,20 +327,13 @@ def compute_stats(
     measured = [t for t in threads if t.calls]
     n_calls = sum(t.calls for t in threads)
     copies = measurement.copies
-    copy_figures: dict[str, Any] = {
-        "load_avg_ms": _mean([c.load_ms for c in copies]),
-        "warmup_avg_ms": _mean([c.warmup_ms for c in copies]),
-        "cpu_avg_percent": _mean([c.cpu_avg_percent for c in copies]),
-        "mem_avg_percent": _mean([c.mem_avg_percent for c in copies]),
-        "peak_rss_mb": _max_mb([c.peak_rss_bytes for c in copies]),
-        **telemetry_figures(measurement.telemetry, n_calls * batch_size),
-    }
+    per_copy = {**copy_figures(copies), **telemetry_figures(measurement.telemetry, n_calls * batch_size)}
     if n_calls == 0:
         return EntryStats(
-            total_infs=0, repeats=1,
+            total_infs=0, repeats=1, other_cpu_cores=measurement.other_cpu_cores,
             warning="no measured calls: not one call completed in the measured window; "
             "rerun with a longer duration (benchmark.duration)",
-            **copy_figures,
+            **per_copy,
         )
 
     window_start, window_end = measurement.window_start_ns, measurement.window_end_ns
@@ -300,14 +360,16 @@ def compute_stats(
     latency_cv = (q75 - q25) / 1.349 / median if median > 0 else 0.0
     calls_per_slice = float(per_slice.mean()) * peak_window_s / batch_size if per_slice.size else 0.0
     infer_ns = sum(w.infer_ns_total for w in measurement.workers)
-    cost = None
-    if cost_per_hour is not None and throughput_avg:
-        cost = cost_per_hour * 1e6 / (3600 * throughput_avg)
 
+    idle = [t for t in threads if not t.calls]
     problems = _problems(
         n_calls=n_calls, total_s=total_s, peak_window_s=peak_window_s, n_slices=int(per_slice.size),
         cv=throughput_cv, calls_per_slice=calls_per_slice, latency_cv=latency_cv,
-        idle_threads=len(threads) - len(measured), late_ns=max((c.late_ns for c in copies), default=0),
+        idle_threads=sum(1 for t in idle if t.quota != 0),
+        unquoted_threads=sum(1 for t in idle if t.quota == 0), n_threads=len(threads),
+        max_infers=sum(t.quota for t in threads if t.quota is not None) if any(t.quota is not None for t in threads) else None,
+        overlapping=len(measured) < 2 or common_span(measured) is not None,
+        late_ns=max((c.late_ns for c in copies), default=0),
         late_copies=[c.copy_idx for c in copies if c.late_ns > 0],
     )
     return EntryStats(
@@ -323,12 +385,12 @@ def compute_stats(
         postprocess_avg_ms=sum(w.postprocess_ns_total for w in measurement.workers) / n_calls / NS_PER_MS,
         total_infs=n_calls,
         total_s=total_s,
-        cost_per_1m_inf=cost,
         percentile_method=PERCENTILE_METHOD,
         repeats=1,
+        other_cpu_cores=measurement.other_cpu_cores,
         warning=" | ".join(problems) if problems else None,
         **percentiles,
-        **copy_figures,
+        **per_copy,
     )
 
 
@@ -351,8 +413,9 @@ def telemetry_figures(telemetry: Optional[Telemetry], inferences: int) -> dict[s
 
 
 def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:
-    """The row of an entry measured several times: the median of each figure over the repeats,
-    the 95% confidence intervals of throughput_avg and latency_ms_p50, and every repeat's warnings."""
+    """The row of an entry measured several times: the MEAN of each figure over the repeats, the
+    95% Student-t confidence intervals of that mean for throughput_avg and latency_ms_p50, and
+    every repeat's warnings."""
     if not per_repeat:
         raise UsageError("combine_repeats needs at least one repeat")
     if len(per_repeat) == 1:
@@ -363,8 +426,8 @@ def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:
         numbers = [v for v in column if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if f.name in ("warning", "percentile_method", "repeats") or f.name.endswith(("_ci_low", "_ci_high")) or not numbers:
             continue
-        median = statistics.median(numbers)
-        values[f.name] = int(round(median)) if f.name == "total_infs" else float(median)
+        mean = statistics.fmean(numbers)
+        values[f.name] = int(round(mean)) if f.name == "total_infs" else float(mean)
     low, high = t_interval([s.throughput_avg for s in per_repeat])
     p50_low, p50_high = t_interval([s.latency_ms_p50 for s in per_repeat])
     warnings = []
@@ -382,7 +445,8 @@ def combine_repeats(per_repeat: Sequence[EntryStats]) -> EntryStats:
 
 def _problems(
     *, n_calls: int, total_s: float, peak_window_s: float, n_slices: int, cv: Optional[float],
-    calls_per_slice: float, latency_cv: float, idle_threads: int, late_ns: int, late_copies: list[int],
+    calls_per_slice: float, latency_cv: float, idle_threads: int, unquoted_threads: int, n_threads: int,
+    max_infers: Optional[int], overlapping: bool, late_ns: int, late_copies: list[int],
 ) -> list[str]:
     """What makes these numbers doubtful, each as "label: what; remedy" (a row joins them with
     " | "); empty when nothing does."""
@@ -416,6 +480,18 @@ def _problems(
         problems.append(
             f"idle threads: {idle_threads} thread(s) measured no call (a call longer than the "
             "window); rerun with a longer duration (benchmark.duration)"
+        )
+    if unquoted_threads:
+        problems.append(
+            f"threads without calls: benchmark.max_infers ({max_infers}) gave {unquoted_threads} of the "
+            f"{n_threads} measuring threads no call to make, so fewer threads measured than configured; "
+            f"set max_infers to at least {n_threads}"
+        )
+    if not overlapping:
+        problems.append(
+            "threads apart: the measuring threads never all measured at once (a copy stopped before "
+            "another began), so throughput_avg is the sum of each thread's own rate, not a rate "
+            "under the configured load; rerun with a longer duration or without max_infers"
         )
     if late_copies:
         which = ", ".join(str(i) for i in late_copies)

@@ -102,11 +102,11 @@ def generation_stats(measurement: Measurement, *, batch_size: int, new_tokens: i
 
 
 def combine_generation(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Several repeats' generation columns: the median of each, as for every other figure."""
+    """Several repeats' generation columns: the mean of each, as for every other figure."""
     if len(per_repeat) == 1:
         return dict(per_repeat[0])
     out = empty_generation(per_repeat[0]["new_tokens"])
     for name in GENERATION_FIGURES:
         numbers = [r[name] for r in per_repeat if r.get(name) is not None]
-        out[name] = float(statistics.median(numbers)) if numbers else None
+        out[name] = float(statistics.fmean(numbers)) if numbers else None
     return out

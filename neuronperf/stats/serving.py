@@ -62,6 +62,7 @@ from neuronperf.stats.forward import (
     EntryStats,
     combine_repeats,
     compute_stats,
+    cost_per_1m_inf,
     percentile,
 )
 from neuronperf.stats.generation import GENERATION_FIGURES, empty_generation
@@ -89,7 +90,7 @@ SERVING_COLUMNS = (
 )
 #: A generation row of the server scenario adds this one.
 GOODPUT_COLUMN = "goodput_rps"
-#: The figures among the serving columns (medians over repeats).
+#: The figures among the serving columns (means over repeats, as every figure of a row).
 SERVING_FIGURES = ("rate_achieved", "queue_ms_p50", "queue_ms_p99", "service_ms_p50", "service_ms_p99",
                    "batch_fill_avg", "generator_lag_ms_p99", GOODPUT_COLUMN)
 #: A row keeps up when it serves at least this share of its target rate.
@@ -254,7 +255,7 @@ def serving_stats(measurement: Measurement, *, batch_size: int, peak_window_s: f
         postprocess_avg_ms=None,
         total_infs=calls,
         total_s=total_ns / NS_PER_S,
-        cost_per_1m_inf=cost_per_hour * 1e6 / (3600 * rate_achieved) if cost_per_hour is not None and rate_achieved else None,
+        cost_per_1m_inf=cost_per_1m_inf(cost_per_hour, rate_achieved),
         warning=" | ".join(warnings) if warnings else None,
         **percentiles,
     )
@@ -350,15 +351,16 @@ def invalid_reason(window: ServingWindow, *, served: int, rate_achieved: float, 
 
 
 def combine_serving(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Several repeats' serving columns: the median of each figure, valid only if every repeat
-    was, with each invalid repeat's reason."""
+    """Several repeats' serving columns: the mean of each figure (as ``combine_repeats`` takes the
+    mean of the closed loop's, so ``rate_achieved`` stays ``throughput_avg``), valid only if every
+    repeat was, with each invalid repeat's reason."""
     if len(per_repeat) == 1:
         return dict(per_repeat[0])
     out = dict(per_repeat[0])
     for name in (*SERVING_FIGURES, *GENERATION_FIGURES):
         numbers = [r[name] for r in per_repeat if r.get(name) is not None]
         if name in out or numbers:
-            out[name] = float(statistics.median(numbers)) if numbers else None
+            out[name] = float(statistics.fmean(numbers)) if numbers else None
     reasons = [f"repeat {i + 1}: {r['invalid_reason']}" for i, r in enumerate(per_repeat) if r.get("invalid_reason")]
     out["valid"] = not reasons
     out["invalid_reason"] = "; ".join(reasons) if reasons else None
@@ -368,10 +370,13 @@ def combine_serving(per_repeat: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def serving_row_figures(measurements: Sequence[Measurement], *, batch_size: int, peak_window_s: float,
                         cost_per_hour: Optional[float], new_tokens: Optional[int],
                         slo: Sequence[tuple[str, float]]) -> tuple[EntryStats, dict[str, Any]]:
-    """The figures of a server row from its repeats (each one's, then their medians)."""
-    per_repeat = [serving_stats(m, batch_size=batch_size, peak_window_s=peak_window_s, cost_per_hour=cost_per_hour,
+    """The figures of a server row from its repeats (each one's, then their means), priced from
+    the combined ``throughput_avg`` (``rate_achieved``): ``cost_per_1m_inf``'s one definition."""
+    per_repeat = [serving_stats(m, batch_size=batch_size, peak_window_s=peak_window_s,
                                 new_tokens=new_tokens, slo=slo) for m in measurements]
-    return combine_repeats([s for s, _ in per_repeat]), combine_serving([c for _, c in per_repeat])
+    stats = combine_repeats([s for s, _ in per_repeat])
+    stats = replace(stats, cost_per_1m_inf=cost_per_1m_inf(cost_per_hour, stats.throughput_avg))
+    return stats, combine_serving([c for _, c in per_repeat])
 
 
 def empty_serving(rate: Optional[float], max_queue_delay_ms: float, new_tokens: Optional[int] = None) -> dict[str, Any]:

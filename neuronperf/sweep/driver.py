@@ -152,8 +152,14 @@ def first_wave(plan: Plan, state: Optional[SweepState], options: SweepOptions) -
         return [e for e in plan.run_entries if state is None or needs_run(state, e, options)]
     if state is None:
         return first_search_wave(plan)
-    pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
+    pricing = prices.resolve_pricing(plan.instance_type, price_per_hour(plan, options), options.price_file)
     return SweepSearch(plan, state, options, lambda row: prices.apply_pricing(row, pricing)).pending
+
+
+def price_per_hour(plan: Plan, options: SweepOptions) -> Optional[float]:
+    """The price the rows are priced at: ``--cost-per-hour`` over the spec's (0 is a price, not
+    a missing one)."""
+    return plan.cost_per_hour if options.cost_per_hour is None else options.cost_per_hour
 
 
 def executor_choice(plan: Plan, options: SweepOptions) -> tuple[str, dict[str, Any]]:
@@ -191,7 +197,7 @@ def _run_with(
         METHOD_VERSION,  # read when the sweep runs (tests change it)
     )
 
-    pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
+    pricing = prices.resolve_pricing(plan.instance_type, price_per_hour(plan, options), options.price_file)
     environments = RunEnvironments(
         str(output_dir), nodes, allow_mismatch=options.allow_env_mismatch,
         environment_of=None if executor_name == "local" or executor is None else executor.environment_of,
