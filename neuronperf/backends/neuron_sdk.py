@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from neuronperf.errors import UsageError
 
@@ -229,3 +230,40 @@ def environ_lnc(environ: Optional[dict[str, str]] = None) -> Optional[int]:
     if value not in ("1", "2"):
         raise UsageError(f"{LNC_ENV}={value!r}: the logical NeuronCore config is 1 or 2")
     return int(value)
+
+
+# ---- what a Neuron row records -------------------------------------------------------------------
+
+#: The columns every Neuron row carries, so that ``compare`` across an SDK upgrade can name what
+#: changed: the path, the LNC, the SDK parts' versions, and the compiler flags in effect.
+NEURON_COLUMNS = (
+    "neuron_path",
+    "neuron_lnc",
+    "torch_neuronx_version",
+    "neuronx_cc_version",
+    "neuron_runtime_version",
+    "neuron_driver_version",
+    "neuron_cc_flags",
+    "neuron_cc_defaults",
+)
+
+
+def neuron_columns(
+    path: Optional[str],
+    lnc: Optional[int],
+    versions: SdkVersions,
+    flags: Sequence[str] = (),
+    defaults: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The ``NEURON_COLUMNS`` of one row: ``flags`` are the compiler flags neuronperf passed
+    (the LNC flag included), ``defaults`` the changed defaults they leave to the compiler."""
+    return {
+        "neuron_path": path,
+        "neuron_lnc": lnc,
+        "torch_neuronx_version": versions.torch_neuronx,
+        "neuronx_cc_version": versions.neuronx_cc,
+        "neuron_runtime_version": versions.runtime,
+        "neuron_driver_version": versions.driver,
+        "neuron_cc_flags": shlex.join(flags) if flags else None,
+        "neuron_cc_defaults": " ".join(defaults) if defaults else None,
+    }
