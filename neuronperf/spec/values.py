@@ -35,8 +35,13 @@ SWEEP_AXES = {
 }
 
 
+#: ``sweep.logical_nc_configs`` (Trn2/Trn3): its singular axis name, and the values it takes.
+LNC_AXIS = ("logical_nc_configs", "logical_nc_config")
+LNC_VALUES = (1, 2)
+
+
 #: Names an exclude rule may use besides the model parameters.
-EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model", "logical_nc_config")
 
 
 EXECUTORS = ("local", "ray")
@@ -177,6 +182,8 @@ class SweepAxes:
     #: Positive integers, or ``"max"``: as many copies as fit (resolved when planning).
     n_models: tuple[Union[int, str], ...] = (1,)
     workers_per_model: tuple[int, ...] = (1,)
+    #: Logical NeuronCore configs; (None,): the runtime's, whatever it is (not an axis then).
+    logical_nc_configs: tuple[Optional[int], ...] = (None,)
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,9 @@ class Spec:
     cost_per_hour: Optional[float] = None
     #: The ``ray`` section (used when ``executor`` is ray).
     ray: RaySettings = RaySettings()
+    #: Whether the spec names its compiler; when not, a sweep on Neuron takes the path of the
+    #: installed torch-neuronx (``compiler`` then holds the catalog's default).
+    compiler_given: bool = field(default=True, compare=False)
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
     key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -1,7 +1,7 @@
 """What each AWS Neuron instance family is made of, and which neuronperf path runs inference on it.
 
-Plain data, no I/O: the spec, plan and pre-flight stages read it to check a sweep before any SDK is
-imported. NeuronCore counts here are *physical*; on Trn2/Trn3 the runtime presents logical
+Plain data, no I/O: the spec stage checks ``instance_type`` against it, the Neuron backends check
+the machine they run on, and the price table and the docs name its instances. NeuronCore counts here are *physical*; on Trn2/Trn3 the runtime presents logical
 NeuronCores of ``lnc`` physical ones each (Logical NeuronCore configuration, LNC), so a
 trn2.48xlarge shows 128 NeuronCores at LNC=1 and 64 at LNC=2. neuronperf counts what is really
 there with ``neuron-ls`` at run time; this table is for planning, checking and the docs.
@@ -140,3 +140,45 @@ def family_of(instance_type: Optional[str]) -> Optional[NeuronFamily]:
 def paths_of(family: NeuronFamily) -> tuple[str, ...]:
     """Every path that runs on ``family``, the documented one first."""
     return (family.path, *family.legacy_paths)
+
+
+#: (framework, compiler) on device_type neuron -> the path it takes.
+COMPILER_PATHS: Mapping[tuple[str, str], str] = {
+    ("torch", "native"): "native",
+    ("torch", "native-compile"): "native",
+    ("torch", "neuronx"): "xla-trace",
+    # optimum-neuron exports through torch-neuronx's XLA tracing
+    ("torch", "optimum"): "xla-trace",
+    ("torch", "neuron"): "inf1",
+    ("tensorflow", "neuron"): "inf1",
+}
+#: The compiler of each path (torch), for the messages.
+PATH_COMPILERS: Mapping[str, str] = {
+    "native": "native or native-compile (TorchNeuron, torch-neuronx 2.13/2.14)",
+    "xla-trace": "neuronx (torch-neuronx 2.9.x)",
+    "inf1": "neuron (torch-neuron)",
+}
+
+
+def family_problem(framework: str, compiler: str, instance_type: Optional[str]) -> Optional[str]:
+    """Why ``compiler`` cannot run on ``instance_type``'s family (one line naming what the
+    family runs), or None when it can or when either is unknown."""
+    family = family_of(instance_type)
+    path = COMPILER_PATHS.get((framework, compiler))
+    if family is None or path is None or path in paths_of(family):
+        return None
+    return (
+        f"compiler {compiler} takes the {path} path, which does not run on {instance_type} "
+        f"({family.chip}, {family.core_version}); {family.name} runs compiler {PATH_COMPILERS[family.path]}"
+    )
+
+
+def lnc_problem(lnc: int, instance_type: Optional[str]) -> Optional[str]:
+    """Why logical NeuronCore config ``lnc`` does not apply to ``instance_type``, or None."""
+    family = family_of(instance_type)
+    if family is None or lnc in family.lnc_choices:
+        return None
+    return (
+        f"logical NeuronCore config {lnc} needs Trn2 or Trn3; {instance_type} ({family.chip}) does not group "
+        f"its NeuronCores (LNC {', '.join(map(str, family.lnc_choices))} only)"
+    )
