@@ -15,6 +15,12 @@ both larger than the threshold (default 5%) and statistically significant:
 - without raw samples (a results file on its own), significance is unknown and nothing is marked.
 
 A regression is a significant throughput drop or p50 rise beyond the threshold.
+
+Each pair also names what it ran on that changed between the runs: for Neuron rows the path,
+the SDK parts' versions and the compiler flags and defaults in effect (``NEURON_COLUMNS``), so
+that a change across an SDK upgrade comes with the versions and flags that moved. Those columns
+do not take part in matching (an upgrade changes them for every entry), except the logical
+NeuronCore config, which is an axis.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Optional
 import numpy as np
 
 from neuronperf.answers.slo import figure_columns, number
+from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
 from neuronperf.stats.forward import compute_stats, slice_throughputs
@@ -38,7 +45,9 @@ DEFAULT_THRESHOLD = 0.05
 ALPHA = 0.01
 #: The longest slice, and how many slices a short window is cut into at least.
 SLICE_S, MIN_SLICES = 1.0, 10
-_MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+_MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model", "neuron_lnc")
+#: Columns that say what a row ran on: named when they differ, never used to match.
+CONTEXT_COLUMNS = tuple(c for c in NEURON_COLUMNS if c != "neuron_lnc")
 
 
 def load_raw_samples(path: str) -> tuple[Measurement, ...]:
@@ -75,6 +84,9 @@ class EntryChange:
     throughput_p: Optional[float] = None
     p50_p: Optional[float] = None
     note: Optional[str] = None
+    #: What the entry ran on that changed: (column, old value, new value), e.g.
+    #: ("neuronx_cc_version", "2.21.33363.0", "2.22.12471.0").
+    changed: tuple[tuple[str, Any, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ def _samples_files(output_dir: str) -> dict[str, str]:
 
 
 def _values_key(row: Row, fixed: set[str]) -> tuple[Any, ...]:
-    params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and v is not None))
+    params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and k not in _MATCH_AXES and v is not None))
     return tuple(str(row.get(a)) for a in _MATCH_AXES) + params
 
 
@@ -269,6 +281,16 @@ def _ratio(new: Any, old: Any) -> Optional[float]:
     return a / b if a is not None and b is not None and b > 0 else None
 
 
+def context_changes(old: Row, new: Row) -> tuple[tuple[str, Any, Any], ...]:
+    """The ``CONTEXT_COLUMNS`` whose values differ between two rows of one entry (a column only
+    one side has is left out: a run from before the column existed says nothing about it)."""
+    return tuple(
+        (column, old.get(column), new.get(column))
+        for column in CONTEXT_COLUMNS
+        if column in old and column in new and old.get(column) != new.get(column)
+    )
+
+
 def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) -> EntryChange:
     """The change of one matched entry."""
     entry_id = str(new.row.get("id") or old.row.get("id"))
@@ -276,7 +298,8 @@ def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) ->
         name: _ratio(new.row.get(column), old.row.get(column))
         for name, column in (("throughput", "throughput_avg"), ("p50", "latency_ms_p50"), ("p99", "latency_ms_p99"))
     }
-    base: dict[str, Any] = {"id": entry_id, "old": old, "new": new, "throughput_ratio": ratios["throughput"], "p50_ratio": ratios["p50"], "p99_ratio": ratios["p99"]}
+    base: dict[str, Any] = {"id": entry_id, "old": old, "new": new, "throughput_ratio": ratios["throughput"], "p50_ratio": ratios["p50"], "p99_ratio": ratios["p99"],
+                            "changed": context_changes(old.row, new.row)}
     if old.row.get("status") != "ok" or new.row.get("status") != "ok" or ratios["throughput"] is None:
         statuses = f"{old.row.get('status')} -> {new.row.get('status')}"
         return EntryChange(**base, verdict="unknown", method="none", note=f"not measured in both runs ({statuses})")

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.errors import UsageError
 from neuronperf.results.columns import RESULT_COLUMNS
 from neuronperf.stats.generation import GENERATION_FIGURES
@@ -34,6 +35,8 @@ KNOWN_EXTRA_COLUMNS = (
     # A generation row's figures (new_tokens is not one: it is an axis, like a parameter).
     *GENERATION_FIGURES,
     "eval_error",
+    # What a Neuron row ran on (the SDK, the logical NeuronCore config, the compiler flags).
+    *NEURON_COLUMNS,
 )
 _BOUND = re.compile(r"^\s*p(?P<q>\d+)\s*<=\s*(?P<limit>\S.*?)\s*$", re.IGNORECASE)
 _LIMIT = re.compile(r"^(?P<number>\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*(?P<unit>ms|s)$", re.IGNORECASE)

@@ -109,6 +109,21 @@ class Backend(abc.ABC):
         held for this process, in bytes (``device_mem_mb_peak``); None where it cannot tell."""
         return None
 
+    def copy_env(self, entry: CompileEntry, copy_idx: int) -> dict[str, str]:
+        """The environment of copy ``copy_idx`` of ``entry``: its device pinning, and whatever
+        else the entry asks of the runtime (the Neuron backends add the logical NeuronCore
+        config the artifact was compiled for)."""
+        return self.visible_devices_env(entry.device_type, copy_idx, entry.pipeline_size)
+
+    def check_target(self, entries: Sequence[CompileEntry], instance_type: Optional[str]) -> None:  # noqa: B027 - most backends run anywhere they import
+        """Raise ``UsageError`` (one line) when this machine, or the spec's ``instance_type``,
+        cannot run ``entries`` with this backend. Called once when a sweep has work to do."""
+
+    def row_columns(self, entry: CompileEntry) -> dict[str, Any]:
+        """Columns every row of ``entry`` carries beyond the figures (the Neuron backends record
+        the SDK the row ran on); read in the driver's process."""
+        return {}
+
     def device_count(self, device_type: str) -> int:
         """How many copies can run side by side on this machine (for n_models "max")."""
         return 1

@@ -26,9 +26,10 @@ moved back with ``.cpu()``, the same host-in, host-out call as a ``torch_neuronx
 so rows of both paths compare like for like (``.cpu()`` also waits for the device).
 
 ``compiler_args`` (a mapping): ``args`` (neuronx-cc flags, handed to the compiler through the
-``NEURON_CC_FLAGS`` environment variable of the worker; AWS documents that variable for
+``NEURON_CC_FLAGS`` environment variable of each copy's process; AWS documents that variable for
 torch-neuronx, and its TorchNeuron pages name no other way), ``fullgraph`` and ``options``
-(``native-compile`` only: passed to ``torch.compile``).
+(``native-compile`` only: passed to ``torch.compile``). With ``sweep.logical_nc_configs``, each
+copy also gets ``--logical-nc-config N`` in ``NEURON_CC_FLAGS`` and ``NEURON_LOGICAL_NC_CONFIG=N``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from neuronperf.backends.base import ThreadDevice, arguments_of
-from neuronperf.backends.neuron import NEURON_PIP_INDEX, _NeuronBackend, _version
-from neuronperf.backends.neuron_sdk import torch_neuronx_path
+from neuronperf.backends.neuron import NEURON_PIP_INDEX, _NeuronBackend, _version, check_lnc_args
+from neuronperf.backends.neuron_sdk import flags_for_lnc, torch_neuronx_path
 from neuronperf.backends.torch_backend import (
     build_torch_module,
     compiler_options,
@@ -130,9 +131,27 @@ class TorchNeuronNativeBackend(_NeuronBackend):
         self._check_compiler(compiler)
         return None  # just-in-time: nothing to save
 
+    @property
+    def path(self) -> str:
+        return "native"
+
     def check_compiler_args(self, entry: CompileEntry) -> None:
         self._check_compiler(entry.compiler)
         native_options(entry)
+        check_lnc_args(entry, native_cc_flags(entry))
+
+    def compiler_flags(self, entry: CompileEntry) -> list[str]:
+        # The runtime compiles just in time at the LNC it runs at; only an LNC the sweep sets is
+        # passed on (the machine's own needs no flag to agree with it).
+        return flags_for_lnc(native_cc_flags(entry), entry.lnc, where=f"{entry.id}: compiler_args")
+
+    def copy_env(self, entry: CompileEntry, copy_idx: int) -> dict[str, str]:
+        env = super().copy_env(entry, copy_idx)
+        flags = self.compiler_flags(entry)
+        if flags:
+            # Added to what the user's environment already asks of the compiler.
+            env[CC_FLAGS_ENV] = " ".join(filter(None, [os.environ.get(CC_FLAGS_ENV), shlex.join(flags)]))
+        return env
 
     def check_available(self, device_type: str) -> None:
         super().check_available(device_type)
@@ -165,11 +184,6 @@ class TorchNeuronNativeBackend(_NeuronBackend):
         options = native_options(entry)
         torch = import_torch()
         self.require_native()
-        flags = native_cc_flags(entry)
-        if flags:
-            # This worker process exists for this copy alone: its environment is its own.
-            before = os.environ.get(CC_FLAGS_ENV)
-            os.environ[CC_FLAGS_ENV] = " ".join(filter(None, [before, shlex.join(flags)]))
         try:
             module = build_torch_module(entry).to(NEURON_DEVICE)
         except Exception as e:  # no device, no driver, an operator TorchNeuron cannot place, ...

@@ -184,8 +184,9 @@ class NeuronTopology:
             return
         holders = sorted({who for core in busy for who in owners[core]})
         which = f"NeuronCores {ranges_text(busy)} are" if len(busy) > 1 else f"NeuronCore {busy[0]} is"
+        at = f" at LNC {layout.lnc}" if self.has_lnc else ""
         raise BackendUnavailable(
-            f"{which} in use (this entry needs cores {ranges_text(wanted)} at LNC {layout.lnc}) by "
+            f"{which} in use (this entry needs cores {ranges_text(wanted)}{at}) by "
             f"{'; '.join(holders)}; stop those processes or lower n_models/pipeline_sizes"
         )
 

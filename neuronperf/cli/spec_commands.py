@@ -79,7 +79,7 @@ def format_plan_table(
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from neuronperf.spec.load import load_spec
+    from neuronperf.sweep.state import load_sweep_spec as load_spec
     from neuronperf.sweep.state import plan_spec
 
     failed = False
@@ -97,7 +97,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from neuronperf.plan.render import inputs_lines, plan_json
-    from neuronperf.spec.load import load_spec
+    from neuronperf.sweep.state import load_sweep_spec as load_spec
     from neuronperf.sweep.state import plan_spec
 
     try:

@@ -76,6 +76,12 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
         backend.check_compiler_args(plan.compile_entries[0])  # every entry shares them
     except UsageError as e:
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
+    try:
+        # Reads package metadata and the Neuron sysfs only: no framework is imported.
+        backend.check_target(plan.compile_entries, plan.instance_type)
+    except UsageError as e:
+        where = "compiler" if spec.compiler_given else ("instance_type" if plan.instance_type else "device_type")
+        raise SpecError([spec_problem(spec, where, str(e))]) from None
 
     output_dir = Path(plan.output_dir).resolve()
     if options.fresh:

@@ -5,6 +5,7 @@ journaled (durably) and published in the results files as soon as it exists.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -49,7 +50,7 @@ def evaluate_all(spec: Any, pending: set, compiled: dict, state: SweepState) -> 
             entry.id, BackendLoader(backend=state.backend.name, entry=entry, artifact_path=artifact),
             DatasetRef(ev.dataset, model.base_dir), ev.metrics, eval_target_col=ev.target_col,
             device_type=entry.device_type, device_backend=state.backend.name,
-            device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size),
+            device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size, entry),
         )
         out[entry] = run_evaluation(task).columns(ev.metrics)
     return out
@@ -80,7 +81,9 @@ def measure_all(
             job = dataclasses.replace(job, unrunnable=f"compile failed: {error}{log}")
         else:
             artifact = str(output_dir / result.artifact) if result.artifact else None
-            job = dataclasses.replace(job, task=task_for_entry(entry, state.backend.name, artifact), preflight=preflight,
+            # The entry's logical NeuronCore config decides how many cores there are to check.
+            checks = functools.partial(preflight, lnc=entry.compile.lnc) if preflight and entry.compile.lnc else preflight
+            job = dataclasses.replace(job, task=task_for_entry(entry, state.backend.name, artifact), preflight=checks,
                                       model_filename=result.artifact or entry.compile.model.factory)
         jobs.append(job)
     settings = to_run[0].benchmark
@@ -113,6 +116,7 @@ class _JournalSink(Sink):
                                         model_filename=job.model_filename, extra={"node": result.node})
             result = dataclasses.replace(result, row=row)
         result.row.update(self.state.evaluations.get(entry.compile, {}))
+        result.row.update(self.state.row_columns(entry.compile))
         identity = self.state.identities[entry]
         samples_file = None
         if result.samples_dir is not None:
