@@ -5,13 +5,12 @@ laid out at a logical NeuronCore config, and the native (TorchNeuron) backend's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 
 import pytest
 from neuron_fakes import install_neuron_ls, neuron_ls_devices, use_torch_neuronx
 
-from neuronperf.backends.neuron_instances import FAMILIES, INSTANCES, family_of, paths_of
 from neuronperf.backends.neuron_sdk import (
     SdkVersions,
     flags_for_lnc,
@@ -23,6 +22,7 @@ from neuronperf.backends.neuron_sdk import (
 )
 from neuronperf.backends.neuron_topology import parse_neuron_ls, run_neuron_ls, visible_cores_value
 from neuronperf.errors import BackendUnavailable, UsageError
+from neuronperf.spec.instances import FAMILIES, INSTANCES, family_of, paths_of
 
 
 def topology(machine: str, lnc=None):
@@ -181,7 +181,7 @@ def test_native_backend_moves_the_model_to_the_neuron_device(monkeypatch, compil
     import numpy as np
 
     from neuronperf.backends.neuron_native import TorchNeuronNativeBackend
-    from neuronperf.factory import build_model
+    from neuronperf.sources.factory import build_model
 
     sdk = use_torch_neuronx(monkeypatch, "2.14")
     monkeypatch.delenv("NEURON_CC_FLAGS", raising=False)
@@ -205,7 +205,11 @@ def test_native_backend_moves_the_model_to_the_neuron_device(monkeypatch, compil
         assert "dynamo backend" in kinds
     else:
         assert "torch.compile" not in kinds
-    assert os.environ["NEURON_CC_FLAGS"] == "--auto-cast matmult"
+    # The flags reach the just-in-time compiler through each copy's environment.
+    assert backend.copy_env(entry, 1) == {"NEURON_RT_VISIBLE_CORES": "1", "NEURON_CC_FLAGS": "--auto-cast matmult"}
+    lnc2 = dataclasses.replace(entry, lnc=2)
+    assert backend.copy_env(lnc2, 0) == {"NEURON_RT_VISIBLE_CORES": "0", "NEURON_LOGICAL_NC_CONFIG": "2",
+                                         "NEURON_CC_FLAGS": "--auto-cast matmult --logical-nc-config 2"}
 
 
 def test_native_backend_refuses_the_xla_library_and_bad_args(monkeypatch):
