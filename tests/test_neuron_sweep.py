@@ -200,6 +200,7 @@ def test_a_native_sweep_pins_each_copy_at_its_lnc(tmp_path, monkeypatch, cli):
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("NEURONPERF_STANDIN_LOG", str(log))
     use_torch_neuronx(monkeypatch, "2.14")  # what the driver reads (package metadata, the machine check)
+    monkeypatch.setenv("TORCH_DEVICE_BACKEND_AUTOLOAD", "1")  # the driver turns it off; put back after the test
     spec = write_spec(tmp_path, "native-compile", "logical_nc_configs: [1, 2]\n  n_models: 2",
                       extra="benchmark: {duration: 0.3, warmup: 2, timeout: 120}")
     result = cli("run", spec)
@@ -215,6 +216,9 @@ def test_a_native_sweep_pins_each_copy_at_its_lnc(tmp_path, monkeypatch, cli):
     assert seen == [("1", "0", "--logical-nc-config 1"), ("1", "1", "--logical-nc-config 1"),
                     ("2", "0", "--logical-nc-config 2"), ("2", "1", "--logical-nc-config 2")]
     assert len({c["pid"] for c in moves}) == 4  # one process per copy
+    # torch's device-backend autoload is off in the workers: each imports torch_neuronx itself,
+    # after its cores are pinned
+    assert {c["env"]["TORCH_DEVICE_BACKEND_AUTOLOAD"] for c in moves} == {"0"}
     assert any(c["call"] == "torch.compile" and c["backend"] == "neuron" for c in read_log(log))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,9 @@ class Backend(abc.ABC):
     #: Modules that worker processes import once, in the forkserver, before they fork (they must
     #: not start threads or touch a device when imported); torch always is, when installed.
     worker_preload: ClassVar[tuple[str, ...]] = ()
+    #: Environment variables the driver sets before it starts the workers' server (which
+    #: imports torch), so that they hold in every worker from its first import on.
+    worker_env: ClassVar[Mapping[str, str]] = {}
 
     def default_compiler(self, device_type: str) -> str:
         """The compiler used when the spec names none."""

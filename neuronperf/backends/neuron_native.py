@@ -126,6 +126,12 @@ class TorchNeuronNativeBackend(_NeuronBackend):
     # A copy is one process on its own NeuronCores: splitting a model over cores is a
     # torch.distributed matter on TorchNeuron, not a compiler flag.
     supports_pipeline = False
+    # PyTorch imports installed device backends when torch itself is imported ("Autoload
+    # Mechanism", PyTorch >= 2.5), and TorchNeuron is one. The workers' server imports torch
+    # before any copy exists: it must not bring up the Neuron runtime there, before a copy's
+    # NEURON_RT_VISIBLE_CORES and NEURON_LOGICAL_NC_CONFIG are set (a forked runtime, or one that
+    # took every core, would break every copy). Each worker imports torch_neuronx itself, in load.
+    worker_env = {"TORCH_DEVICE_BACKEND_AUTOLOAD": "0"}
 
     def artifact_suffix(self, compiler: str) -> Optional[str]:
         self._check_compiler(compiler)

@@ -114,6 +114,8 @@ def _prepare(spec: Any, plan: Plan, output_dir: Path, backend: Backend, options:
             from neuronperf.measure.supervisor import start_workers_early
             from neuronperf.sources.factory import worker_preload
 
+            # Before the server starts: it imports torch, and these must hold from then on.
+            os.environ.update(backend.worker_env)
             start_workers_early(worker_preload([e.model for e in with_work]) + tuple(backend.worker_preload))
     check_factories(spec, with_work)
 

@@ -30,7 +30,7 @@ __version__ = "2.14.3.0"
 calls: list = []
 tensor_moves = 0
 
-_ENV = ("NEURON_RT_VISIBLE_CORES", "NEURON_LOGICAL_NC_CONFIG", "NEURON_CC_FLAGS")
+_ENV = ("NEURON_RT_VISIBLE_CORES", "NEURON_LOGICAL_NC_CONFIG", "NEURON_CC_FLAGS", "TORCH_DEVICE_BACKEND_AUTOLOAD")
 _originals: dict = {}
 
 
