@@ -90,7 +90,8 @@ def exclude_pass(ctx: CheckContext, rules: list, models: list, params_by_model: 
         for pname, pvalues in params.items():
             known = values.setdefault(pname, [])
             known += [v for v in pvalues if not any(same_value(v, k) for k in known)]
-    names = list(EXCLUDE_AXES) + [n for n in values if n not in EXCLUDE_AXES]
+    # logical_nc_config is an axis only where the sweep sets logical_nc_configs
+    names = [n for n in EXCLUDE_AXES if n != LNC_AXIS[1] or n in values] + [n for n in values if n not in EXCLUDE_AXES]
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict):
             continue
