@@ -158,14 +158,26 @@ class BenchmarkSettings:
     #: The order entries are measured in: "planned", or "shuffled" (by ``seed``) so that drift of
     #: the machine does not line up with a swept axis. Neither changes an entry's result.
     order: str = "planned"
+    #: Seeds the shuffled order, and in the server scenario each window's arrival schedule.
     seed: int = 0
     #: How often the supervisor samples device telemetry (``benchmark.telemetry.period_ms``);
     #: None: telemetry off (``telemetry: false``).
     telemetry_period_ms: Optional[float] = DEFAULT_TELEMETRY_PERIOD_MS
+    #: "closed" (each thread calls again as soon as its call returns) or "server" (requests
+    #: arrive at a rate into one queue; each run entry then has a ``ServingSettings``).
+    scenario: str = "closed"
+    #: The server scenario's arrivals, "poisson" or "constant".
+    arrival: str = "poisson"
+    #: The peak search (``sweep.rates: max``) stops when its bracket is within this share of its rate.
+    rate_precision: float = 0.02
 
     def to_dict(self) -> dict:
+        serving = (
+            {"scenario": self.scenario, "arrival": self.arrival, "rate_precision": self.rate_precision}
+            if self.scenario != "closed" else {}
+        )
         return {**self.identity_dict(), "timeout": self.timeout, "order": self.order, "seed": self.seed,
-                "telemetry_period_ms": self.telemetry_period_ms}
+                "telemetry_period_ms": self.telemetry_period_ms, **serving}
 
     def identity_dict(self) -> dict:
         """The settings that can change a measurement (a timeout only decides whether it ends)."""
@@ -183,6 +195,77 @@ class BenchmarkSettings:
             **({"telemetry_period_ms": self.telemetry_period_ms}
                if self.telemetry_period_ms != DEFAULT_TELEMETRY_PERIOD_MS else {}),
         }
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How a run entry of the server scenario is loaded: requests (one sample each) arrive at
+    ``rate`` per second into one queue that every measuring thread of every copy serves, a call
+    taking up to ``batch_size`` of them and waiting at most ``max_queue_delay_ms`` for its batch
+    to fill. ``rate`` None is ``sweep.rates: max``: the highest rate whose figures meet every bound
+    of ``slo`` (each ``(column, limit)``, e.g. ``("latency_ms_p99", 10.0)``)."""
+
+    rate: Optional[float]
+    max_queue_delay_ms: float = 0.0
+    arrival: str = "poisson"
+    seed: int = 0
+    rate_precision: float = 0.02
+    #: The bounds a peak search must meet, and that a generation request's goodput counts.
+    slo: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def search(self) -> bool:
+        """Whether this entry searches for its peak rate (``sweep.rates: max``)."""
+        return self.rate is None
+
+    def id_suffix(self) -> str:
+        """``-r200-qd0``, or ``-rmax-qd1``: the rate and the queue delay in entry ids."""
+        rate = "max" if self.rate is None else _id_value(self.rate)
+        return f"-r{rate}-qd{_id_value(self.max_queue_delay_ms)}"
+
+    def identity_dict(self) -> dict:
+        """Everything that changes what the entry measures (the bounds only where they do)."""
+        return {
+            "rate": "max" if self.rate is None else self.rate,
+            "max_queue_delay_ms": self.max_queue_delay_ms,
+            "arrival": self.arrival,
+            "seed": self.seed,
+            **({"rate_precision": self.rate_precision} if self.rate is None else {}),
+            **({"slo": [list(b) for b in self.slo]} if self.slo else {}),
+        }
+
+
+@dataclass(frozen=True)
+class ServingWindow:
+    """The arrival schedule of one measured server window: ``requests`` requests at ``rate``
+    per second from ``start_ns`` (``time.perf_counter_ns``), drawn by ``arrival`` and ``seed``
+    (``neuronperf.stats.serving.schedule_offsets_ns`` computes them)."""
+
+    rate: float
+    requests: int
+    arrival: str = "poisson"
+    seed: int = 0
+    start_ns: int = 0
+    batch_size: int = 1
+    max_queue_delay_ms: float = 0.0
+    #: Why serving stopped before every request was served ("" when it did not).
+    stopped: str = ""
+
+    @property
+    def span_ns(self) -> int:
+        """The window's length: ``requests / rate``."""
+        return int(round(self.requests / self.rate * 1e9))
+
+    def to_dict(self) -> dict:
+        return {"rate": self.rate, "requests": self.requests, "arrival": self.arrival, "seed": self.seed,
+                "start_ns": self.start_ns, "batch_size": self.batch_size,
+                "max_queue_delay_ms": self.max_queue_delay_ms, "stopped": self.stopped}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ServingWindow:
+        return cls(rate=float(data["rate"]), requests=int(data["requests"]), arrival=str(data["arrival"]),
+                   seed=int(data["seed"]), start_ns=int(data["start_ns"]), batch_size=int(data["batch_size"]),
+                   max_queue_delay_ms=float(data["max_queue_delay_ms"]), stopped=str(data.get("stopped", "")))
 
 
 @dataclass(frozen=True)
@@ -253,11 +336,15 @@ class RunEntry:
     n_models: int
     workers_per_model: int
     benchmark: BenchmarkSettings = BenchmarkSettings()
+    #: The server scenario's load (None: the closed loop).
+    serving: Optional[ServingSettings] = None
 
     @property
     def id(self) -> str:
-        """e.g. ``bert-seq_len128-bs8-p1-m2-w2``."""
-        return f"{self.compile.id}-m{self.n_models}-w{self.workers_per_model}"
+        """e.g. ``bert-seq_len128-bs8-p1-m2-w2``; a server entry adds its rate and queue delay,
+        ``bert-seq_len128-bs8-p1-m2-w2-r200-qd0``."""
+        suffix = self.serving.id_suffix() if self.serving is not None else ""
+        return f"{self.compile.id}-m{self.n_models}-w{self.workers_per_model}{suffix}"
 
     def to_dict(self) -> dict:
         return {
@@ -265,6 +352,8 @@ class RunEntry:
             "n_models": self.n_models,
             "workers_per_model": self.workers_per_model,
             "benchmark": self.benchmark.identity_dict(),
+            # Only in the server scenario, so that closed-loop entries keep the keys they had.
+            **({"serving": self.serving.identity_dict()} if self.serving is not None else {}),
         }
 
     @property
@@ -334,6 +423,11 @@ class WorkerSamples:
     #: A generation task's token stamps: when each token of each request existed, ``new_tokens``
     #: per request, in request order (None for a forward task).
     token_ns: Any = None
+    #: The server scenario, per call: the first request it served (its index in the window's
+    #: schedule), how many it served, and when its batch was due (None in the closed loop).
+    request_first: Any = None
+    request_count: Any = None
+    due_ns: Any = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +481,8 @@ class Measurement:
     copies: tuple[CopyStats, ...] = ()
     #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
     telemetry: Optional[Telemetry] = None
+    #: The server scenario's schedule (None: a closed-loop measurement).
+    serving: Optional[ServingWindow] = None
 
 
 def _id_value(value: Any) -> str:

@@ -260,3 +260,24 @@ class ColdStartModel:
             _append(self.log, str(started))
         time.sleep(self.cold_s if cold else self.warm_s)
         return inputs[0] if inputs else None
+
+
+class StallOnceModel:
+    """Sleeps ``ms`` per call, except the ``nth`` call that follows an idle gap of at least
+    ``gap_ms``, which sleeps ``stall_ms``: in the server scenario at a low rate every call of the
+    window follows a gap, while warm-up and keep-warm calls run back to back, so the stall falls
+    inside the measured window, on a known request."""
+
+    def __init__(self, ms: float = 2.0, stall_ms: float = 200.0, nth: int = 5, gap_ms: float = 5.0):
+        self.seconds, self.stall, self.nth, self.gap = ms / 1000, stall_ms / 1000, nth, gap_ms / 1000
+        self.after_gap = 0
+        self.last_end = time.perf_counter()
+
+    def __call__(self, *inputs: Any) -> Any:
+        stall = False
+        if time.perf_counter() - self.last_end >= self.gap:
+            self.after_gap += 1
+            stall = self.after_gap == self.nth
+        time.sleep(self.stall if stall else self.seconds)
+        self.last_end = time.perf_counter()
+        return inputs[0] if inputs else None

@@ -232,3 +232,30 @@ def test_entries_without_the_lnc_axis_keep_their_identity():
     assert all(e.lnc is None and "lnc" not in e.to_dict() and "lnc" not in e.id for e in entries)
     with_lnc = dataclasses.replace(entries[0], lnc=2)
     assert with_lnc.key != entries[0].key and with_lnc.id == entries[0].id + "-lnc2"
+
+
+def test_the_lnc_axis_and_the_server_scenario_plan_together(tmp_path, monkeypatch, cli):
+    """Both kinds of axis in one spec: the LNC is a compile axis (``-lncN`` in the compile id),
+    the rate and queue delay are run axes (``-r<rate>-qd<delay>`` after the copies), and an
+    exclude rule may name them together."""
+    install_neuron_ls(tmp_path, monkeypatch, "trn2.48xlarge")
+    use_torch_neuronx(monkeypatch, "2.14")
+    server = ("benchmark: {scenario: server}\nobjectives: {slo: {latency_ms_p99: 50}}\n"
+              "exclude:\n  - {logical_nc_config: 1, rate: 200}")
+    spec = write_spec(tmp_path, None, "logical_nc_configs: [1, 2]\n  rates: [100, 200]\n  max_queue_delays_ms: [0, 5]",
+                      extra=server)
+    _, plan = load_plan(spec)
+    assert sorted(e.id for e in plan.compile_entries) == ["mlp-bs1-p1-lnc1", "mlp-bs1-p1-lnc2"]
+    assert [e.id for e in plan.run_entries] == [
+        "mlp-bs1-p1-lnc1-m1-w1-r100-qd0", "mlp-bs1-p1-lnc1-m1-w1-r100-qd5",
+        "mlp-bs1-p1-lnc2-m1-w1-r100-qd0", "mlp-bs1-p1-lnc2-m1-w1-r200-qd0",
+        "mlp-bs1-p1-lnc2-m1-w1-r100-qd5", "mlp-bs1-p1-lnc2-m1-w1-r200-qd5",
+    ]
+    assert [n for _, n in plan.excluded] == [2]  # lnc1 at rate 200, at both queue delays
+    # An unknown axis names every axis of this sweep, both kinds included.
+    bad = write_spec(tmp_path, None, "logical_nc_configs: [1, 2]\n  rates: [100]",
+                     extra="benchmark: {scenario: server}\nexclude:\n  - {rates: 100}")
+    result = cli("validate", bad)
+    assert result.code == 2
+    assert ("unknown axis 'rates'; did you mean 'rate'? (axes: model, batch_size, pipeline_size, n_models, "
+            "workers_per_model, logical_nc_config, rate, max_queue_delay_ms)") in result.err, result.err

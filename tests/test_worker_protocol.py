@@ -88,18 +88,18 @@ def test_every_message_type_is_defined_once():
         (b"[1, 2]", "expected a JSON object"),
         (b'{"type": "loaded", "load_ms": 1}', f"protocol version None received, {PROTOCOL_VERSION} expected"),
         (b'{"v": 99, "type": "loaded", "load_ms": 1}', "protocol version 99 received"),
-        (b'{"v": 5, "type": "hello"}', "unknown message type 'hello'"),
-        (b'{"v": 5, "type": "loaded"}', "missing fields ['load_ms']"),
-        (b'{"v": 5, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
-        (b'{"v": 5, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x"}', "1.5 is not an integer"),
-        (b'{"v": 5, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3}', "samples_path must be a string"),
+        (b'{"v": 6, "type": "hello"}', "unknown message type 'hello'"),
+        (b'{"v": 6, "type": "loaded"}', "missing fields ['load_ms']"),
+        (b'{"v": 6, "type": "loaded", "load_ms": 1, "x": 2}', "unexpected fields ['x']"),
+        (b'{"v": 6, "type": "go", "start_ns": 1.5, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": "x", "rate": null, "requests": 0}', "1.5 is not an integer"),
+        (b'{"v": 6, "type": "go", "start_ns": 1, "end_ns": 2, "quotas": [], "minimums": [], "last_ns": 3, "samples_path": 3, "rate": null, "requests": 0}', "samples_path must be a string"),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, '
+            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0, "device_mem_peak_bytes": null, "threads": [{"thread_idx": 0, '
             b'"calls": 1, "infer_ns_total": 0}]}',
             "missing fields ['postprocess_ns_total', 'preprocess_ns_total']",
         ),
         (
-            b'{"v": 5, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []}',
+            b'{"v": 6, "type": "samples", "load_ms": 1, "warmup_ms": 1, "late_ns": 0.5, "device_mem_peak_bytes": null, "threads": []}',
             "0.5 is not an integer",
         ),
     ],

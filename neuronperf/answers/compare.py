@@ -21,6 +21,12 @@ the SDK parts' versions and the compiler flags and defaults in effect (``NEURON_
 that a change across an SDK upgrade comes with the versions and flags that moved. Those columns
 do not take part in matching (an upgrade changes them for every entry), except the logical
 NeuronCore config, which is an axis.
+
+Rows of the server scenario are matched by their rate and queue delay too. A fixed rate's
+throughput is the rate offered, so its verdict rests on its latencies (from the scheduled
+arrival; slices by completion). A searched entry (``rates: max``) is judged by its
+``max_rate_under_slo``: one number per run, without a significance test, so a change beyond the
+threshold is marked (the search's own resolution is ``rate_precision``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.answers.slo import figure_columns, number
+from neuronperf.answers.slo import figure_columns, is_server, number
 from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
@@ -114,7 +120,7 @@ def load_side(path: str) -> list[Side]:
     rows = records(frame_of(read_records(source.path)))
     if not rows:
         raise UsageError(f"{path}: holds no result rows")
-    samples = _samples_files(source.output_dir) if source.output_dir else {}
+    samples = samples_files(source.output_dir) if source.output_dir else {}
     sides = []
     for row in rows:
         relpath = samples.get(str(row.get("key")))
@@ -128,7 +134,8 @@ def load_side(path: str) -> list[Side]:
     return sides
 
 
-def _samples_files(output_dir: str) -> dict[str, str]:
+def samples_files(output_dir: str) -> dict[str, str]:
+    """Each journaled entry's samples folder (relative to ``output_dir``), by its row key."""
     from neuronperf.results.journal import Journal
 
     journal = Journal(output_dir)
@@ -147,7 +154,10 @@ def _samples_files(output_dir: str) -> dict[str, str]:
 
 def _values_key(row: Row, fixed: set[str]) -> tuple[Any, ...]:
     params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and k not in _MATCH_AXES and v is not None))
-    return tuple(str(row.get(a)) for a in _MATCH_AXES) + params
+    # A searched entry's rate_target is where its search ended: its axis is "max".
+    rate = "max" if row.get("probes") is not None else row.get("rate_target")
+    load = (str(row.get("scenario")), str(rate), str(row.get("max_queue_delay_ms")))
+    return tuple(str(row.get(a)) for a in _MATCH_AXES) + load + params
 
 
 def match(old: Sequence[Side], new: Sequence[Side]) -> tuple[list[tuple[Side, Side]], list[Side], list[Side]]:
@@ -187,6 +197,8 @@ def slice_figures(measurement: Measurement, batch_size: int) -> tuple[np.ndarray
     latencies (ms; a call counts in the slice in which it completed) of one measurement. Slices
     without a call have no median (NaN)."""
 
+    if measurement.serving is not None:
+        return _serving_slices(measurement)
     starts = [np.asarray(w.start_ns, dtype=np.int64) for w in measurement.workers]
     lats = [np.asarray(w.latency_ns, dtype=np.int64) for w in measurement.workers]
     if not starts or sum(a.size for a in starts) == 0:
@@ -213,11 +225,37 @@ def slice_figures(measurement: Measurement, batch_size: int) -> tuple[np.ndarray
     return throughputs.astype(np.float64), medians
 
 
+def _serving_slices(measurement: Measurement) -> tuple[np.ndarray, np.ndarray]:
+    """A server window's slices: requests completed per second, and the median latency (from the
+    scheduled arrival) of the requests completed in each."""
+    from neuronperf.stats.serving import call_records, request_times
+
+    assert measurement.serving is not None
+    times = request_times(call_records(measurement), measurement.serving)
+    if not times.index.size:
+        return np.zeros(0), np.zeros(0)
+    lo, hi = measurement.serving.start_ns, max(int(times.end_ns.max()), measurement.serving.start_ns + measurement.serving.span_ns)
+    slice_ns = int(min(SLICE_S, (hi - lo) / 1e9 / MIN_SLICES) * 1e9)
+    n = int((hi - lo) // slice_ns) if slice_ns > 0 else 0
+    if n < 2:
+        return np.zeros(0), np.zeros(0)
+    index = (times.end_ns - lo) // slice_ns
+    rates, medians = np.zeros(n), np.full(n, np.nan)
+    for i in range(n):
+        chosen = times.latency_ns[index == i]
+        rates[i] = chosen.size / (slice_ns / 1e9)
+        if chosen.size:
+            medians[i] = float(np.median(chosen)) / 1e6
+    return rates, medians
+
+
 def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """One throughput and one median latency per repeat, as each repeat's row figures."""
+    from neuronperf.stats.serving import serving_stats
+
     throughputs, medians = [], []
     for m in repeats:
-        figures = compute_stats(m, batch_size=batch_size)
+        figures = serving_stats(m, batch_size=batch_size)[0] if m.serving is not None else compute_stats(m, batch_size=batch_size)
         if figures.throughput_avg is None or figures.latency_ms_p50 is None:
             continue
         throughputs.append(figures.throughput_avg)
@@ -303,6 +341,8 @@ def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) ->
     if old.row.get("status") != "ok" or new.row.get("status") != "ok" or ratios["throughput"] is None:
         statuses = f"{old.row.get('status')} -> {new.row.get('status')}"
         return EntryChange(**base, verdict="unknown", method="none", note=f"not measured in both runs ({statuses})")
+    if old.row.get("probes") is not None and new.row.get("probes") is not None:
+        return _compare_searched(base, old, new, threshold)
     batch = int(number(new.row.get("batch_size")) or 1)
     both_repeated = (number(old.row.get("repeats")) or 1) >= 2 and (number(new.row.get("repeats")) or 1) >= 2
     if both_repeated and len(old.repeats) >= 2 and len(new.repeats) >= 2:
@@ -315,6 +355,8 @@ def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) ->
     else:
         return EntryChange(**base, verdict="unknown", method="none", note="no raw samples on both sides: significance unknown")
     p_thr, p_lat = welch_p(t_old, t_new), welch_p(m_old, m_new)
+    if is_server(new.row) and is_server(old.row):
+        p_thr = None  # a fixed rate's throughput is the rate offered: only its latency can change
     slower = _beyond(ratios["throughput"], threshold, lower=True) and _significant(p_thr)
     laggier = _beyond(ratios["p50"], threshold, lower=False) and _significant(p_lat)
     faster = _beyond(ratios["throughput"], threshold, lower=False) and _significant(p_thr)
@@ -326,10 +368,23 @@ def compare_entry(old: Side, new: Side, threshold: float = DEFAULT_THRESHOLD) ->
     else:
         verdict = "unchanged"
     note = None
-    if p_thr is None:
+    if p_thr is None and not is_server(new.row) or p_lat is None and is_server(new.row):
         note = "too few slices to test; rerun with a longer duration"
         verdict = "unknown" if verdict == "unchanged" else verdict
     return EntryChange(**base, verdict=verdict, method=method, throughput_p=p_thr, p50_p=p_lat, note=note)
+
+
+def _compare_searched(base: dict[str, Any], old: Side, new: Side, threshold: float) -> EntryChange:
+    """Two searches of one entry: did its max_rate_under_slo move beyond the threshold?"""
+    was, now = number(old.row.get("max_rate_under_slo")), number(new.row.get("max_rate_under_slo"))
+    note = f"max_rate_under_slo {was if was is not None else 'none'} -> {now if now is not None else 'none'} requests/s"
+    if was is None or now is None:
+        verdict = "unknown" if was is None and now is None else ("regressed" if now is None else "improved")
+        return EntryChange(**{**base, "throughput_ratio": None}, verdict=verdict, method="search", note=note)
+    ratio = now / was if was > 0 else None
+    verdict = ("regressed" if _beyond(ratio, threshold, lower=True) else
+               "improved" if _beyond(ratio, threshold, lower=False) else "unchanged")
+    return EntryChange(**{**base, "throughput_ratio": ratio}, verdict=verdict, method="search", note=note)
 
 
 def _pooled_slices(repeats: Sequence[Measurement], batch: int) -> tuple[np.ndarray, np.ndarray]:

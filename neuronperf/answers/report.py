@@ -20,8 +20,23 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from neuronperf.answers.prices import Pricing
-from neuronperf.answers.slo import LatencyBound, Row, group_rows, measured, number
-from neuronperf.answers.summary import TABLE_COLUMNS, answer_lines, memory_table, ranking_table
+from neuronperf.answers.slo import (
+    LatencyBound,
+    Row,
+    group_rows,
+    is_server,
+    measured,
+    number,
+    qualifies,
+    served_rate,
+)
+from neuronperf.answers.summary import (
+    SERVER_TABLE_COLUMNS,
+    TABLE_COLUMNS,
+    answer_lines,
+    memory_table,
+    ranking_table,
+)
 from neuronperf.errors import UsageError
 
 #: Figure size in inches and resolution: 8 x 5 in at 100 dpi = 800 x 500 px.
@@ -151,6 +166,70 @@ def memory_figure(rows: Sequence[Row], column: str = "device_mem_mb_peak") -> An
     return fig
 
 
+def _configuration(row: Row) -> str:
+    """A server row's configuration without its rate: ``bs4 m1 w2 qd1`` (one line per curve)."""
+    delay = number(row.get("max_queue_delay_ms")) or 0.0
+    return (f"bs{row.get('batch_size')} p{row.get('pipeline_size')} m{row.get('n_models')} "
+            f"w{row.get('workers_per_model')} qd{delay:g}")
+
+
+def rate_figure(label: str, rows: Sequence[Row], bounds: Sequence[LatencyBound] = (),
+                probes: Optional[Mapping[str, Sequence[Any]]] = None) -> Any:
+    """The server scenario's hockey stick: the bound's latency percentile (p99 without a bound)
+    against the offered rate, one line per configuration (``gid`` "rate <configuration>"). A
+    searched entry's probes (``probes``: its key -> ``rate_search.Probe``) are its points, passing
+    ones filled and failing ones hollow, with its answer starred (``gid`` "max <configuration>");
+    an invalid row (overloaded, or too much harness lag) is crossed (``gid`` "invalid"); each
+    bound is a dashed horizontal line (``gid`` "slo")."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    column = bounds[0].column if bounds else "latency_ms_p99"
+    series: dict[str, list[Row]] = {}
+    for row in measured(rows):
+        if is_server(row):
+            series.setdefault(_configuration(row), []).append(row)
+    for name, members in sorted(series.items()):
+        points: list[tuple[float, float, Optional[bool]]] = []
+        for row in members:
+            found = (probes or {}).get(str(row.get("key"))) if row.get("probes") is not None else None
+            if found:
+                points += [(p.rate, p.value_ms, p.passed) for p in found if p.value_ms is not None]
+            elif number(row.get("rate_target")) is not None and number(row.get(column)) is not None:
+                points.append((number(row.get("rate_target")) or 0.0, number(row.get(column)) or 0.0, None))
+        points.sort()
+        (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
+                          linestyle="-" if all(p[2] is None for p in points) else ":")
+        line.set_gid(f"rate {name}")
+        invalid = [(number(r.get("rate_target")), number(r.get(column))) for r in members
+                   if r.get("valid") is False and r.get("probes") is None and number(r.get(column)) is not None]
+        if invalid:
+            ax.scatter([x for x, _ in invalid], [y for _, y in invalid], marker="x", s=70, color="black",
+                       zorder=4).set_gid("invalid")
+        failed = [p for p in points if p[2] is False]
+        if failed:
+            ax.scatter([p[0] for p in failed], [p[1] for p in failed], s=40, facecolors="white",
+                       edgecolors=line.get_color(), zorder=3)
+        for row in members:
+            best = served_rate(row) if row.get("probes") is not None else None
+            value = number(row.get(column))
+            if best is not None and value is not None:
+                star = ax.scatter([best], [value], marker="*", s=160, color=line.get_color(), zorder=4)
+                star.set_gid(f"max {name}")
+    for bound in bounds:
+        ax.axhline(bound.limit_ms, color="tab:red", linestyle="--", label=f"SLO {bound}").set_gid("slo")
+    values = [p for line in ax.get_lines() for p in line.get_ydata() if p > 0]
+    if values and max(values) / min(values) > 20:  # the knee makes the tail huge: show it in log scale
+        ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s)")
+    ax.set_ylabel(f"{column.replace('_ms_', ' ')} (ms, from the scheduled arrival)")
+    notes = (["x: invalid, see invalid_reason"] if any(c.get_gid() == "invalid" for c in ax.collections) else [])
+    notes += ["hollow: probe failed, star: max rate under the SLO"] if probes and any(r.get("probes") for r in rows) else []
+    ax.set_title(f"{label}: latency against rate" + (f" ({'; '.join(notes)})" if notes else ""), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def histogram_figure(row: Row, latencies_ms: Sequence[float]) -> Any:
     """The latency histogram of one entry's raw samples, p50 and p99 marked."""
     fig = _figure()
@@ -221,13 +300,19 @@ def write_report(
         missing.append(f"{len(skipped)} of {len(rows)} entries are not measured yet (shown as skipped); the plots show the {len(ok)} measured")
     if ok:
         images.append(("pareto.png", "Throughput against p99 latency; the red line is the Pareto front", png_bytes(pareto_figure(rows))))
+        probes = _probes(run_dir) if source.output_dir and any(is_server(r) for r in ok) else {}
         for group, members in group_rows(rows).items():
-            if measured(members):
+            if [r for r in measured(members) if not is_server(r)]:
                 name = f"batch-{_slug(group.label)}.png"
-                images.append((name, f"{group.label}: throughput and latency against batch size", png_bytes(batch_figure(group.label, members))))
-        # The best entry: the highest throughput under every bound (or overall when none meets them).
-        meeting = [r for r in ok if all(b.met_by(r) for b in bounds)]
-        best = max(meeting or ok, key=lambda r: number(r.get("throughput_avg")) or 0.0)
+                images.append((name, f"{group.label}: throughput and latency against batch size",
+                               png_bytes(batch_figure(group.label, [r for r in members if not is_server(r)]))))
+            if [r for r in measured(members) if is_server(r)]:
+                name = f"rate-{_slug(group.label)}.png"
+                images.append((name, f"{group.label}: latency against request rate; the dashed line is the SLO",
+                               png_bytes(rate_figure(group.label, members, bounds, probes))))
+        # The best entry: the highest throughput (served rate) under every bound (or overall when none meets them).
+        meeting = [r for r in ok if qualifies(r, bounds)]
+        best = max(meeting or ok, key=lambda r: served_rate(r) or 0.0)
         latencies = _latencies(run_dir, best) if source.output_dir else None
         if latencies:
             images.append(("histogram.png", f"Latency histogram of {best.get('id')}, the best entry", png_bytes(histogram_figure(best, latencies))))
@@ -258,11 +343,24 @@ def write_report(
 
 def _latencies(run_dir: str, row: Row) -> Optional[list[float]]:
     from neuronperf.answers.compare import load_side
+    from neuronperf.stats.serving import call_records, request_times
 
     for side in load_side(run_dir):
         if side.row.get("key") == row.get("key") and side.repeats:
+            if all(m.serving is not None for m in side.repeats):  # each request, from its scheduled arrival
+                return [lat / 1e6 for m in side.repeats if m.serving is not None
+                        for lat in request_times(call_records(m), m.serving).latency_ns.tolist()]
             return [lat / 1e6 for m in side.repeats for w in m.workers for lat in w.latency_ns]
     return None
+
+
+def _probes(run_dir: str) -> dict[str, list[Any]]:
+    """Each searched entry's probes (by its row key), from its samples folder."""
+    from neuronperf.answers.compare import samples_files
+    from neuronperf.measure.peak import read_probes
+
+    return {key: found for key, relpath in samples_files(run_dir).items()
+            if (found := read_probes(os.path.join(run_dir, relpath)))}
 
 
 def _slug(text: str) -> str:
@@ -306,6 +404,8 @@ def _page(
         parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{e(caption)}" data-file="{e(file_name)}"><figcaption>{e(caption)}</figcaption></figure>')
     columns = list(TABLE_COLUMNS[:-1]) + ["latency_ms_p90", "throughput_peak", "cost_per_1m_inf", "input_shapes", "error"]
     columns += [c for c in TELEMETRY_TABLE_COLUMNS if any(r.get(c) not in (None, "") for r in rows)]
+    if any(is_server(r) for r in rows):
+        columns += [c for c in SERVER_TABLE_COLUMNS if c not in columns] + ["invalid_reason"]
     parts.append('<h2>Entries</h2><table id="entries"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr></thead><tbody>")
     for row in rows:
         cells = []

@@ -5,7 +5,10 @@ without importing pandas. The question is asked per model and per value of its s
 parameters (BERT at sequence 128 and at 512 are different questions):
 
 - best: the ``ok`` row with the highest ``throughput_avg`` (ties: the lower latency at the
-  bound's percentile, then plan order) among the rows that meet the bound;
+  bound's percentile, then plan order) among the rows that meet the bound; a row of the server
+  scenario counts with the rate it serves (``served_rate``: its ``max_rate_under_slo`` when it
+  searched for it, else ``rate_achieved``), and an invalid one (overloaded, or its harness lag
+  too large) never qualifies;
 - cheapest: the lowest ``cost_per_1m_inf`` among the same rows, where rows carry a cost;
 - closest: when no row meets the bound, the row with the lowest latency at that percentile.
 """
@@ -22,6 +25,7 @@ from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.errors import UsageError
 from neuronperf.results.columns import RESULT_COLUMNS
 from neuronperf.stats.generation import GENERATION_FIGURES
+from neuronperf.stats.serving import GOODPUT_COLUMN, SERVING_COLUMNS
 
 #: The percentiles every row reports (``latency_ms_p<N>``).
 REPORTED_PERCENTILES = (0, 50, 90, 95, 99, 100)
@@ -37,6 +41,10 @@ KNOWN_EXTRA_COLUMNS = (
     "eval_error",
     # What a Neuron row ran on (the SDK, the logical NeuronCore config, the compiler flags).
     *NEURON_COLUMNS,
+    # The server scenario's columns: its axes (rate, queue delay) are candidates within one
+    # question, like batch sizes, not questions of their own.
+    *SERVING_COLUMNS,
+    GOODPUT_COLUMN,
 )
 _BOUND = re.compile(r"^\s*p(?P<q>\d+)\s*<=\s*(?P<limit>\S.*?)\s*$", re.IGNORECASE)
 _LIMIT = re.compile(r"^(?P<number>\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*(?P<unit>ms|s)$", re.IGNORECASE)
@@ -45,23 +53,28 @@ Row = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class LatencyBound:
-    """"The ``percentile``-th latency percentile is at most ``limit_ms`` milliseconds"."""
+    """"The ``percentile``-th latency percentile is at most ``limit_ms`` milliseconds"; with
+    ``kind`` "ttft" or "tpot", a generation row's time to first token or per output token."""
 
     percentile: int
     limit_ms: float
+    kind: str = "latency"
 
     @property
     def column(self) -> str:
         """The row column this bound reads, e.g. ``latency_ms_p99``."""
-        return f"latency_ms_p{self.percentile}"
+        return f"{self.kind}_ms_p{self.percentile}"
 
     def __str__(self) -> str:
-        return f"p{self.percentile}<={self.limit_ms:g}ms"
+        prefix = "" if self.kind == "latency" else f"{self.kind} "
+        return f"{prefix}p{self.percentile}<={self.limit_ms:g}ms"
 
     def latency(self, row: Row) -> Optional[float]:
         return number(row.get(self.column))
 
     def met_by(self, row: Row) -> bool:
+        if self.kind != "latency" and self.column not in row:
+            return True  # a TTFT or TPOT bound says nothing of a row without tokens
         value = self.latency(row)
         return value is not None and value <= self.limit_ms
 
@@ -91,10 +104,11 @@ def bounds_from_columns(slo: Iterable[tuple[str, float]]) -> tuple[LatencyBound,
     """The spec's ``objectives.slo`` pairs (``("latency_ms_p99", 20.0)``) as bounds."""
     bounds = []
     for column, limit in slo:
-        match = re.fullmatch(r"latency_ms_p(\d+)", column)
-        if not match or int(match.group(1)) not in REPORTED_PERCENTILES:
+        match = re.fullmatch(r"(latency|ttft|tpot)_ms_p(\d+)", column)
+        allowed = REPORTED_PERCENTILES if match and match.group(1) == "latency" else (50, 90, 99)
+        if not match or int(match.group(2)) not in allowed:
             raise UsageError(f"objectives.slo: {column!r} is not a reported latency percentile column")
-        bounds.append(LatencyBound(int(match.group(1)), float(limit)))
+        bounds.append(LatencyBound(int(match.group(2)), float(limit), match.group(1)))
     return tuple(bounds)
 
 
@@ -173,16 +187,37 @@ def measured(rows: Iterable[Row]) -> list[Row]:
     return [r for r in rows if r.get("status") == "ok" and number(r.get("throughput_avg")) is not None]
 
 
+def is_server(row: Row) -> bool:
+    """Whether a row comes from the server scenario (requests arriving at a rate)."""
+    return row.get("scenario") == "server"
+
+
+def served_rate(row: Row) -> Optional[float]:
+    """What a row says its configuration can do: a server row's ``max_rate_under_slo`` when it
+    searched for it (None when no rate met the bound), else the requests it served per second;
+    a closed-loop row's ``throughput_avg``."""
+    if is_server(row) and row.get("probes") is not None:
+        return number(row.get("max_rate_under_slo"))
+    return number(row.get("throughput_avg"))
+
+
+def qualifies(row: Row, bounds: Sequence[LatencyBound]) -> bool:
+    """A row meets every bound, and (server rows) is valid and, when searched, found a rate."""
+    if is_server(row) and (row.get("valid") is False or served_rate(row) is None):
+        return False
+    return all(b.met_by(row) for b in bounds)
+
+
 def choose(group: Group, rows: Sequence[Row], bounds: Sequence[LatencyBound] = ()) -> Choice:
     """The best, the cheapest and (when nothing qualifies) the closest row of ``rows`` under all
     of ``bounds`` together."""
     candidates = measured(rows)
-    meeting = [r for r in candidates if all(b.met_by(r) for b in bounds)]
+    meeting = [r for r in candidates if qualifies(r, bounds)]
     tie_column = bounds[0].column if bounds else "latency_ms_p99"
     best = None
     if meeting:
         # max() keeps the first of equal keys, so plan order breaks the last tie.
-        best = max(meeting, key=lambda r: (number(r.get("throughput_avg")), -(number(r.get(tie_column)) or math.inf)))
+        best = max(meeting, key=lambda r: (served_rate(r) or 0.0, -(number(r.get(tie_column)) or math.inf)))
     priced = [r for r in meeting if number(r.get("cost_per_1m_inf")) is not None]
     cheapest = min(priced, key=lambda r: number(r.get("cost_per_1m_inf")) or 0.0) if priced else None
     closest = None

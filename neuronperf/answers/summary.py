@@ -16,9 +16,11 @@ from neuronperf.answers.slo import (
     LatencyBound,
     answers,
     group_rows,
+    is_server,
     measured,
     number,
     ranked,
+    served_rate,
 )
 from neuronperf.results.columns import DEFAULT_PRINT_COLS, MISSING
 
@@ -30,6 +32,12 @@ TABLE_COLUMNS: tuple[str, ...] = ("id", "status", *DEFAULT_PRINT_COLS)
 GENERATION_TABLE_COLUMNS: tuple[str, ...] = (
     "id", "status", "batch_size", "new_tokens", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99",
     "e2e_ms_p99", "output_tokens_per_s", "requests_per_s",
+)
+#: The table of the server scenario's entries: the rate offered and served, the latency from the
+#: scheduled arrival and its parts, and whether the row is valid.
+SERVER_TABLE_COLUMNS: tuple[str, ...] = (
+    "id", "status", "rate_target", "rate_achieved", "max_rate_under_slo", "latency_ms_p50", "latency_ms_p99",
+    "queue_ms_p99", "service_ms_p99", "batch_fill_avg", "generator_lag_ms_p99", "valid",
 )
 
 
@@ -121,6 +129,8 @@ def memory_table(rows: Sequence[Row]) -> Optional[str]:
 
 def _choice_lines(choice: Choice) -> list[str]:
     what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
+    if not choice.bounds and choice.best is not None and is_server(choice.best):
+        what = "highest rate served"
     if choice.candidates == 0:
         return [f"  {what}: none (no entry of it was measured)"]
     if choice.best is None:
@@ -132,7 +142,8 @@ def _choice_lines(choice: Choice) -> list[str]:
     cheapest = choice.cheapest
     if cheapest is None:
         return [line]
-    cost = f"${number(cheapest.get('cost_per_1m_inf')):.4g} per 1M inferences"
+    unit = "requests" if is_server(cheapest) else "inferences"
+    cost = f"${number(cheapest.get('cost_per_1m_inf')):.4g} per 1M {unit}"
     if cheapest is choice.best:
         return [f"{line}, {cost} (also the cheapest)"]
     return [line, f"    cheapest: {cheapest.get('id')} at {cost}"]
@@ -143,6 +154,12 @@ def _describe(row: Row, bounds: Sequence[LatencyBound]) -> str:
     latencies = ", ".join(f"p{c.rsplit('p', 1)[1]} {_ms(row.get(c))}" for c in dict.fromkeys(shown))
     throughput = number(row.get("throughput_avg"))
     tokens = number(row.get("output_tokens_per_s"))
+    if is_server(row):
+        if row.get("probes") is not None and served_rate(row) is not None:
+            return f"{row.get('id')} serves up to {served_rate(row):.1f} requests/s ({latencies} there)"
+        if row.get("probes") is not None:
+            return f"{row.get('id')}: no rate met the bound ({latencies} at {throughput:.1f} requests/s, the lowest tried)"
+        return f"{row.get('id')} serves {throughput:.1f} of {number(row.get('rate_target')) or 0.0:g} requests/s offered ({latencies})"
     if tokens is not None:
         return f"{row.get('id')} at {throughput:.1f} requests/s, {tokens:.1f} output tokens/s ({latencies})"
     return f"{row.get('id')} at {throughput:.1f} inf/s ({latencies})"
@@ -166,9 +183,13 @@ def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Op
     """The whole summary: the entries table (generation entries in a table of their own), the
     device memory against copies where rows carry it, the ranking by ``rank_by`` if asked, a
     blank line, the best configurations."""
-    forward = [r for r in rows if "ttft_ms_p50" not in r]
-    generation = [r for r in rows if "ttft_ms_p50" in r]
+    server = [r for r in rows if is_server(r)]
+    forward = [r for r in rows if "ttft_ms_p50" not in r and not is_server(r)]
+    generation = [r for r in rows if "ttft_ms_p50" in r and not is_server(r)]
     tables = ([entries_table(forward)] if forward else []) + ([entries_table(generation, GENERATION_TABLE_COLUMNS)] if generation else [])
+    if server:
+        columns = SERVER_TABLE_COLUMNS + (("ttft_ms_p99", "goodput_rps") if any("goodput_rps" in r for r in server) else ())
+        tables.append(entries_table(server, columns))
     memory = memory_table(rows)
     if memory is not None:
         tables.append(memory)

@@ -208,7 +208,9 @@ class ProgressPrinter(Observer):
         if self.sweep is not None:
             self.sweep.finished(entry, row, self.clock())
         if row.get("status") == "ok" and row.get("throughput_avg") is not None:
-            if row.get("ttft_ms_p50") is not None:
+            if row.get("scenario") == "server":
+                figures = _served(row)
+            elif row.get("ttft_ms_p50") is not None:
                 tpot = row.get("tpot_ms_p50")
                 figures = (f"{row['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {row['ttft_ms_p50']:.3f} ms, "
                            + (f"TPOT p50 {tpot:.3f} ms, " if tpot is not None else "")
@@ -223,6 +225,18 @@ class ProgressPrinter(Observer):
             )
         else:
             self._say(f"  {entry.id}: {str(row.get('status')).upper()}: {row.get('error')}")
+
+
+def _served(row: dict) -> str:
+    """A server row in one line: the rate it serves (or searched for) and its latencies."""
+    latencies = f"p50 {row['latency_ms_p50']:.3f} ms, p99 {row['latency_ms_p99']:.3f} ms"
+    if row.get("probes") is not None:
+        found = row.get("max_rate_under_slo")
+        head = (f"max {found:.1f} requests/s under the SLO ({row['probes']} probes; {latencies} there)" if found is not None
+                else f"no rate met the SLO ({row['probes']} probes; {latencies} at {row['rate_target']:.4g} requests/s)")
+    else:
+        head = f"served {row['rate_achieved']:.1f} of {row['rate_target']:g} requests/s, {latencies}"
+    return head + ("" if row.get("valid") is not False else "; INVALID: see invalid_reason")
 
 
 def _print_summary(

@@ -112,13 +112,15 @@ class _NodeJob:
 
 @dataclass(frozen=True)
 class _NodeResult:
-    """What one Ray task sends back: the measurements and, per repeat, the copy files' bytes."""
+    """What one Ray task sends back: the measurements and, per repeat, the copy files' bytes
+    (and a peak search's probes: its measurements are those of the probe its answer rests on)."""
 
     node: str
     node_id: str
     measurements: tuple[Measurement, ...]
     error: Optional[str]
     files: tuple[tuple[tuple[str, bytes], ...], ...]
+    probes: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -377,7 +379,8 @@ class RayExecutor(Executor):
             os.makedirs(folder, exist_ok=True)
             for name, data in files:
                 atomic_write_bytes(os.path.join(folder, os.path.basename(name)), data)
-        return EntryOutcome(work.ref, measurements=result.measurements, error=result.error, node=result.node)
+        return EntryOutcome(work.ref, measurements=result.measurements, error=result.error, node=result.node,
+                            probes=result.probes)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -417,7 +420,7 @@ def _run_on_node(job: _NodeJob) -> _NodeResult:
             repeat = os.path.join(folder, f"repeat-{r}")
             names = sorted(n for n in os.listdir(repeat) if n.endswith(".npz")) if os.path.isdir(repeat) else []
             files.append(tuple((n, _read(os.path.join(repeat, n))) for n in names))
-        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files))
+        return _NodeResult(node, node_id, outcome.measurements, outcome.error, tuple(files), outcome.probes)
     except Exception as e:  # a backend missing on this node, an artifact that cannot be written
         return _NodeResult(node, node_id, (), f"on node {node}: {type(e).__name__}: {_first_line(e)}", ())
     finally:

@@ -7,5 +7,7 @@ what the loop and an executor exchange per entry (pre-flight, repeats); ``task``
 value a worker receives; ``supervisor`` starts the copies, opens the shared window, enforces the
 timeout and stops them; ``worker`` runs in each copy (one measuring thread per worker);
 ``protocol`` is their JSON conversation; ``preload``/``forkserver_preload`` warm the workers'
-server; ``evaluate`` runs a model over a dataset in a worker (accuracy beside speed).
+server; ``evaluate`` runs a model over a dataset in a worker (accuracy beside speed). The server
+scenario: ``serving`` is the shared request queue the workers' threads serve, ``rate_search``
+the pure peak search of ``sweep.rates: max`` and ``peak`` its probes, measured and recorded.
 """

@@ -39,18 +39,29 @@ class EntryOutcome:
     error: Optional[str] = None
     status: str = "error"
     node: Optional[str] = None
+    #: A peak search's probes (``rate_search.Probe``), in the order measured; ``measurements``
+    #: are then those of the probe its answer rests on.
+    probes: tuple[Any, ...] = ()
 
 
 def measure_repeats(work: EntryWork, measure: Callable[[BenchmarkTask, str], Measurement],
                     node: Optional[str] = None) -> EntryOutcome:
     """One entry's pre-flight and repeats, each repeat by ``measure(task, repeat_folder)``: what
     an executor does for an entry wherever it runs it (the local executor here, the Ray
-    executor on the entry's node). A failing repeat ends the entry: it would fail again."""
+    executor on the entry's node). A failing repeat ends the entry: it would fail again. An entry
+    of ``sweep.rates: max`` runs its peak search instead (``peak.search_peak``: each probe measured
+    ``repeat`` times, every judged probe recorded in the samples folder)."""
     if work.preflight is not None:
         try:
             work.preflight(work.task.device_type, work.task.devices_needed)
         except BackendUnavailable as e:  # busy or too few cores: this entry's row says so
             return EntryOutcome(work.ref, error=f"pre-flight: {e}", node=node)
+    serving = work.task.serving
+    if serving is not None and serving.search:
+        from neuronperf.measure.peak import search_peak
+
+        best, probes = search_peak(work.task, work.samples_dir, measure)
+        return EntryOutcome(work.ref, measurements=best, node=node, probes=probes)
     measurements: list[Measurement] = []
     for r in range(work.task.settings.repeat):
         measurement = measure(work.task, repeat_dir(work.samples_dir, r))

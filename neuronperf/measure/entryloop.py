@@ -132,7 +132,12 @@ def run_entries(jobs: Sequence[Job], executor: Executor, sink: Sink, *, order: s
                 sink.finished(_unmeasured(job, job.unrunnable or "nothing to measure"))
                 continue
             kept = sink.samples_dir(job)
-            if kept is not None:
+            if kept is not None and task.serving is not None and task.serving.search:
+                # A peak search resumes from the probes an interrupted attempt recorded.
+                from neuronperf.measure.peak import keep_recorded
+
+                keep_recorded(kept)
+            elif kept is not None:
                 shutil.rmtree(kept, ignore_errors=True)  # what an interrupted earlier attempt left
             folder = kept if kept is not None else tempfile.mkdtemp(prefix="neuronperf-samples-")
             folders[id(job)] = (folder, kept is not None)
@@ -164,9 +169,15 @@ def _result(job: Job, outcome: EntryOutcome, kept: Optional[str]) -> JobResult:
     if outcome.error is not None or not outcome.measurements:
         return _unmeasured(job, outcome.error or "nothing was measured", outcome.status, outcome.node)
     measurements = list(outcome.measurements)
+    extra: dict[str, Any] = {"node": outcome.node} if outcome.node is not None else {}
+    if outcome.probes and all(m.status == "ok" for m in measurements):
+        from neuronperf.measure.peak import probes_extra, record_probes
+
+        extra.update(probes_extra(outcome.probes))
+        if kept is not None:
+            record_probes(kept, outcome.probes)  # measured elsewhere (a Ray node): keep them here too
     row = report_row(job.config, measurements, model_name=job.model_name, model_filename=job.model_filename,
-                     instance_type=job.instance_type, cost_per_hour=job.cost_per_hour,
-                     extra={"node": outcome.node} if outcome.node is not None else None)
+                     instance_type=job.instance_type, cost_per_hour=job.cost_per_hour, extra=extra or None)
     if kept is not None:
         write_samples_header(kept, job.id, job.config.key or "", measurements)
     return JobResult(job, row, tuple(measurements), kept, outcome.node)

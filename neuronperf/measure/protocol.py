@@ -9,7 +9,8 @@ The conversation of one model copy::
     worker -> parent   Loaded   the model is loaded (load_ms)
     worker -> parent   Ready    every measuring thread warmed up (warmup_ms); they keep calling
     parent -> worker   Go       the shared measured window, each thread's most and fewest calls,
-                                and the file the copy writes its raw timings to
+                                the file the copy writes its raw timings to, and in the server
+                                scenario the rate and number of requests of the window's schedule
     worker -> parent   Samples  the timings file was written: per-thread call counts and totals
     worker -> parent   Error    instead of any of the above: the phase and the exception text
 
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from neuronperf.errors import ProtocolError
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,14 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Ready:
-    """Every thread of the copy finished its warm-up; ``warmup_ms`` is the mean warm-up call.
-    The threads keep calling the model (unmeasured) until the window opens."""
+    """Every thread of the copy finished its warm-up; ``warmup_ms`` is the mean warm-up call,
+    ``warmup_fastest_ms`` the fastest (0 without warm-up calls). The threads keep calling the
+    model (unmeasured) until the window opens."""
 
     TYPE: ClassVar[str] = "ready"
     warmup_ms: float
     warmup_calls: int
+    warmup_fastest_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ class Go:
     ``quotas[t]`` is the most calls thread ``t`` may measure (None: no limit). ``minimums[t]`` is
     the fewest: thread ``t`` keeps measuring past ``end_ns`` until it has that many, but starts
     no call at or after ``last_ns`` (what the entry's timeout leaves). The timings go to
-    ``samples_path``."""
+    ``samples_path``.
+
+    In the server scenario (``rate`` set), ``requests`` requests arrive from ``start_ns`` at
+    ``rate`` per second, on the schedule that the task's arrival and seed draw; the threads serve
+    them from the entry's shared queue and take none at or after ``last_ns``."""
 
     TYPE: ClassVar[str] = "go"
     start_ns: int
@@ -64,6 +71,8 @@ class Go:
     minimums: tuple[int, ...]
     last_ns: int
     samples_path: str
+    rate: Optional[float] = None
+    requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Message:
             minimums=tuple(_int(m) for m in body["minimums"]),
             last_ns=_int(body["last_ns"]),
             samples_path=body["samples_path"],
+            rate=None if body["rate"] is None else float(body["rate"]),
+            requests=_int(body["requests"]),
         )
     if cls is Samples:
         threads = []

@@ -37,11 +37,11 @@ from typing import Any, Callable, NoReturn, Optional
 
 import psutil
 
-from neuronperf.entries import CopyStats, Measurement, Telemetry, WorkerSamples
+from neuronperf.entries import CopyStats, Measurement, ServingWindow, Telemetry, WorkerSamples
 from neuronperf.errors import ProtocolError, UsageError
 from neuronperf.measure.protocol import Error, Go, Loaded, Ready, Samples, recv, send
 from neuronperf.measure.task import BenchmarkTask, check_task, split_quota, visible_devices_env
-from neuronperf.results.samples import copy_samples_path, read_copy_timings
+from neuronperf.results.samples import copy_samples_path, read_copy_requests, read_copy_timings
 from neuronperf.trackers import Sampler, Tracker, tracker_for
 from neuronperf.util import processes as procutil
 
@@ -56,6 +56,15 @@ START_MARGIN_PER_COPY_S = 0.005
 USAGE_SAMPLE_INTERVAL_S = 0.2
 #: After the last Samples message, how long workers get to exit on their own before being killed.
 EXIT_GRACE_S = 2.0
+#: Serving: extra start margin for each copy to compute the window's arrival schedule (numpy
+#: draws and sums about 30 million gaps a second; the margin allows ten times that long).
+SCHEDULE_NS_PER_REQUEST = 300
+#: Serving: after the window's last arrival, the threads keep taking requests for at most this
+#: share of the window (at least DRAIN_MIN_S): an entry that cannot keep up shows it by what it
+#: served, instead of draining a backlog that grows with the window.
+DRAIN_SHARE, DRAIN_MIN_S = 0.25, 1.0
+#: Serving: how often the parent looks at the queue during a peak search's probe.
+WATCH_INTERVAL_S = 0.025
 
 DEFAULT_START_METHOD = "forkserver"
 _FIRST_PHASE = "starting or loading"
@@ -224,6 +233,12 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
     ctx = worker_context(start_method)
     from neuronperf.measure.worker import worker_main
 
+    queue = None
+    if task.serving is not None:
+        from neuronperf.measure.serving import SharedQueue
+
+        queue = SharedQueue(ctx)  # one per measurement: every copy's threads serve it
+
     copies: list[_Copy] = []
     sampler = _sampler(task, device_envs, tracker)
     with _sigterm_stops_workers():
@@ -237,7 +252,7 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
                 process = ctx.Process(
                     target=worker_main,
-                    args=(payload, idx, child_conn, parent_env, device_envs[idx], os.getpid()),
+                    args=(payload, idx, child_conn, parent_env, device_envs[idx], os.getpid(), queue),
                     name=f"neuronperf-{task.entry_id}-copy{idx}",
                     # Not daemonic: a daemonic process may not start processes of its own, and
                     # models do (torch.compile workers, data loaders). _stop ends them all.
@@ -251,7 +266,7 @@ def measure(task: BenchmarkTask, samples_dir: str, *, start_method: Optional[str
                 copies.append(copy)
             if sampler is not None:
                 sampler.watch([c.process.pid for c in copies])
-            measurement = _run(task, copies, deadline, samples_dir)
+            measurement = _run(task, copies, deadline, samples_dir, queue)
             if sampler is not None and measurement.status == "ok":
                 sampler.stop()  # its last reading comes after the window's end
                 telemetry = _with_allocator_peak(sampler.telemetry(measurement.window_start_ns, measurement.window_end_ns),
@@ -290,25 +305,45 @@ def _with_allocator_peak(telemetry: Telemetry, copies: Sequence[CopyStats], devi
     return dataclasses.replace(telemetry, note="; ".join(n for n in (telemetry.note, note) if n))
 
 
-def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir: str) -> Measurement:
+def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir: str, queue: Any = None) -> Measurement:
     _wait_for(copies, "ready", deadline, task.settings.timeout)
     n_threads = task.n_models * task.workers_per_model
     quotas = split_quota(task.settings.max_infers, n_threads)
     minimums = tuple(m or 0 for m in split_quota(task.settings.min_calls, n_threads))
     margin_ns = int((START_MARGIN_S + START_MARGIN_PER_COPY_S * len(copies)) * 1e9)
+    rate, requests, duration_ns = None, 0, int(task.settings.duration * 1e9)
+    if task.serving is not None:
+        from neuronperf.stats.serving import request_count, search_minimum
+
+        rate = _serving_rate(task, copies)
+        least = search_minimum(task.settings.min_calls) if task.serving.search else task.settings.min_calls
+        requests = request_count(rate, task.settings.duration, least)
+        duration_ns = int(round(requests / rate * 1e9))  # the schedule's span
+        margin_ns += requests * SCHEDULE_NS_PER_REQUEST
+        # A keep-warm call in flight when Go arrives must end before the first request is due:
+        # allow two mean warm-up calls (slow first calls included, so an upper bound).
+        margin_ns += int(2e6 * max((c.ready.warmup_ms for c in copies if c.ready is not None), default=0.0))
+        quotas, minimums = (None,) * n_threads, (0,) * n_threads
     now_ns = time.perf_counter_ns()
     start_ns = now_ns + margin_ns
-    end_ns = start_ns + int(task.settings.duration * 1e9)
+    end_ns = start_ns + duration_ns
     # A thread short of its minimum call count may go on past end_ns for half of what the
     # timeout leaves after it: the other half is for its last call and writing the samples, so
     # a minimum that cannot be reached gives a row with fewer calls, not a timeout.
     left_after_end_s = deadline - time.monotonic() - (end_ns - now_ns) / 1e9
     last_ns = end_ns + max(0, int(left_after_end_s / 2 * 1e9))
+    watch = None
+    if task.serving is not None:
+        last_ns = min(last_ns, end_ns + int(max(DRAIN_MIN_S, DRAIN_SHARE * duration_ns / 1e9) * 1e9))
+        if task.serving.search and queue is not None:
+            assert rate is not None
+            watch = _OverloadWatch(queue, ServingWindow(rate, requests, task.serving.arrival, task.serving.seed,
+                                                        start_ns), task.serving.slo)
     w = task.workers_per_model
     for c in copies:
         go = Go(start_ns=start_ns, end_ns=end_ns, quotas=quotas[c.idx * w : (c.idx + 1) * w],
-                         minimums=minimums[c.idx * w : (c.idx + 1) * w], last_ns=last_ns,
-                         samples_path=copy_samples_path(samples_dir, c.idx))
+                minimums=minimums[c.idx * w : (c.idx + 1) * w], last_ns=last_ns,
+                samples_path=copy_samples_path(samples_dir, c.idx), rate=rate, requests=requests)
         with contextlib.suppress(OSError):  # a worker that is gone is reported by _wait_for
             send(c.conn, go)
         c.phase = "measuring"
@@ -316,7 +351,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
     wall_start = time.perf_counter_ns()
     for c in copies:
         c.cpu_start = _cpu_seconds(c)
-    wall_end = _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns)
+    wall_end = _wait_for(copies, "samples", deadline, task.settings.timeout, usage_until_ns=end_ns, watch=watch)
 
     workers: list[WorkerSamples] = []
     stats: list[CopyStats] = []
@@ -324,14 +359,18 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
     for c in copies:
         assert c.samples is not None
         try:
-            timings = read_copy_timings(copy_samples_path(samples_dir, c.idx), task.workers_per_model)
+            path = copy_samples_path(samples_dir, c.idx)
+            timings = read_copy_timings(path, task.workers_per_model)
+            served = read_copy_requests(path, task.workers_per_model) if task.serving is not None else None
         except ProtocolError as e:
             raise _Failure("error", f"copy {c.idx}: {e}") from None
-        for totals, (starts, latencies, tokens) in zip(c.samples.threads, timings):
+        for t, (totals, (starts, latencies, tokens)) in enumerate(zip(c.samples.threads, timings)):
+            first, count, due = (served[t] or (None, None, None)) if served is not None else (None, None, None)
             workers.append(WorkerSamples(
                 copy_idx=c.idx, thread_idx=totals.thread_idx, start_ns=starts, latency_ns=latencies,
                 infer_ns_total=totals.infer_ns_total, preprocess_ns_total=totals.preprocess_ns_total,
                 postprocess_ns_total=totals.postprocess_ns_total, token_ns=tokens,
+                request_first=first, request_count=count, due_ns=due,
             ))
         wall = (wall_end or time.perf_counter_ns()) - wall_start
         cpu = None
@@ -349,6 +388,14 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             device_mem_peak_bytes=c.samples.device_mem_peak_bytes,
         ))
     ends = [int(ws.start_ns[-1]) + int(ws.latency_ns[-1]) for ws in workers if len(ws.start_ns)]
+    window = None
+    if task.serving is not None:
+        assert rate is not None
+        window = ServingWindow(rate=rate, requests=requests, arrival=task.serving.arrival, seed=task.serving.seed,
+                               start_ns=start_ns, batch_size=task.batch_size,
+                               max_queue_delay_ms=task.serving.max_queue_delay_ms,
+                               stopped=watch.stopped if watch is not None else "")
+        ends.append(end_ns)
     if not ends:
         return Measurement(
             status="error",
@@ -364,17 +411,87 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
         window_end_ns=max(ends),
         workers=tuple(sorted(workers, key=lambda ws: (ws.copy_idx, ws.thread_idx))),
         copies=tuple(stats),
+        serving=window,
     )
+
+
+def _serving_rate(task: BenchmarkTask, copies: list[_Copy]) -> float:
+    """The window's rate: the entry's, a probe's, or for a search's first probe the capacity the
+    warm-up implies (every thread calling back to back with full batches; no rate above it can
+    be served), or FALLBACK_RATE without warm-up calls."""
+    serving = task.serving
+    assert serving is not None
+    if serving.rate is not None:
+        return float(serving.rate)
+    if task.probe_rate is not None:
+        return float(task.probe_rate)
+    fastest = [c.ready.warmup_fastest_ms for c in copies if c.ready is not None and c.ready.warmup_fastest_ms > 0]
+    if not fastest:
+        return FALLBACK_RATE
+    return task.n_models * task.workers_per_model * task.batch_size * 1000.0 / (sum(fastest) / len(fastest))
+
+
+#: The first probe's rate of a peak search whose warm-up made no call.
+FALLBACK_RATE = 100.0
+
+
+class _OverloadWatch:
+    """Ends a peak search's probe as soon as its bound cannot hold any more.
+
+    A request still in the queue ``limit`` after its scheduled arrival will have a latency (and a
+    TTFT) above ``limit`` whatever happens next. The watch counts such requests (without counting
+    one twice): once more of them than the bound's percentile allows over the whole window (for
+    p99, 1% of its requests) exist, the probe has failed, and the queue is stopped."""
+
+    def __init__(self, queue: Any, window: ServingWindow, slo: Any):
+        from neuronperf.stats.serving import arrivals_ns
+
+        self.queue = queue
+        self.arrivals = arrivals_ns(window)
+        self.window = window
+        self.bounds = []
+        for column, limit in slo:
+            kind, _, q = str(column).partition("_ms_p")
+            if kind in ("latency", "ttft") and q.isdigit():
+                # numpy's linear percentile of n values exceeds the limit for certain once the
+                # value at rank floor((n - 1) q / 100) does: once more than this many exceed it.
+                n = window.requests
+                allowed = n - 1 - int((n - 1) * int(q) // 100)
+                self.bounds.append((column, float(limit), int(limit * 1e6), allowed, [0, 0]))  # [doomed, counted up to]
+        self.stopped = ""
+        self.next_ns = 0
+
+    def __call__(self, now_ns: int) -> float:
+        """Look at the queue if it is time; return the seconds until the next look."""
+        import numpy as np
+
+        if self.stopped or now_ns < self.next_ns:
+            return max(0.0, (self.next_ns - now_ns) / 1e9) if not self.stopped else 1.0
+        self.next_ns = now_ns + int(WATCH_INTERVAL_S * 1e9)
+        head = self.queue.head
+        for column, limit, limit_ns, allowed, state in self.bounds:
+            overdue = int(np.searchsorted(self.arrivals, now_ns - limit_ns, side="right"))
+            state[0] += max(0, overdue - max(head, state[1]))
+            state[1] = max(state[1], overdue)
+            if state[0] > allowed:
+                self.queue.stop()
+                self.stopped = (
+                    f"stopped early: {state[0]} of {self.window.requests} requests waited in the queue past "
+                    f"{limit:g} ms, so {column} <= {limit:g} ms could no longer hold"
+                )
+                break
+        return WATCH_INTERVAL_S
 
 
 _NEXT_PHASE = {"loaded": "warming up", "ready": "waiting for the other copies", "samples": "done"}
 
 
 def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
-              usage_until_ns: Optional[int] = None) -> Optional[int]:
+              usage_until_ns: Optional[int] = None, watch: Optional[Callable[[int], float]] = None) -> Optional[int]:
     """Read messages until every copy has sent ``wanted``; raise ``_Failure`` on an error message,
     a dead worker or the deadline. With ``usage_until_ns``, sample the copies' memory meanwhile,
-    and their CPU time once at that moment; returns when that CPU reading was taken."""
+    and their CPU time once at that moment; returns when that CPU reading was taken. ``watch(now)``
+    is called on every wake-up and says how soon it wants the next."""
     pending = [c for c in copies if getattr(c, wanted) is None]
     usage_taken: Optional[int] = None
     while pending:
@@ -393,6 +510,8 @@ def _wait_for(copies: list[_Copy], wanted: str, deadline: float, timeout: float,
                 for c in copies:
                     _sample_rss(c)
                 wait_s = min(remaining, USAGE_SAMPLE_INTERVAL_S, (usage_until_ns - now) / 1e9)
+        if watch is not None:
+            wait_s = min(wait_s, watch(time.perf_counter_ns()))
         handles = [c.conn for c in pending] + [c.process.sentinel for c in pending]
         ready = set(wait(handles, timeout=wait_s))
         for c in list(pending):

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from neuronperf.entries import BenchmarkSettings, CompileEntry, FrozenDict, RunEntry, freeze, thaw
+from neuronperf.entries import (
+    BenchmarkSettings,
+    CompileEntry,
+    FrozenDict,
+    RunEntry,
+    ServingSettings,
+    freeze,
+    thaw,
+)
 from neuronperf.errors import BackendUnavailable, UsageError
 
 # ---- how a worker gets its model ------------------------------------------------------------
@@ -129,6 +137,12 @@ class BenchmarkTask:
     #: tokens, and the model is called ``model(*inputs, on_token=clock)`` (see
     #: ``neuronperf.backends.generation``); None: a forward pass per call.
     new_tokens: Optional[int] = None
+    #: The server scenario: requests arrive at a rate into one queue that every measuring thread
+    #: of every copy serves (None: the closed loop, each thread calling as soon as it can).
+    serving: Optional[ServingSettings] = None
+    #: One probe of a peak search (``serving.rate`` None): its rate; None for the first probe,
+    #: which starts from the capacity the warm-up implies.
+    probe_rate: Optional[float] = None
     inputs: Any = field(default=None, compare=False)
     env_setup_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
     setup_fn: Optional[Callable[..., Any]] = field(default=None, compare=False)
@@ -155,6 +169,7 @@ def task_for_entry(run_entry: RunEntry, backend_name: str, artifact_path: Option
         device_type=compile_entry.device_type,
         device_backend=backend_name,
         new_tokens=compile_entry.new_tokens if compile_entry.task == "generate" else None,
+        serving=run_entry.serving,
     )
 
 
@@ -171,6 +186,7 @@ def worker_config(task: BenchmarkTask, copy_idx: int, device_env: dict[str, str]
         "device_type": task.device_type,
         "duration": task.settings.duration,
         "new_tokens": task.new_tokens,
+        "scenario": "server" if task.serving is not None else "closed",
         "visible_devices_env": dict(device_env),
     }
 
@@ -230,6 +246,8 @@ def check_task(task: BenchmarkTask) -> None:
             problems.append(f"new_tokens must be a positive integer, got {task.new_tokens!r}")
         if task.preprocess_fn is not None or task.postprocess_fn is not None:
             problems.append("a generation task takes no preprocess_fn or postprocess_fn (a request is timed token by token)")
+    if task.serving is not None:
+        problems += _serving_problems(task)
     if not isinstance(task.loader, (BackendLoader, LoadFnLoader, FactoryLoader)):
         problems.append(f"loader must be a BackendLoader, LoadFnLoader or FactoryLoader, got {type(task.loader).__name__}")
     if problems:
@@ -252,6 +270,27 @@ def check_task(task: BenchmarkTask) -> None:
         _check_picklable(task.entry_id, name, fn)
     if task.inputs is not None:
         _check_picklable(task.entry_id, "inputs", task.inputs)
+
+
+def _serving_problems(task: BenchmarkTask) -> list[str]:
+    from neuronperf.stats.serving import ARRIVALS
+
+    s, problems = task.serving, []
+    assert s is not None
+    for name, rate in (("rate", s.rate), ("probe_rate", task.probe_rate)):
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf")):
+            problems.append(f"{name} must be a positive number of requests per second, got {rate!r}")
+    if not (isinstance(s.max_queue_delay_ms, (int, float)) and 0 <= s.max_queue_delay_ms < float("inf")):
+        problems.append(f"max_queue_delay_ms must be a number >= 0, got {s.max_queue_delay_ms!r}")
+    if s.arrival not in ARRIVALS:
+        problems.append(f"arrival must be one of {', '.join(ARRIVALS)}, got {s.arrival!r}")
+    if s.rate is None and not any(column.startswith(("latency_ms_p", "ttft_ms_p")) for column, _ in s.slo):
+        problems.append("a peak search (rate max) needs a latency bound (latency_ms_pN or ttft_ms_pN) in its slo")
+    if not 0 < s.rate_precision < 1:
+        problems.append(f"rate_precision must be between 0 and 1, got {s.rate_precision!r}")
+    if task.settings.max_infers is not None:
+        problems.append("max_infers does not apply to the server scenario (rate x duration sets the requests)")
+    return problems
 
 
 def _check_picklable(entry_id: str, name: str, value: Any) -> None:

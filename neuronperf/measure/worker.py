@@ -59,14 +59,16 @@ def worker_main(
     parent_env: dict[str, str],
     device_env: dict[str, str],
     parent_pid: int,
+    queue: Any = None,
 ) -> None:
-    """Run one model copy; every outcome, including failure, is reported over ``conn``."""
+    """Run one model copy; every outcome, including failure, is reported over ``conn``.
+    ``queue``: the entry's shared request queue in the server scenario (``serving.SharedQueue``)."""
     procutil.become_group_leader()
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable(all_threads=False)  # a segfaulting model leaves a Python stack on stderr
     stop_watching = procutil.exit_with_parent(parent_pid, EXIT_PARENT_GONE)
-    worker = _Worker(copy_idx, conn, stop_watching)
+    worker = _Worker(copy_idx, conn, stop_watching, queue)
     try:
         worker.run(payload, parent_env, device_env)
     except BaseException as e:  # the model's own failure, whatever it is, goes to the parent
@@ -83,10 +85,11 @@ def describe_exception(e: BaseException) -> str:
 
 
 class _Worker:
-    def __init__(self, copy_idx: int, conn: Any, stop_watching: Callable[[], None]):
+    def __init__(self, copy_idx: int, conn: Any, stop_watching: Callable[[], None], queue: Any = None):
         self.copy_idx = copy_idx
         self.conn = conn
         self.stop_watching = stop_watching
+        self.queue = queue
         self.phase = "starting"
 
     def run(self, payload: bytes, parent_env: dict[str, str], device_env: dict[str, str]) -> None:
@@ -120,7 +123,7 @@ class _Worker:
         thread_device: Callable[[], ThreadDevice] = (
             backend.measuring_threads(task.device_type, model) if backend is not None else ThreadDevice
         )
-        shared = _Shared()
+        shared = _Shared(self.queue if task.serving is not None else None)
         threads = [
             _MeasuringThread(t, _caller(model, task), inputs[t], thread_device, task.settings.warmup_calls,
                              task.settings.warmup_s, task.settings.duration, shared, task.new_tokens)
@@ -135,7 +138,9 @@ class _Worker:
         shared.raise_first_error(self)
         warm_calls = sum(t.warmup_calls for t in threads)
         warmup_ms = sum(t.warmup_ns for t in threads) / warm_calls / 1e6 if warm_calls else 0.0
-        send(self.conn, Ready(warmup_ms=warmup_ms, warmup_calls=warm_calls))
+        fastest = [t.fastest_ns for t in threads if t.warmup_calls]
+        send(self.conn, Ready(warmup_ms=warmup_ms, warmup_calls=warm_calls,
+                              warmup_fastest_ms=min(fastest) / 1e6 if fastest else 0.0))
 
         self.phase = "waiting for the start signal"
         go = recv(self.conn)
@@ -146,6 +151,9 @@ class _Worker:
             raise ProtocolError(
                 f"'go' has {len(go.quotas)} quotas and {len(go.minimums)} minimums for {n_threads} threads")
 
+        if task.serving is not None:
+            self.phase = "preparing the arrival schedule"
+            shared.prepare_serving(task, go)
         self.phase = "measuring"
         self.stop_watching()  # from here the pipe to the parent tells us if it is gone
         shared.open(go)
@@ -156,7 +164,8 @@ class _Worker:
         # Read after the window, never sampled during it: nothing extra runs while measuring.
         mem_peak = backend.device_memory_peak(task.device_type) if backend is not None else None
         write_copy_samples(go.samples_path, [t.starts for t in threads], [t.latencies for t in threads],
-                           [t.tokens for t in threads] if task.new_tokens is not None else None)
+                           [t.tokens for t in threads] if task.new_tokens is not None else None,
+                           [t.requests for t in threads] if task.serving is not None else None)
         send(self.conn, Samples(
             threads=tuple(t.totals() for t in threads),
             load_ms=load_ms,
@@ -187,9 +196,10 @@ class _Worker:
 
 
 class _Shared:
-    """What a copy's measuring threads share: the window, the first error, a stop flag."""
+    """What a copy's measuring threads share: the window, the first error, a stop flag, and in
+    the server scenario the entry's request queue and its arrival schedule."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue: Any = None) -> None:
         self.go_event = threading.Event()
         self.stop_event = threading.Event()
         self.go: Optional[Go] = None
@@ -197,6 +207,28 @@ class _Shared:
         self.lock = threading.Lock()
         # Each thread writes one byte here when it finishes, which wakes the main thread.
         self.done_r, self.done_w = os.pipe()
+        self.queue = queue
+        self.arrivals: Any = None  # the schedule as absolute perf_counter_ns, an array('q')
+        self.batch_size = 1
+        self.max_delay_ns = 0
+        self.spin_ns = 0
+
+    def prepare_serving(self, task: BenchmarkTask, go: Go) -> None:
+        """Compute the window's schedule (every copy computes the same one from the task's
+        arrival and seed and the rate and request count in ``go``)."""
+        from neuronperf.measure.serving import SPIN_NS, arrivals_buffer
+        from neuronperf.stats.serving import schedule_offsets_ns
+
+        serving = task.serving
+        if serving is None or self.queue is None or go.rate is None:
+            raise ProtocolError("a server-scenario task needs the shared queue and a 'go' with a rate")
+        offsets = schedule_offsets_ns(go.rate, go.requests, serving.arrival, serving.seed)
+        self.arrivals = arrivals_buffer(go.start_ns + offsets)
+        self.batch_size = task.batch_size
+        self.max_delay_ns = int(round(serving.max_queue_delay_ms * 1e6))
+        # A spinning thread holds the interpreter lock, which its siblings in this process would
+        # wait for: only a copy's single thread spins, several threads sleep to the due time.
+        self.spin_ns = SPIN_NS if task.workers_per_model == 1 else 0
 
     def open(self, go: Go) -> None:
         self.go = go
@@ -207,6 +239,8 @@ class _Shared:
             self.errors.append((error, phase))
         self.stop_event.set()
         self.go_event.set()
+        if self.queue is not None:
+            self.queue.stop()  # the other copies' threads stop taking requests too
 
     def raise_first_error(self, worker: _Worker) -> None:
         """Raise the first thread's error, the worker's phase then saying where it happened."""
@@ -319,6 +353,8 @@ class _MeasuringThread(threading.Thread):
         self.starts: Any = None
         self.latencies: Any = None
         self.tokens: Any = None  # a generation thread's token stamps, new_tokens per request
+        #: In the server scenario, per call: first request, requests served, when it was due.
+        self.requests: Any = None
         self.infer_ns = self.preprocess_ns = self.postprocess_ns = 0
 
     def run(self) -> None:
@@ -334,7 +370,10 @@ class _MeasuringThread(threading.Thread):
                 go = self.shared.go
                 if go is not None and not self.shared.stop_event.is_set():
                     phase = "measuring"
-                    if self.new_tokens is None:
+                    if self.shared.arrivals is not None:
+                        phase = "serving"
+                        self._serve(go, device.sync)
+                    elif self.new_tokens is None:
                         self._measure(go, device.sync)
                     else:
                         self._measure_generate(go, device.sync, self.new_tokens)
@@ -372,8 +411,60 @@ class _MeasuringThread(threading.Thread):
         go = shared.go
         if go is None:
             return
+        if shared.arrivals is not None:
+            # Serving: no call may still be running when the first request is due, so stop
+            # when the next one would end after the window opens.
+            last = 0
+            while perf() + last < go.start_ns and not shared.stop_event.is_set():
+                t0 = perf()
+                once(args, sync)
+                last = perf() - t0
+            return
         while perf() < go.start_ns and not shared.stop_event.is_set():
             once(args, sync)
+
+    def _serve(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
+        """Serve the entry's queue (``serving.Server``) until its schedule is done, the queue is
+        stopped or ``go.last_ns`` comes; a call runs exactly as a timed call of the closed loop."""
+        import numpy as np
+
+        from neuronperf.measure.serving import Server, quiet_timer_slack
+
+        quiet_timer_slack()
+        shared = self.shared
+        server = Server(shared.queue, shared.arrivals, shared.batch_size, shared.max_delay_ns, shared.spin_ns)
+        model, pre, post, args = self.caller.model, self.caller.preprocess, self.caller.postprocess, self.args
+        clock: Optional[TokenClock] = None
+        call: Callable[[], Any]
+        if self.new_tokens is not None:
+            new_tokens = self.new_tokens
+            clock = TokenClock(min(len(shared.arrivals), 1 << 16) * new_tokens)
+
+            def call() -> None:
+                before = clock.n
+                model(*args, on_token=clock)
+                if sync is not None:
+                    sync()
+                check_tokens(clock.n - before, new_tokens)
+        elif pre is None and post is None and sync is None:
+            def call() -> Any:
+                return model(*args)
+        else:
+            def call() -> None:
+                out = model(*(call_args(pre(*args)) if pre is not None else args))
+                if sync is not None:
+                    sync()
+                if post is not None:
+                    post(out)
+        server.serve(call, go.last_ns)
+        records = server.records()
+        self.starts = np.ascontiguousarray(records[:, 2])
+        self.latencies = records[:, 3] - records[:, 2]
+        self.requests = (np.ascontiguousarray(records[:, 0]), np.ascontiguousarray(records[:, 1]),
+                         np.ascontiguousarray(records[:, 4]))
+        self.infer_ns = int(self.latencies.sum())
+        if clock is not None:
+            self.tokens = np.frombuffer(clock.stamps, dtype=np.int64)[: clock.n].copy()
 
     def _measure(self, go: Go, sync: Optional[Callable[[], None]]) -> None:
         """Time every call that starts in [go.start_ns, go.end_ns), at most the quota; past

@@ -2,7 +2,9 @@
 
 Compile entries are the product models x parameter combinations x batch sizes x pipeline sizes
 (x logical NeuronCore configs, when the sweep sets them); run entries multiply each by n_models x
-workers_per_model. ``exclude`` rules then drop run
+workers_per_model (and, in the server scenario, by max_queue_delays_ms x rates: the rate varies
+fastest, so a configuration's rates are neighbours in the plan, as its latency-against-rate curve
+is drawn). ``exclude`` rules then drop run
 entries (the first matching rule is credited), and a compile entry goes when all its run entries
 went. The order is stable: models in spec order, then parameters in declared order, then the axes
 in the order above, each in its listed order.
@@ -27,6 +29,7 @@ from neuronperf.entries import (
     ModelSource,
     Plan,
     RunEntry,
+    ServingSettings,
     freeze,
     thaw,
 )
@@ -34,6 +37,7 @@ from neuronperf.errors import SpecError
 from neuronperf.spec.load import spec_problem
 from neuronperf.spec.values import (
     MAX_COPIES,
+    MAX_RATE,
     ExcludeRule,
     InputTemplate,
     ModelSpec,
@@ -42,7 +46,7 @@ from neuronperf.spec.values import (
 )
 
 # Axes decided by the compile entry, and those decided at run time.
-_RUN_AXES = ("n_models", "workers_per_model")
+_RUN_AXES = ("n_models", "workers_per_model", "rate", "max_queue_delay_ms")
 
 
 def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
@@ -64,11 +68,12 @@ def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
     rules = [_Rule(rule) for rule in spec.exclude]
     excluded = [0] * len(rules)
     lncs = spec.sweep.logical_nc_configs
+    loads = _server_loads(spec)
     runtimes = {}
     for lnc in lncs:
         copies = _copies_per_pipeline(spec, device_count, lnc)
         for p in spec.sweep.pipeline_sizes:
-            runtimes[(p, lnc)] = [(m, w) for m in copies[p] for w in spec.sweep.workers_per_model]
+            runtimes[(p, lnc)] = [(m, w, load) for m in copies[p] for w in spec.sweep.workers_per_model for load in loads]
     compile_entries: list[CompileEntry] = []
     run_entries: list[RunEntry] = []
     input_idx: dict[tuple[Any, ...], int] = {}
@@ -93,13 +98,13 @@ def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
                     axes["logical_nc_config"] = lnc
                 live = [(i, r) for i, r in enumerate(rules) if r.matches(axes)]
                 kept = []
-                for n_models, workers in runtimes[(pipeline_size, lnc)]:
+                for n_models, workers, load in runtimes[(pipeline_size, lnc)]:
                     for i, rule in live:
-                        if rule.matches_runtime(n_models, workers):
+                        if rule.matches_runtime(n_models, workers, load):
                             excluded[i] += 1
                             break
                     else:
-                        kept.append((n_models, workers))
+                        kept.append((n_models, workers, load))
                 if not kept:
                     continue
                 entry = CompileEntry(
@@ -120,7 +125,8 @@ def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
                 )
                 _claim_id(spec, entry.id, model.index, id_owner)
                 compile_entries.append(entry)
-                run_entries.extend(RunEntry(entry, m, w, spec.benchmark) for m, w in kept)
+                run_entries.extend(RunEntry(entry, m, w, spec.benchmark, _for_task(load, model.task))
+                                   for m, w, load in kept)
     if not run_entries:
         total = sum(excluded)
         raise SpecError([spec_problem(spec, "exclude", f"the exclude rules drop all {total} entries; nothing is left to run")])
@@ -158,6 +164,30 @@ def _source_of(spec: Spec, model: ModelSpec, sources: Optional[Mapping[str, Mapp
     return source, templates, str(described.get("compiler") or spec.compiler)
 
 
+def _server_loads(spec: Spec) -> list[Optional[ServingSettings]]:
+    """The server scenario's load of each run entry (queue delay x rate, the rate fastest);
+    ``[None]`` in the closed loop."""
+    rates = spec.sweep.rates
+    if spec.benchmark.scenario != "server" or rates is None:
+        return [None]
+    b = spec.benchmark
+    listed: list[Optional[float]] = [None] if rates == MAX_RATE else [float(r) for r in rates]
+    return [
+        ServingSettings(rate=rate, max_queue_delay_ms=float(delay), arrival=b.arrival, seed=b.seed,
+                        rate_precision=b.rate_precision, slo=spec.slo)
+        for delay in spec.sweep.max_queue_delays_ms for rate in listed
+    ]
+
+
+def _for_task(load: Optional[ServingSettings], task: str) -> Optional[ServingSettings]:
+    """An entry's load with the bounds that change what it measures: a search's (what it
+    searches under) and a generation entry's (what its goodput counts); none otherwise, so an
+    edit of objectives.slo leaves fixed-rate forward entries done."""
+    if load is None or load.search or task == "generate":
+        return load
+    return dataclasses.replace(load, slo=())
+
+
 def _new_tokens(value: Any, params: Mapping[str, Any]) -> Optional[int]:
     """A generate model's ``new_tokens`` for one combination of its parameters."""
     if value is None:
@@ -190,13 +220,21 @@ class _Rule:
         match = dict(rule.match)
         self.n_models = match.get("n_models")
         self.workers = match.get("workers_per_model")
+        self.rate = match.get("rate")
+        self.delay = match.get("max_queue_delay_ms")
 
     def matches(self, axes: Mapping[str, Any]) -> bool:
         # A rule naming a parameter that this model does not have does not match it.
         return all(axis in axes and any(_same(axes[axis], v) for v in values) for axis, values in self.static)
 
-    def matches_runtime(self, n_models: int, workers: int) -> bool:
-        return (self.n_models is None or n_models in self.n_models) and (self.workers is None or workers in self.workers)
+    def matches_runtime(self, n_models: int, workers: int, load: Optional[ServingSettings] = None) -> bool:
+        if (self.rate is not None or self.delay is not None) and load is None:
+            return False
+        rate = MAX_RATE if load is None or load.rate is None else load.rate
+        return ((self.n_models is None or n_models in self.n_models)
+                and (self.workers is None or workers in self.workers)
+                and (self.rate is None or any(_same(rate, r) for r in self.rate))
+                and (self.delay is None or load is None or any(_same(load.max_queue_delay_ms, d) for d in self.delay)))
 
 
 def _same(a: Any, b: Any) -> bool:

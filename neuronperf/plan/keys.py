@@ -35,7 +35,8 @@ def run_keys(entries: Sequence[RunEntry]) -> list[str]:
             head = f'{{"benchmark":{_canonical(e.benchmark.identity_dict())},"compile":{_canonical(e.compile.to_dict())},"n_models":'
             prefix = prefixes[shared] = hashlib.sha256(head.encode("utf-8"))
         h = prefix.copy()
-        h.update(f'{_canonical_int(e.n_models)},"workers_per_model":{_canonical_int(e.workers_per_model)}}}'.encode())
+        serving = f',"serving":{_canonical(e.serving.identity_dict())}' if e.serving is not None else ""
+        h.update(f'{_canonical_int(e.n_models)}{serving},"workers_per_model":{_canonical_int(e.workers_per_model)}}}'.encode())
         keys.append(h.hexdigest()[:16])
     # The shortcut mirrors RunEntry.to_dict; should that ever change, fall back to the definition.
     if keys[0] != entries[0].key or keys[-1] != entries[-1].key:

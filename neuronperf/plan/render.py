@@ -69,9 +69,11 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
     runs = []
     for run, key in zip(plan.run_entries, run_keys(plan.run_entries)):
         compile_id, compile_key, params = by_compile[id(run.compile)]
+        serving = run.serving
+        suffix = serving.id_suffix() if serving is not None else ""
         runs.append(
             {
-                "id": f"{compile_id}-m{run.n_models}-w{run.workers_per_model}",
+                "id": f"{compile_id}-m{run.n_models}-w{run.workers_per_model}{suffix}",
                 "key": key,
                 "compile_id": compile_id,
                 "compile_key": compile_key,
@@ -81,6 +83,9 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                 "pipeline_size": run.compile.pipeline_size,
                 "n_models": run.n_models,
                 "workers_per_model": run.workers_per_model,
+                # The server scenario's axes; absent in the closed loop, as before it existed.
+                **({"rate": "max" if serving.rate is None else serving.rate,
+                    "max_queue_delay_ms": serving.max_queue_delay_ms} if serving is not None else {}),
             }
         )
     return {

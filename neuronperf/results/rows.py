@@ -9,15 +9,17 @@ their format version and the run environment live in the side file ``run.json``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
-from neuronperf.entries import STATUSES, Measurement, RunEntry, freeze
+from neuronperf.entries import STATUSES, Measurement, RunEntry, ServingSettings, freeze
 from neuronperf.errors import UsageError
 from neuronperf.results.columns import RESULT_COLUMNS
 from neuronperf.stats.forward import METHOD_VERSION, EntryStats, combine_repeats, compute_stats
 from neuronperf.stats.generation import combine_generation, empty_generation, generation_stats
+from neuronperf.stats.serving import empty_serving, serving_row_figures
 from neuronperf.util.atomic import json_ready
 
 
@@ -41,6 +43,8 @@ class RowConfig:
     params: tuple[tuple[str, Any], ...] = ()
     #: A generation entry's tokens per request: its row gains ``stats.GENERATION_COLUMNS``.
     new_tokens: Optional[int] = None
+    #: A server-scenario entry's load: its row gains ``stats.serving.SERVING_COLUMNS``.
+    serving: Optional[ServingSettings] = None
 
     @classmethod
     def from_run_entry(cls, entry: RunEntry) -> RowConfig:
@@ -59,6 +63,7 @@ class RowConfig:
             input_shapes=tuple(tuple(t.shape) for t in compile_entry.inputs),
             params=tuple(compile_entry.params),
             new_tokens=compile_entry.new_tokens if compile_entry.task == "generate" else None,
+            serving=entry.serving,
         )
 
     def to_dict(self) -> dict:
@@ -66,6 +71,10 @@ class RowConfig:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["input_shapes"] = [list(s) for s in self.input_shapes]
         data["params"] = [[k, v] for k, v in self.params]
+        if self.serving is None:
+            del data["serving"]  # the form closed-loop configs always had
+        else:
+            data["serving"] = {**dataclasses.asdict(self.serving), "slo": [list(b) for b in self.serving.slo]}
         return data
 
     @classmethod
@@ -82,6 +91,10 @@ class RowConfig:
         values["input_shapes"] = tuple(tuple(int(d) for d in s) for s in values.get("input_shapes", ()))
         # JSON turned tuples into lists; freeze them again so that the config stays hashable.
         values["params"] = tuple((str(k), freeze(v)) for k, v in values.get("params", ()))
+        if values.get("serving") is not None:
+            serving = dict(values["serving"])
+            serving["slo"] = tuple((str(c), float(v)) for c, v in serving.get("slo", ()))
+            values["serving"] = ServingSettings(**serving)
         return cls(**values)
 
 
@@ -111,11 +124,22 @@ def report_row(
         if m.status not in STATUSES:
             raise UsageError(f"{row_config.id}: unknown status {m.status!r}; expected one of {', '.join(STATUSES)}")
     failed = next((i for i, m in enumerate(repeats) if m.status != "ok"), None)
+    serving_columns: dict[str, Any] = {}
     if failed is not None:
         status, error = repeats[failed].status, repeats[failed].error
         if len(repeats) > 1:
             error = f"repeat {failed + 1}: {error}"
         stats = EntryStats()
+        if row_config.serving is not None:
+            serving_columns = empty_serving(row_config.serving.rate, row_config.serving.max_queue_delay_ms,
+                                            row_config.new_tokens)
+    elif any(m.serving is not None for m in repeats):
+        status, error = "ok", None
+        stats, serving_columns = serving_row_figures(
+            repeats, batch_size=row_config.batch_size, peak_window_s=row_config.peak_window_s,
+            cost_per_hour=cost_per_hour, new_tokens=row_config.new_tokens,
+            slo=row_config.serving.slo if row_config.serving is not None else (),
+        )
     else:
         status, error = "ok", None
         stats = combine_repeats([
@@ -123,13 +147,17 @@ def report_row(
                           cost_per_hour=cost_per_hour)
             for m in repeats
         ])
-    if row_config.new_tokens is not None:
+    if row_config.new_tokens is not None and not serving_columns:
         generation = (
             combine_generation([generation_stats(m, batch_size=row_config.batch_size, new_tokens=row_config.new_tokens)
                                 for m in repeats])
             if failed is None else empty_generation(row_config.new_tokens)
         )
         extra = {**generation, **(extra or {})}
+    elif row_config.new_tokens is not None and failed is not None:
+        extra = {**empty_generation(row_config.new_tokens), **serving_columns, **(extra or {})}
+    elif serving_columns:
+        extra = {**serving_columns, **(extra or {})}
     return _row(
         row_config,
         stats,
@@ -156,6 +184,9 @@ def row_for_unrun(
     if status not in STATUSES or status == "ok":
         raise UsageError(f"an unrun entry's status must be error, timeout or skipped, got {status!r}")
     row_config = _as_row_config(config)
+    if row_config.serving is not None:
+        extra = {**empty_serving(row_config.serving.rate, row_config.serving.max_queue_delay_ms, row_config.new_tokens),
+                 **(extra or {})}
     if row_config.new_tokens is not None:
         extra = {**empty_generation(row_config.new_tokens), **(extra or {})}
     return _row(

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from neuronperf.entries import CopyStats, Measurement, Telemetry, WorkerSamples
+from neuronperf.entries import CopyStats, Measurement, ServingWindow, Telemetry, WorkerSamples
 from neuronperf.errors import JournalError, ProtocolError
 from neuronperf.results.journal import newer_format_error
 from neuronperf.util.atomic import atomic_write_bytes, dumps_strict, json_ready
@@ -65,6 +65,8 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
             ],
             "copies": [json_ready(dataclasses.asdict(c)) for c in m.copies],
             "telemetry": json_ready(m.telemetry.to_dict()) if m.telemetry is not None else None,
+            # Only in the server scenario, so that closed-loop headers keep their form.
+            **({"serving": m.serving.to_dict()} if m.serving is not None else {}),
         })
     header = {"format": SAMPLES_FORMAT, "id": entry_id, "key": key, "repeats": repeats}
     path = os.path.join(samples_dir, SAMPLES_HEADER)
@@ -97,9 +99,13 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 by_copy.setdefault(int(w["copy_idx"]), []).append(w)
             workers = []
             for copy_idx, threads in sorted(by_copy.items()):
-                timings = read_copy_timings(copy_samples_path(repeat_dir(path, r), copy_idx), len(threads))
-                for w, (starts, latencies, tokens) in zip(threads, timings):
-                    workers.append(WorkerSamples(start_ns=starts, latency_ns=latencies, token_ns=tokens, **w))
+                copy_path = copy_samples_path(repeat_dir(path, r), copy_idx)
+                timings = read_copy_timings(copy_path, len(threads))
+                requests = read_copy_requests(copy_path, len(threads)) if "serving" in repeat else [None] * len(threads)
+                for w, (starts, latencies, tokens), served in zip(threads, timings, requests):
+                    first, count, due = served if served is not None else (None, None, None)
+                    workers.append(WorkerSamples(start_ns=starts, latency_ns=latencies, token_ns=tokens,
+                                                 request_first=first, request_count=count, due_ns=due, **w))
             out.append(Measurement(
                 status=repeat["status"],
                 error=repeat["error"],
@@ -109,6 +115,7 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 copies=tuple(CopyStats(**c) for c in repeat["copies"]),
                 # Absent in folders written before telemetry existed.
                 telemetry=Telemetry(**repeat["telemetry"]) if repeat.get("telemetry") else None,
+                serving=ServingWindow.from_dict(repeat["serving"]) if "serving" in repeat else None,
             ))
     except JournalError:
         raise
@@ -163,11 +170,13 @@ def copy_samples_path(samples_dir: str, copy_idx: int) -> str:
     return os.path.join(samples_dir, f"copy-{copy_idx}.npz")
 
 
-def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], tokens: Optional[list[Any]] = None) -> None:
+def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], tokens: Optional[list[Any]] = None,
+                       requests: Optional[list[Any]] = None) -> None:
     """Write one copy's raw timings (one int64 array of start times and one of latencies per
     thread; for a generation task also each thread's token stamps, ``new_tokens`` per request in
-    request order) to ``path``, uncompressed (writing and reading stay fast for millions of
-    calls), atomically: a reader never sees half a file."""
+    request order; in the server scenario also, per call, the first request it served, how many,
+    and when the batch was due) to ``path``, uncompressed (writing and reading stay fast for
+    millions of calls), atomically: a reader never sees half a file."""
     import numpy as np
 
     arrays: dict[str, Any] = {"format": np.array(COPY_SAMPLES_FORMAT)}
@@ -176,6 +185,8 @@ def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], token
         arrays[f"latency_ns_{t}"] = lat
     for t, stamps in enumerate(tokens or ()):
         arrays[f"token_ns_{t}"] = stamps
+    for t, (first, count, due) in enumerate(requests or ()):
+        arrays[f"request_first_{t}"], arrays[f"request_count_{t}"], arrays[f"due_ns_{t}"] = first, count, due
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
@@ -185,6 +196,28 @@ def write_copy_samples(path: str, starts: list[Any], latencies: list[Any], token
 def read_copy_samples(path: str, n_threads: int) -> list[tuple[Any, Any]]:
     """(start_ns, latency_ns) int64 arrays of each of a copy's ``n_threads`` threads."""
     return [(start, latency) for start, latency, _ in read_copy_timings(path, n_threads)]
+
+
+def read_copy_requests(path: str, n_threads: int) -> list[Optional[tuple[Any, Any, Any]]]:
+    """Per thread of a server-scenario copy: (first request, requests served, due time) int64
+    arrays, one item per call; None for a thread whose file holds none (a closed-loop copy)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out: list[Optional[tuple[Any, Any, Any]]] = []
+            for t in range(n_threads):
+                if f"request_first_{t}" not in data.files:
+                    out.append(None)
+                    continue
+                arrays = tuple(data[f"{name}_{t}"].astype(np.int64, copy=False)
+                               for name in ("request_first", "request_count", "due_ns"))
+                if any(a.shape != data[f"start_ns_{t}"].shape for a in arrays):
+                    raise ProtocolError(f"{path}: thread {t} has request records of another length than its calls")
+                out.append(arrays)  # type: ignore[arg-type]
+            return out
+    except (OSError, KeyError, ValueError) as e:
+        raise ProtocolError(f"{path}: the copy's samples file cannot be read: {e}") from None
 
 
 def read_copy_timings(path: str, n_threads: int) -> list[tuple[Any, Any, Optional[Any]]]:

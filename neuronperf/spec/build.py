@@ -24,6 +24,7 @@ from neuronperf.spec.values import (
     DEFAULT_PEAK_WINDOW,
     DEFAULT_WARMUP_CALLS,
     LNC_AXIS,
+    MAX_RATE,
     MODEL_SOURCE_KEYS,
     SPEC_VERSION,
     SWEEP_AXES,
@@ -57,7 +58,7 @@ def make_spec(ctx: CheckContext, data: dict, target: Target, axes: dict[str, lis
         output_dir=data.get("output_dir") or os.path.join("runs", name),
         models=models,
         sweep=SweepAxes(**{key: tuple(axes[a]) for key, a in SWEEP_AXES.items()},
-                        logical_nc_configs=tuple(axes.get(LNC_AXIS[1]) or (None,))),
+                        logical_nc_configs=tuple(axes.get(LNC_AXIS[1]) or (None,)), **_server_axes(axes)),
         exclude=rules,
         compile=CompileSettings(
             jobs=int(compile_data.get("jobs", default_compile_jobs())),
@@ -73,6 +74,18 @@ def make_spec(ctx: CheckContext, data: dict, target: Target, axes: dict[str, lis
         value_pos=MappingProxyType(dict(ctx.loaded.value_pos)),
         key_pos=MappingProxyType(dict(ctx.loaded.key_pos)),
     )
+
+
+def _server_axes(axes: dict[str, list[Any]]) -> dict[str, Any]:
+    """The server scenario's axes (rates as floats, or "max"), absent in a closed-loop spec."""
+    if "rate" not in axes:
+        return {}
+    rates = axes["rate"]
+    return {
+        # Floats, so that `rates: [100]` and `[100.0]` plan the same entries.
+        "rates": MAX_RATE if rates == [MAX_RATE] else tuple(float(r) for r in rates),
+        "max_queue_delays_ms": tuple(float(d) for d in axes.get("max_queue_delay_ms") or [0.0]),
+    }
 
 
 def make_model(ctx: CheckContext, i: int, model: dict) -> ModelSpec:
@@ -162,6 +175,9 @@ def _benchmark_settings(bench: dict) -> BenchmarkSettings:
         order=str(bench.get("order", "planned")),
         seed=int(bench.get("seed", 0)),
         telemetry_period_ms=_telemetry_period(bench.get("telemetry", True)),
+        scenario=str(bench.get("scenario", "closed")),
+        arrival=str(bench.get("arrival", "poisson")),
+        rate_precision=float(bench.get("rate_precision", 0.02)),
     )
 
 

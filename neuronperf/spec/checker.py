@@ -14,6 +14,7 @@ from neuronperf.spec.build import make_spec
 from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
+from neuronperf.spec.check_serving import serving_pass
 from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, lnc_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
@@ -42,6 +43,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     lnc = lnc_pass(ctx, sweep if isinstance(sweep, dict) else {}, target, data.get("instance_type"))
     if lnc:
         axes[LNC_AXIS[1]] = lnc
+    axes.update(serving_pass(ctx, data))
     exclude = data.get("exclude")
     if isinstance(exclude, list):
         exclude_pass(ctx, exclude, models if isinstance(models, list) else [], params_by_model, axes)

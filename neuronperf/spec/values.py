@@ -40,7 +40,17 @@ LNC_AXIS = ("logical_nc_configs", "logical_nc_config")
 LNC_VALUES = (1, 2)
 
 
-#: Names an exclude rule may use besides the model parameters.
+#: The server scenario's sweep keys -> their axis names (entry ids, exclude rules, reports).
+SERVER_AXES = {"rates": "rate", "max_queue_delays_ms": "max_queue_delay_ms"}
+
+
+#: ``sweep.rates: max``: the highest rate that meets ``objectives.slo``, searched per entry.
+MAX_RATE = "max"
+
+
+#: Names an exclude rule may use besides the model parameters (and, in the server scenario,
+#: the ``SERVER_AXES``). ``logical_nc_config`` is one only where the sweep sets
+#: ``logical_nc_configs``.
 EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model", "logical_nc_config")
 
 
@@ -76,8 +86,10 @@ MAX_RUN_ENTRIES = 1_000_000
 MAX_COPIES = "max"
 
 
-#: The latency columns an ``objectives.slo`` bound may name (the reported percentiles).
-SLO_COLUMNS = tuple(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100))
+#: The columns an ``objectives.slo`` bound may name: the reported latency percentiles, and a
+#: generation row's time to first token and time per output token.
+SLO_COLUMNS = (*(f"latency_ms_p{q}" for q in (0, 50, 90, 95, 99, 100)),
+               *(f"{kind}_ms_p{q}" for kind in ("ttft", "tpot") for q in (50, 90, 99)))
 
 
 #: The keys that name where a model comes from; a model has exactly one.
@@ -184,6 +196,9 @@ class SweepAxes:
     workers_per_model: tuple[int, ...] = (1,)
     #: Logical NeuronCore configs; (None,): the runtime's, whatever it is (not an axis then).
     logical_nc_configs: tuple[Optional[int], ...] = (None,)
+    #: The server scenario's request rates (requests per second), or ``"max"``; None: closed loop.
+    rates: Union[tuple[float, ...], str, None] = None
+    max_queue_delays_ms: tuple[float, ...] = (0.0,)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Pure numpy, no clock: every figure is a function of the ``Measurement`` alone. ``forward``
 defines the closed-loop figures (method version, throughput, latency percentiles, slices,
-stability, repeats and their intervals); ``generation`` those of ``task: generate``.
+stability, repeats and their intervals); ``generation`` those of ``task: generate``; ``serving``
+those of ``benchmark.scenario: server`` (the arrival schedule, latency from the scheduled arrival).
 """
 
 from __future__ import annotations
