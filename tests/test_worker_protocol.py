@@ -35,7 +35,7 @@ from neuronperf.measure.protocol import (
     recv,
     send,
 )
-from neuronperf.measure.supervisor import worker_context
+from neuronperf.measure.supervisor import run_in_worker, worker_context
 from neuronperf.measure.task import (
     BackendLoader,
     BenchmarkTask,
@@ -213,6 +213,18 @@ def test_check_task_refuses_unpicklable_things_and_unknown_backends():
         check_task(BenchmarkTask("x", factory_loader(m.SleepModel), inputs=(1,), setup_fn=3))  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown backend 'nope'"):
         check_task(BenchmarkTask("x", BackendLoader("nope", _entry().compile)))
+
+
+@pytest.mark.slow
+def test_a_call_in_a_worker_sees_the_callers_environment_of_now(monkeypatch):
+    """The forkserver's environment is the one it started with; a call run in a worker later sees
+    what the caller has set since (planning runs describe there, which reads HF_HUB_OFFLINE)."""
+    import os
+
+    monkeypatch.delenv("NP_TEST_LATE", raising=False)
+    assert run_in_worker(os.getenv, ("NP_TEST_LATE",), timeout=60) is None  # the server is up now
+    monkeypatch.setenv("NP_TEST_LATE", "set after the server started")
+    assert run_in_worker(os.getenv, ("NP_TEST_LATE",), timeout=60) == "set after the server started"
 
 
 def test_never_fork():

@@ -155,7 +155,7 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
     in its own process (importing user code). ``fn``, ``args`` and the result must pickle."""
     ctx = worker_context()
     parent_conn, child_conn = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args), daemon=False)
+    process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args, dict(os.environ)), daemon=False)
     process.start()
     child_conn.close()
     handle = None
@@ -179,7 +179,11 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
         parent_conn.close()
 
 
-def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], parent_env: dict[str, str]) -> None:
+    # A forkserver child inherits the server's environment, which may be older than the
+    # caller's (a server started by an earlier sweep of this process): bring it up to date, as
+    # the measuring workers do, so that ``fn`` sees what the caller set since (HF_HUB_OFFLINE).
+    os.environ.update(parent_env)
     try:
         result = ("ok", fn(*args))
     except BaseException as e:  # whatever it is, the caller reports it in one line
