@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -46,6 +47,7 @@ from neuronperf.backends.torch_backend import (
     build_torch_module,
     compiler_options,
     import_torch,
+    input_names,
     tensors_to_numpy,
     torch_inputs,
     torch_measuring_threads,
@@ -102,14 +104,21 @@ def to_host(output: Any) -> Any:
 
 
 class NativeNeuronCall:
-    """One model call on the ``neuron`` device, host tensors in and out."""
+    """One model call on the ``neuron`` device, host tensors in and out. With ``names`` (a model
+    source's inputs, or inputs named in the spec) the inputs, given by position as every
+    backend's callable takes them, reach the model by keyword: ``module(input_ids=...,
+    attention_mask=...)``, as on the CPU's eager path. Eager and ``torch.compile`` take keywords,
+    so no positional wrapper is needed, unlike the trace path."""
 
-    def __init__(self, module: Any):
+    def __init__(self, module: Any, names: Optional[Sequence[str]] = None):
         self.module = module
+        self.names = tuple(names) if names else None
 
     def __call__(self, *inputs: Any) -> Any:
         moved = tuple(x.to(NEURON_DEVICE) if hasattr(x, "to") and hasattr(x, "shape") else x for x in inputs)
-        return to_host(self.module(*moved))
+        if self.names is None:
+            return to_host(self.module(*moved))
+        return to_host(self.module(**dict(zip(self.names, moved))))
 
 
 class TorchNeuronNativeBackend(_NeuronBackend):
@@ -199,7 +208,7 @@ class TorchNeuronNativeBackend(_NeuronBackend):
             if options.get("options"):
                 kwargs["options"] = dict(options["options"])
             module = torch.compile(module, **kwargs)
-        return NativeNeuronCall(module)
+        return NativeNeuronCall(module, input_names(entry))
 
     def example_inputs(self, entry: CompileEntry, seed: int = 0) -> tuple[Any, ...]:
         return arguments_of(torch_inputs(entry, seed))

@@ -85,7 +85,9 @@ def install() -> None:
     _originals["Tensor.to"] = torch.Tensor.to
     _originals["compile"] = torch.compile
     torch.nn.Module.to = _module_to
-    torch.Tensor.to = _tensor_to
+    # TorchDynamo cannot trace through this wrapper to torch's own Tensor.to (a builtin), which a
+    # compiled model's forward calls (``.to(dtype)``): it goes into the graph as one opaque call.
+    torch.Tensor.to = torch.compiler.allow_in_graph(_tensor_to)
     torch.compile = _compile
     from torch._dynamo import list_backends, register_backend
 
