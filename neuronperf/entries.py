@@ -378,6 +378,27 @@ class RaySettings:
     max_artifact_mb: float = 2048.0
 
 
+#: ``search``'s strategies: every entry (grid), the entries a latency bound does not rule out
+#: (prune), or a hill climb from the smallest configuration (quick).
+SEARCH_STRATEGIES = ("grid", "prune", "quick")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The spec's ``search`` and ``objectives.maximize``: which entries a sweep measures, and
+    what the best one maximises. None of it is part of an entry's identity: a search measures
+    the same entries as a grid would, it only measures fewer of them."""
+
+    strategy: str = "grid"
+    #: ``quick`` moves to a neighbour only if it improves the objective by more than this
+    #: fraction of the current value.
+    min_gain: float = 0.05
+    #: At most this many entries are measured by the search (None: no limit).
+    budget: Optional[int] = None
+    #: The row column to maximise; a leading ``-`` minimises it (``-cost_per_1m_inf``).
+    maximize: str = "throughput_avg"
+
+
 @dataclass(frozen=True)
 class Plan:
     """The output of the plan stage: ordered, frozen, duplicate-free entries."""
@@ -396,6 +417,8 @@ class Plan:
     #: Where the run entries are measured (``executor``), and the Ray settings.
     executor: str = "local"
     ray: RaySettings = RaySettings()
+    #: Which entries are measured (``search``) and the objective (``objectives.maximize``).
+    search: SearchSettings = SearchSettings()
 
     @property
     def n_excluded(self) -> int:

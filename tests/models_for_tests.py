@@ -281,3 +281,8 @@ class StallOnceModel:
         time.sleep(self.stall if stall else self.seconds)
         self.last_end = time.perf_counter()
         return inputs[0] if inputs else None
+
+
+def environment_variable(name: str) -> Optional[str]:
+    """What a worker process sees of ``name`` in its environment."""
+    return os.environ.get(name)

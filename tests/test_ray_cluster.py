@@ -150,3 +150,39 @@ def test_ctrl_c_cancels_the_ray_tasks(tmp_path: Path, cluster):
         assert ray.available_resources().get("CPU", 0) == 2
     finally:
         ray.shutdown()
+
+
+def test_a_search_measures_the_entries_of_a_wave_at_once(tmp_path: Path, cluster):
+    # Two questions (work 1 and 2): each of the quick search's waves holds one entry of each,
+    # and the two 1-CPU nodes run them side by side.
+    spec_path = write_spec(tmp_path, f"""
+        version: 1
+        name: searchwaves
+        framework: torch
+        device_type: cpu
+        compiler: eager
+        output_dir: {tmp_path / 'out'}
+        executor: ray
+        models:
+          - name: sleepy
+            factory: "sweep_models.py:sleep_per_item"
+            params: {{work: [1, 2]}}
+            kwargs: {{base_ms: $work, per_item_ms: 2}}
+            inputs: [{{shape: [4]}}]
+        sweep:
+          batch_sizes: [1, 2]
+        search: quick
+        benchmark: {{duration: 1.0, warmup: {{calls: 3}}, timeout: 60}}
+        """)
+    sweep = Sweep(spec_path, cluster.address)
+    code, output = sweep.finish()
+    assert code == 0, output
+    lines = output.splitlines()
+    # Both entries of the first wave were handed out before either finished.
+    second_start = next(i for i, line in enumerate(lines) if "[2/2]" in line)
+    first_row = next(i for i, line in enumerate(lines) if "inf/s" in line)
+    assert second_start < first_row, output
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    starts = [r for r in rows if r["batch_size"] == "1"]
+    assert len({r["node"] for r in starts}) == 2, rows

@@ -163,7 +163,7 @@ def test_every_problem_sorted_in_file_order():
     assert lines == [
         "s.yaml:8:23: sweep.batch_sizes[0]: 0 is not a positive integer",
         "s.yaml:8:38: sweep.n_models[0]: 0 is not a positive integer",
-        "s.yaml:9:1: colour: unknown key 'colour' (allowed: version, name, framework, device_type, compiler, executor, ray, output_dir, models, sweep, exclude, compile, objectives, instance_type, cost_per_hour, benchmark)",
+        "s.yaml:9:1: colour: unknown key 'colour' (allowed: version, name, framework, device_type, compiler, executor, ray, output_dir, models, sweep, exclude, compile, search, objectives, instance_type, cost_per_hour, benchmark)",
     ]
 
 

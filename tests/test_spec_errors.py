@@ -139,6 +139,15 @@ EXPECTED = {
     'unsupported_version.yaml': [
         '1:10: version: unsupported spec version 2; this neuronperf reads version 1',
     ],
+    'search_objective_rows_lack.yaml': [
+        "12:13: objectives.maximize: model 'mlp' is not a 'task: generate' model, so its rows have no output_tokens_per_s",
+    ],
+    'search_prune_without_bound.yaml': [
+        '10:9: search: prune rules entries out by a latency bound, and the spec has none: add one (objectives: {slo: {latency_ms_p99: 20}}) or use search: grid',
+    ],
+    'search_unknown_strategy.yaml': [
+        "10:20: search.strategy: 'quik' is not one of: grid, prune, quick; did you mean 'quick'?",
+    ],
     'wrong_type.yaml': [
         "10:16: sweep.batch_sizes: expected an integer or a list, got the string '8'",
     ],

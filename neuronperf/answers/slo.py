@@ -4,11 +4,12 @@ Pure Python over report rows (plain dicts), so that ``neuronperf run`` answers a
 without importing pandas. The question is asked per model and per value of its swept
 parameters (BERT at sequence 128 and at 512 are different questions):
 
-- best: the ``ok`` row with the highest ``throughput_avg`` (ties: the lower latency at the
-  bound's percentile, then plan order) among the rows that meet the bound; a row of the server
-  scenario counts with the rate it serves (``served_rate``: its ``max_rate_under_slo`` when it
-  searched for it, else ``rate_achieved``), and an invalid one (overloaded, or its harness lag
-  too large) never qualifies;
+- best: the ``ok`` row with the highest objective (``objectives.maximize``, by default
+  ``throughput_avg``; ties: the lower latency at the bound's percentile, then plan order) among
+  the rows that meet the bound; a row of the server scenario counts with the rate it serves
+  (``served_rate``: its ``max_rate_under_slo`` when it searched for it, else ``rate_achieved``)
+  under the default objective, and an invalid one (overloaded, or its harness lag too large)
+  never qualifies;
 - cheapest: the lowest ``cost_per_1m_inf`` among the same rows, where rows carry a cost;
 - closest: when no row meets the bound, the row with the lowest latency at that percentile.
 """
@@ -77,6 +78,39 @@ class LatencyBound:
             return True  # a TTFT or TPOT bound says nothing of a row without tokens
         value = self.latency(row)
         return value is not None and value <= self.limit_ms
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What "best" means: the highest value of a row ``column``, or the lowest (``minimize``;
+    written ``-column``, e.g. ``-cost_per_1m_inf``)."""
+
+    column: str = "throughput_avg"
+    minimize: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """``"throughput_avg"`` or ``"-cost_per_1m_inf"`` (``objectives.maximize``)."""
+        return cls(text[1:], True) if text.startswith("-") else cls(text, False)
+
+    def __str__(self) -> str:
+        return f"-{self.column}" if self.minimize else self.column
+
+    @property
+    def label(self) -> str:
+        """``highest throughput_avg``, ``lowest cost_per_1m_inf``."""
+        return f"{'lowest' if self.minimize else 'highest'} {self.column}"
+
+    def value(self, row: Row) -> Optional[float]:
+        """The row's score, higher is better (the column negated when minimising); None when the
+        row has no number there."""
+        # A server row's throughput is the rate it serves: its max_rate_under_slo when it searched.
+        value = served_rate(row) if self.column == "throughput_avg" else number(row.get(self.column))
+        return None if value is None else (-value if self.minimize else value)
+
+
+#: The default objective: the highest throughput.
+THROUGHPUT = Objective()
 
 
 def parse_bound(text: str) -> LatencyBound:
@@ -180,6 +214,8 @@ class Choice:
     closest: Optional[Row]
     #: How many measured rows there were to choose from.
     candidates: int
+    #: What ``best`` maximises.
+    objective: Objective = THROUGHPUT
 
 
 def measured(rows: Iterable[Row]) -> list[Row]:
@@ -208,22 +244,24 @@ def qualifies(row: Row, bounds: Sequence[LatencyBound]) -> bool:
     return all(b.met_by(row) for b in bounds)
 
 
-def choose(group: Group, rows: Sequence[Row], bounds: Sequence[LatencyBound] = ()) -> Choice:
-    """The best, the cheapest and (when nothing qualifies) the closest row of ``rows`` under all
-    of ``bounds`` together."""
+def choose(group: Group, rows: Sequence[Row], bounds: Sequence[LatencyBound] = (),
+           objective: Objective = THROUGHPUT) -> Choice:
+    """The best (by ``objective``), the cheapest and (when nothing qualifies) the closest row of
+    ``rows`` under all of ``bounds`` together."""
     candidates = measured(rows)
     meeting = [r for r in candidates if qualifies(r, bounds)]
     tie_column = bounds[0].column if bounds else "latency_ms_p99"
+    scored = [r for r in meeting if objective.value(r) is not None]
     best = None
-    if meeting:
+    if scored:
         # max() keeps the first of equal keys, so plan order breaks the last tie.
-        best = max(meeting, key=lambda r: (served_rate(r) or 0.0, -(number(r.get(tie_column)) or math.inf)))
+        best = max(scored, key=lambda r: (objective.value(r), -(number(r.get(tie_column)) or math.inf)))
     priced = [r for r in meeting if number(r.get("cost_per_1m_inf")) is not None]
     cheapest = min(priced, key=lambda r: number(r.get("cost_per_1m_inf")) or 0.0) if priced else None
     closest = None
     if not meeting and bounds:
         closest = _closest(candidates, bounds)
-    return Choice(group, tuple(bounds), best, cheapest, closest, len(candidates))
+    return Choice(group, tuple(bounds), best, cheapest, closest, len(candidates), objective)
 
 
 def _closest(rows: Sequence[Row], bounds: Sequence[LatencyBound]) -> Optional[Row]:
@@ -236,13 +274,13 @@ def _closest(rows: Sequence[Row], bounds: Sequence[LatencyBound]) -> Optional[Ro
     return min(finite, key=lambda s: s[0])[1] if finite else None
 
 
-def answers(rows: Sequence[Row], bounds: Sequence[LatencyBound] = ()) -> list[Choice]:
+def answers(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), objective: Objective = THROUGHPUT) -> list[Choice]:
     """For every group: the best configuration overall, then under each bound, then (with two
     or more bounds) under all of them together."""
     asked: list[tuple[LatencyBound, ...]] = [()] + [(b,) for b in bounds]
     if len(bounds) > 1:
         asked.append(tuple(bounds))
-    return [choose(group, members, b) for group, members in group_rows(rows).items() for b in asked]
+    return [choose(group, members, b, objective) for group, members in group_rows(rows).items() for b in asked]
 
 
 #: The columns an answer can rank rows by, and which way is better. Telemetry columns are

@@ -12,8 +12,10 @@ from typing import Any, Optional
 from neuronperf.answers.prices import Pricing
 from neuronperf.answers.slo import (
     RANK_DIRECTIONS,
+    THROUGHPUT,
     Choice,
     LatencyBound,
+    Objective,
     answers,
     group_rows,
     is_server,
@@ -56,14 +58,15 @@ def entries_table(rows: Sequence[Row], columns: Sequence[str] = TABLE_COLUMNS) -
     return "\n".join(out)
 
 
-def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None) -> list[str]:
-    """The best configuration of each model (and swept parameter values), overall and under
-    each latency bound, with the cheapest under it where rows carry a cost, and the most
-    frugal where rows carry energy per inference."""
+def answer_lines(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
+                 objective: Objective = THROUGHPUT) -> list[str]:
+    """The best configuration of each model (and swept parameter values) by ``objective``,
+    overall and under each latency bound, with the cheapest under it where rows carry a cost,
+    and the most frugal where rows carry energy per inference."""
     lines: list[str] = []
     current = None
     groups = group_rows(rows)
-    for choice in answers(rows, bounds):
+    for choice in answers(rows, bounds, objective):
         if choice.group != current:
             if current is not None:
                 lines.extend(_energy_lines(groups[current]))
@@ -128,8 +131,11 @@ def memory_table(rows: Sequence[Row]) -> Optional[str]:
 
 
 def _choice_lines(choice: Choice) -> list[str]:
-    what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
-    if not choice.bounds and choice.best is not None and is_server(choice.best):
+    if choice.objective == THROUGHPUT:
+        what = "highest throughput" if not choice.bounds else "under " + " and ".join(str(b) for b in choice.bounds)
+    else:
+        what = choice.objective.label + ("" if not choice.bounds else " under " + " and ".join(str(b) for b in choice.bounds))
+    if not choice.bounds and choice.objective == THROUGHPUT and choice.best is not None and is_server(choice.best):
         what = "highest rate served"
     if choice.candidates == 0:
         return [f"  {what}: none (no entry of it was measured)"]
@@ -139,6 +145,8 @@ def _choice_lines(choice: Choice) -> list[str]:
             text += f"; closest: {_describe(choice.closest, choice.bounds)}"
         return [text]
     line = f"  {what}: {_describe(choice.best, choice.bounds)}"
+    if choice.objective != THROUGHPUT:
+        line += f", {choice.objective.column} {_value(choice.best.get(choice.objective.column))}"
     cheapest = choice.cheapest
     if cheapest is None:
         return [line]
@@ -165,6 +173,11 @@ def _describe(row: Row, bounds: Sequence[LatencyBound]) -> str:
     return f"{row.get('id')} at {throughput:.1f} inf/s ({latencies})"
 
 
+def _value(value: Any) -> str:
+    n = number(value)
+    return f"{n:.4g}" if n is not None else MISSING
+
+
 def _ms(value: Any) -> str:
     n = number(value)
     return f"{n:.3f} ms" if n is not None else MISSING
@@ -179,10 +192,10 @@ def _cell(value: Any) -> str:
 
 
 def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Optional[Pricing] = None,
-           rank_by: Optional[str] = None) -> str:
+           rank_by: Optional[str] = None, objective: Objective = THROUGHPUT) -> str:
     """The whole summary: the entries table (generation entries in a table of their own), the
     device memory against copies where rows carry it, the ranking by ``rank_by`` if asked, a
-    blank line, the best configurations."""
+    blank line, the best configurations by ``objective``."""
     server = [r for r in rows if is_server(r)]
     forward = [r for r in rows if "ttft_ms_p50" not in r and not is_server(r)]
     generation = [r for r in rows if "ttft_ms_p50" in r and not is_server(r)]
@@ -195,4 +208,4 @@ def render(rows: Sequence[Row], bounds: Sequence[LatencyBound] = (), pricing: Op
         tables.append(memory)
     if rank_by is not None:
         tables.append(ranking_table(rows, rank_by))
-    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing))
+    return "\n\n".join(tables) + "\n\n" + "\n".join(answer_lines(rows, bounds, pricing, objective))

@@ -99,13 +99,19 @@ def _answers_input(args: argparse.Namespace) -> tuple[list, tuple, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from neuronperf.answers.slo import check_rank_column
+    from neuronperf import results
+    from neuronperf.answers.slo import Objective, check_rank_column
     from neuronperf.answers.summary import render
+    from neuronperf.results import frame
 
     if args.rank_by is not None:
         check_rank_column(args.rank_by)  # before reading anything
     rows, bounds, pricing = _answers_input(args)
-    print(render(rows, bounds, pricing, rank_by=args.rank_by))
+    # The objective the run was for (objectives.maximize), as run.json recorded it.
+    output_dir = frame.locate(args.results).output_dir
+    info = (results.read_run_info(output_dir) if output_dir else None) or {}
+    objective = Objective.parse(str((info.get("objectives") or {}).get("maximize") or "throughput_avg"))
+    print(render(rows, bounds, pricing, rank_by=args.rank_by, objective=objective))
     return 0
 
 

@@ -13,14 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from neuronperf.entries import Plan, RunEntry
+from neuronperf.search.estimate import STARTUP_ALLOWANCE_S, format_seconds, planned_seconds
 
-#: Seconds to start an entry's worker processes and load its model, beyond its warm-up.
-STARTUP_ALLOWANCE_S = 1.5
-
-
-def planned_seconds(entry: RunEntry) -> float:
-    """What the plan says one entry takes: start-up, warm-up seconds and measured duration."""
-    return STARTUP_ALLOWANCE_S + entry.benchmark.warmup_s + entry.benchmark.duration
+__all__ = ["STARTUP_ALLOWANCE_S", "SweepProgress", "format_seconds", "planned_seconds"]
 
 
 @dataclass
@@ -79,13 +74,3 @@ class SweepProgress:
         text = f"{self.done} done, {self.failed} failed, {self.todo} to do"
         eta = self.eta_s(now)
         return text + (f"; about {format_seconds(eta)} left" if eta is not None else "")
-
-
-def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 02 min``."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"

@@ -14,7 +14,7 @@ from neuronperf.cli.progress import SweepProgress
 from neuronperf.compilation.jobs import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
 from neuronperf.sweep.driver import Observer, SweepOptions, SweepSummary, run_sweep
-from neuronperf.sweep.state import sweep_report
+from neuronperf.sweep.status import sweep_report
 
 
 def register(subparsers: Any) -> None:
@@ -173,7 +173,16 @@ class ProgressPrinter(Observer):
         total = len(plan.run_entries)
         self.sweep = SweepProgress.for_plan(plan, to_run)
         excluded = f", {plan.n_excluded} excluded" if plan.n_excluded else ""
-        if reused:
+        if plan.search.strategy != "grid":
+            from neuronperf.sweep.searching import describe
+
+            self._say(f"{plan.name}: {describe(plan)}")
+            before = f"{reused} of {total} entries measured before; " if reused else ""
+            if to_run:
+                self._say(f"{plan.name}: {before}measuring {to_run} now, then as the search decides{excluded}")
+            else:
+                self._say(f"{plan.name}: {before}the search has decided every entry: nothing to measure{excluded}")
+        elif reused:
             self._say(f"{plan.name}: {reused} of {total} entries reused; running {to_run}{excluded}")
         else:
             self._say(f"{plan.name}: running {to_run} entries{excluded}")
@@ -201,6 +210,13 @@ class ProgressPrinter(Observer):
             counts = f" ({self.sweep.line(now)})"
         self._say(f"  [{position}/{total}] {entry.id} ...{counts}")
         self._show(f"measuring {entry.id}{counts}", total, position - 1)
+
+    def search_round(self, plan: Plan, decision: Any) -> None:
+        if self.sweep is not None:
+            self.sweep.total += len(decision.pending)
+        ruled = sum(1 for why in decision.skipped.values() if " at " in why)
+        self._say(f"  search round {decision.rounds}: measuring {len(decision.pending)} more "
+                  f"({len(decision.visited)} measured by the search so far, {ruled} ruled out by a bound)")
 
     def run_finished(self, entry: RunEntry, row: dict) -> None:
         from neuronperf.stats.forward import short_warning
@@ -264,6 +280,11 @@ def _print_summary(
         + (f", {summary.not_measured} not measured" if summary.not_measured else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
+    from neuronperf.sweep.searching import status_line
+
+    searched = status_line(summary.search)
+    if searched:
+        print(f"{plan.name}: {searched}")
     for row in summary.failed_rows:
         print(f"  FAILED {row.get('id')}: {row.get('status')}: {row.get('error')}")
     for result in summary.compile_failed:
@@ -276,7 +297,7 @@ def _print_summary(
         bounds = slo.merge_bounds(cli_bounds, slo.bounds_from_columns(plan.slo))
         pricing = prices.resolve_pricing(plan.instance_type, cost_per_hour or plan.cost_per_hour, price_file)
         print()
-        print(render(summary.rows, bounds, pricing))
+        print(render(summary.rows, bounds, pricing, objective=slo.Objective.parse(plan.search.maximize)))
         print()
     print(f"  results: {summary.output_dir / 'results.csv'}")
 
@@ -286,11 +307,13 @@ def _status(args: argparse.Namespace) -> int:
 
     report = sweep_report(args.spec)
     plan, states = report.plan, report.states
-    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "todo")}
+    counts = report.counts()
+    if plan.search.strategy == "grid":
+        counts = {k: counts[k] for k in ("done", "failed", "todo")}
     if args.json:
         print(json.dumps({
             "name": plan.name, "output_dir": str(report.output_dir), "running": report.holder,
-            "counts": counts,
+            "counts": counts, **({"search": search_json(plan, report.search)} if report.search is not None else {}),
             "entries": [
                 {"id": e.id, "status": states[e], **({"why": report.reasons[e]} if e in report.reasons else {})}
                 for e in plan.run_entries
@@ -300,9 +323,24 @@ def _status(args: argparse.Namespace) -> int:
     print(f"output_dir: {report.output_dir}")
     if report.holder:
         print(f"a neuronperf run is using it now ({report.holder}): the states below change as it goes")
+    if report.search is not None:
+        from neuronperf.sweep.searching import describe
+
+        print(describe(plan))
     width = max(len(e.id) for e in plan.run_entries)
     for entry in plan.run_entries:
         why = f"  ({report.reasons[entry]})" if entry in report.reasons else ""
         print(f"{entry.id:<{width}}  {states[entry]}{why}")
-    print(f"{plan.name}: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do")
+    line = f"{plan.name}: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do"
+    if report.search is not None:
+        line += f", {counts['skipped']} skipped by the search, {counts['undecided']} undecided"
+        line += " (the search has finished)" if report.search.finished else ""
+    print(line)
     return 0
+
+
+def search_json(plan: Plan, decision: Any) -> dict:
+    """The search part of ``status --json`` and ``plan --search --json``."""
+    return {"strategy": plan.search.strategy, "maximize": plan.search.maximize, "finished": decision.finished,
+            "rounds": decision.rounds, "budget_reached": decision.budget_reached,
+            "pending": [e.id for e in decision.pending]}

@@ -98,7 +98,8 @@ def run_evaluation(task: EvaluationTask, start_method: Optional[str] = None) -> 
         return EvaluationResult({}, error=f"the dataset or a callback cannot be sent to a worker process: {e}")
     ctx = worker_context(start_method)
     parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_worker_main, args=(child, payload), name=f"neuronperf-eval-{task.entry_id}")
+    # The driver's environment as it is now (a forkserver's children inherit the one it started with).
+    process = ctx.Process(target=_worker_main, args=(child, payload, dict(os.environ)), name=f"neuronperf-eval-{task.entry_id}")
     process.start()
     child.close()
     try:
@@ -193,10 +194,11 @@ def evaluation_row(target: Any, device_type: str, request: EvalRequest, result: 
     }
 
 
-def _worker_main(conn: Any, payload: bytes) -> None:
+def _worker_main(conn: Any, payload: bytes, parent_env: dict[str, str]) -> None:
     items = 0
     try:
         task: EvaluationTask = pickle.loads(payload)
+        os.environ.update(parent_env)
         os.environ.update(dict(task.device_env))
         instances = {name: cls(**dict(kwargs)) for name, cls, kwargs in task.metrics}
         model = task.loader.load(0)

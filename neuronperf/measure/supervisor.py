@@ -152,7 +152,11 @@ class WorkerCallFailed(Exception):
 def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
     """``fn(*args)`` in a process from the workers' context (a fork of the forkserver, which has
     the sweep's libraries loaded already), its result sent back; for work the driver must not do
-    in its own process (importing user code). ``fn``, ``args`` and the result must pickle."""
+    in its own process (importing user code). ``fn``, ``args`` and the result must pickle.
+
+    The process runs with the driver's environment as it is now, as measuring workers do: a
+    forkserver's children inherit the environment of when the forkserver started, so a variable
+    set since (``HF_HUB_OFFLINE``, set by a script or a test before planning) would not reach them."""
     ctx = worker_context()
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_call_and_send, args=(child_conn, fn, args, dict(os.environ)), daemon=False)
@@ -180,9 +184,6 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
 
 
 def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], parent_env: dict[str, str]) -> None:
-    # A forkserver child inherits the server's environment, which may be older than the
-    # caller's (a server started by an earlier sweep of this process): bring it up to date, as
-    # the measuring workers do, so that ``fn`` sees what the caller set since (HF_HUB_OFFLINE).
     os.environ.update(parent_env)
     try:
         result = ("ok", fn(*args))

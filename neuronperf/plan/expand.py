@@ -141,6 +141,7 @@ def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
         cost_per_hour=spec.cost_per_hour,
         executor=spec.executor,
         ray=spec.ray,
+        search=spec.search,
     )
 
 

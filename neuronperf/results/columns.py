@@ -84,6 +84,12 @@ OUR_COLS: tuple[str, ...] = (
 #: Every fixed column of a row, in file order.
 RESULT_COLUMNS: tuple[str, ...] = DEFAULT_CSV_COLS + OTHER_REPORT_COLS + OUR_COLS
 
+#: The fixed columns that hold text, not numbers (the rest are numbers, or empty).
+TEXT_COLUMNS: tuple[str, ...] = (
+    "model_name", "model_filename", "device_type", "instance_type", "status", "id", "key", "error",
+    "input_shapes", "percentile_method", "warning", "node", "energy_source", "telemetry_note",
+)
+
 #: The columns ``print_reports`` shows unless told otherwise (NeuronPerf's defaults).
 DEFAULT_PRINT_COLS: tuple[str, ...] = (
     "throughput_avg",

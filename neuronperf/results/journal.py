@@ -81,13 +81,19 @@ class Journal:
         )
 
     def record_run(
-        self, key: str, entry_id: str, row: Mapping[str, Any], *, samples_file: Optional[str] = None
+        self, key: str, entry_id: str, row: Mapping[str, Any], *, samples_file: Optional[str] = None,
+        elapsed_s: Optional[float] = None,
     ) -> dict[str, Any]:
-        """Durably record one finished run entry with its report row; return the record written."""
+        """Durably record one finished run entry with its report row; return the record written.
+        ``elapsed_s`` is how long the entry took, start-up to row (what a search's savings are
+        estimated from); records written before it existed have none."""
         status = row.get("status")
         if not isinstance(status, str):
             raise UsageError(f"{entry_id}: a run record needs a row with a 'status'")
-        return self._append("run", key, entry_id, status, {"row": dict(row), "samples_file": samples_file})
+        fields: dict[str, Any] = {"row": dict(row), "samples_file": samples_file}
+        if elapsed_s is not None:
+            fields["elapsed_s"] = round(elapsed_s, 3)
+        return self._append("run", key, entry_id, status, fields)
 
     def _append(self, kind: str, key: str, entry_id: str, status: str, fields: dict) -> dict[str, Any]:
         record = {"format": JOURNAL_FORMAT, "kind": kind, "key": key, "id": entry_id, "status": status}

@@ -13,6 +13,7 @@ from neuronperf.entries import (
     BenchmarkSettings,
     ModelSource,
     RaySettings,
+    SearchSettings,
     freeze,
 )
 from neuronperf.spec.check_target import Target
@@ -71,6 +72,7 @@ def make_spec(ctx: CheckContext, data: dict, target: Target, axes: dict[str, lis
         compiler_given="compiler" in data,
         cost_per_hour=None if data.get("cost_per_hour") is None else float(data["cost_per_hour"]),
         ray=_ray_settings(data.get("ray") or {}),
+        search=_search_settings(data.get("search"), data.get("objectives") or {}),
         value_pos=MappingProxyType(dict(ctx.loaded.value_pos)),
         key_pos=MappingProxyType(dict(ctx.loaded.key_pos)),
     )
@@ -151,6 +153,18 @@ def _ray_settings(section: dict) -> RaySettings:
         cpus_per_thread=int(section.get("cpus_per_thread", defaults.cpus_per_thread)),
         max_retries=int(section.get("max_retries", defaults.max_retries)),
         max_artifact_mb=float(section.get("max_artifact_mb", defaults.max_artifact_mb)),
+    )
+
+
+def _search_settings(search: Any, objectives: dict) -> SearchSettings:
+    defaults = SearchSettings()
+    section = search if isinstance(search, dict) else {"strategy": search or defaults.strategy}
+    budget = section.get("budget")
+    return SearchSettings(
+        strategy=str(section["strategy"]),
+        min_gain=float(section.get("min_gain", defaults.min_gain)),
+        budget=None if budget is None else int(budget),
+        maximize=str(objectives.get("maximize", defaults.maximize)),
     )
 
 

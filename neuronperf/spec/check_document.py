@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from neuronperf.entries import SEARCH_STRATEGIES
 from neuronperf.spec.context import CheckContext
 from neuronperf.spec.schema import validator
 from neuronperf.spec.values import SLO_COLUMNS, SPEC_VERSION
@@ -58,6 +59,8 @@ def schema_error(ctx: CheckContext, error: Any) -> None:
             ctx.problem(path, f"{show(value)} must not be negative")
         else:
             ctx.problem(path, f"{show(value)} is less than the minimum {rule}")
+    elif kind == "maximum" and path == ("search", "min_gain"):
+        ctx.problem(path, f"{show(value)} is more than 1: min_gain is a fraction of the objective (0.05 is 5%)")
     elif kind == "maximum":
         ctx.problem(path, f"{show(value)} is more than the maximum {show(rule)}")
     elif kind == "exclusiveMinimum":
@@ -74,6 +77,11 @@ def schema_error(ctx: CheckContext, error: Any) -> None:
         ctx.problem(path, f"unsupported spec version {show(value)}; this neuronperf reads version {SPEC_VERSION}")
     elif kind == "pattern" and path[:2] == ("sweep", "n_models"):
         ctx.problem(path, f"expected a positive integer, 'max' or a list of them, got {describe(value)}")
+    elif kind == "pattern" and path == ("search",):
+        strategies = list(SEARCH_STRATEGIES)
+        ctx.problem(path, f"unknown search strategy {show(value)}; choose: {', '.join(strategies)}{suggestion(value, strategies)}")
+    elif kind == "pattern" and path == ("objectives", "maximize"):
+        ctx.problem(path, f"{show(value)} is not a column name (a row column such as throughput_avg, or -column to minimise it)")
     elif kind == "pattern" and path == ("objectives", "slo"):
         ctx.problem((*path, value), f"'{value}' is not a reported latency percentile (choose: {', '.join(SLO_COLUMNS)}){suggestion(value, list(SLO_COLUMNS))}", at_key=True)
     elif kind == "pattern":

@@ -14,6 +14,7 @@ from neuronperf.spec.build import make_spec
 from neuronperf.spec.check_benchmark import benchmark_pass
 from neuronperf.spec.check_document import finite_pass, schema_pass
 from neuronperf.spec.check_models import models_pass
+from neuronperf.spec.check_search import search_pass
 from neuronperf.spec.check_serving import serving_pass
 from neuronperf.spec.check_sources import sources_pass
 from neuronperf.spec.check_sweep import exclude_pass, lnc_pass, size_pass, sweep_pass
@@ -53,6 +54,7 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     if isinstance(models, list):
         sources_pass(ctx, models, target)
         task_pass(ctx, models, target)
+    search_pass(ctx, data)
     size_pass(ctx, params_by_model, axes)
     if ctx.problems:
         return None

@@ -16,6 +16,7 @@ from neuronperf.entries import (
     FrozenDict,
     ModelSource,
     RaySettings,
+    SearchSettings,
     TensorSpec,
 )
 from neuronperf.spec.yaml_source import (
@@ -249,6 +250,8 @@ class Spec:
     #: Whether the spec names its compiler; when not, a sweep on Neuron takes the path of the
     #: installed torch-neuronx (``compiler`` then holds the catalog's default).
     compiler_given: bool = field(default=True, compare=False)
+    #: ``search`` and ``objectives.maximize``.
+    search: SearchSettings = SearchSettings()
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
     key_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -57,7 +57,7 @@ def suggestion(value: Any, choices: Sequence[str], aliases: Optional[Mapping[str
     close = closest(value, choices)
     if close:
         return f"; did you mean '{close}'?"
-    if listed or len(choices) > 16:
+    if listed or len(choices) > 20:
         return ""
     return f" (allowed: {', '.join(choices)})"
 

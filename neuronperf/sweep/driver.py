@@ -17,7 +17,7 @@ from neuronperf.answers import prices
 from neuronperf.backends.base import Backend
 from neuronperf.compilation.artifacts import remove_abandoned_temporaries
 from neuronperf.compilation.jobs import CompileResult, compile_all
-from neuronperf.entries import CompileEntry, Plan, thaw
+from neuronperf.entries import CompileEntry, Plan, RunEntry, thaw
 from neuronperf.errors import (
     OutputWriteFailed,
     SpecError,
@@ -35,6 +35,7 @@ from neuronperf.sweep.environments import (
 from neuronperf.sweep.measuring import cannot_host, evaluate_all, measure_all, not_measured_row
 from neuronperf.sweep.outcome import Observer, SweepOptions, SweepSummary
 from neuronperf.sweep.output_dir import check_fresh_allowed, remove_owned
+from neuronperf.sweep.searching import SweepSearch, first_search_wave
 from neuronperf.sweep.state import SweepState, backend_for, load_plan, needs_run
 
 #: How long importing the factories' modules may take, checked before a sweep starts.
@@ -105,8 +106,10 @@ def _prepare(spec: Any, plan: Plan, output_dir: Path, backend: Backend, options:
     if options.compile_only:
         with_work = plan.compile_entries
     else:
-        done = SweepState(plan, output_dir, backend) if (output_dir / "journal.jsonl").exists() and not options.fresh else None
-        to_run = [e for e in plan.run_entries if done is None or needs_run(done, e, options)]
+        if (output_dir / "journal.jsonl").exists() and not options.fresh:
+            to_run = first_wave(plan, SweepState(plan, output_dir, backend), options)
+        else:
+            to_run = first_wave(plan, None, options)
         with_work = list({e.compile: None for e in to_run})
         if to_run:
             # The workers' server imports the models' libraries while the factories are checked
@@ -129,7 +132,7 @@ def _run_locked(
     versions: dict[str, Optional[str]] = {f"{backend.name}/{c}": v for c, v in state.versions.items()}
     versions.update(library_versions(plan))
     environment = capture_environment(versions, plan.compile_entries[0].device_type)
-    to_run = [e for e in plan.run_entries if needs_run(state, e, options)]
+    to_run = first_wave(plan, state, options)
     executor_name, executor_options = executor_choice(plan, options)
     # Connected before anything is compiled or journaled: an unreachable cluster is one line.
     executor = open_executor(executor_name, executor_options) if to_run and not options.compile_only else None
@@ -139,6 +142,22 @@ def _run_locked(
     finally:
         if executor is not None:
             executor.close()
+
+
+def searching(plan: Plan, options: SweepOptions) -> bool:
+    """Whether this sweep measures by a search (``neuronperf compile`` builds every artifact)."""
+    return plan.search.strategy != "grid" and not options.compile_only
+
+
+def first_wave(plan: Plan, state: Optional[SweepState], options: SweepOptions) -> list[RunEntry]:
+    """The entries a run measures first: every entry still to do (grid), or the search's next
+    wave, decided from what output_dir already holds (None: nothing)."""
+    if not searching(plan, options):
+        return [e for e in plan.run_entries if state is None or needs_run(state, e, options)]
+    if state is None:
+        return first_search_wave(plan)
+    pricing = prices.resolve_pricing(plan.instance_type, options.cost_per_hour or plan.cost_per_hour, options.price_file)
+    return SweepSearch(plan, state, options, lambda row: prices.apply_pricing(row, pricing)).pending
 
 
 def executor_choice(plan: Plan, options: SweepOptions) -> tuple[str, dict[str, Any]]:
@@ -180,25 +199,32 @@ def _run_with(
     environments = RunEnvironments(
         str(output_dir), nodes, allow_mismatch=options.allow_env_mismatch,
         environment_of=None if executor_name == "local" or executor is None else executor.environment_of,
-        run_fields={"name": plan.name, "method_version": METHOD_VERSION, "objectives": {"slo": dict(plan.slo)},
-                    "pricing": pricing.to_dict()},
+        run_fields={"name": plan.name, "method_version": METHOD_VERSION,
+                    "objectives": {"slo": dict(plan.slo), "maximize": plan.search.maximize},
+                    "search": plan.search.strategy, "pricing": pricing.to_dict()},
     )
+
+    def price(row: Any) -> Any:
+        return prices.apply_pricing(row, pricing)
 
     summary = SweepSummary(plan, output_dir)
     # Under the lock, so no other run builds here; a live process's temporary is kept anyway.
     summary.abandoned_removed = remove_abandoned_temporaries(str(output_dir / MODELS_DIR))
-    summary.reused = len(plan.run_entries) - len(to_run)
+    search = SweepSearch(plan, state, options, price) if searching(plan, options) else None
+    summary.reused = len(plan.run_entries) - len(to_run) if search is None else len(search.known)
     observer.planned(plan, summary.reused, len(to_run))
 
     # One row per planned entry at every moment: what is not measured yet says so.
     # Rows are priced as they are placed (the journal keeps them unpriced: a rerun prices anew).
-    rows = results.RowTable(plan.run_entries, lambda e: not_measured_row(e, state.identities[e]),
-                            transform=lambda row: prices.apply_pricing(row, pricing))
+    rows = results.RowTable(plan.run_entries, lambda e: not_measured_row(e, state.identities[e]), transform=price)
     running = set(to_run)
     for entry in plan.run_entries:
         record = state.record_for(entry)
         if record is not None and entry not in running:
             rows[entry] = record["row"]
+    if search is not None:
+        for entry, row in search.skipped_rows().items():
+            rows[entry] = row
     summary.rows = rows.ordered
     writer = results.ResultsWriter(str(output_dir))
 
@@ -209,26 +235,42 @@ def _run_with(
         # Checked only when there is work: a resume with nothing to do need not import torch.
         backend.check_available(plan.compile_entries[0].device_type)
     try:
-        # Entries no machine can ever host are rows saying so, found before any compile.
-        infeasible = cannot_host(executor, backend, to_run) if executor is not None else {}
-        # Only the compile entries that still have something to run need an artifact.
-        # (`neuronperf compile` asks for every artifact.)
-        pending = {r.compile for r in to_run if r not in infeasible}
-        needed = [c for c in plan.compile_entries if options.compile_only or c in pending]
-        compiled = _compile(needed, spec.compile.jobs, output_dir, state, observer, summary)
-        _write_model_index(plan, output_dir, state, compiled)
-        if options.compile_only:
-            return summary
-        if to_run:
-            state.evaluations = evaluate_all(spec, pending, compiled, state)
-            measure_all(to_run, infeasible, compiled, state, observer, summary, rows, publish, executor,
-                        environments.node_measured)
+        compiled: dict[CompileEntry, CompileResult] = {}
+        wave, first = list(to_run), True
+        # A grid is one wave; a search measures wave after wave, each decided by the rows of
+        # the ones before, compiling only the artifacts the next wave needs.
+        while first or wave:
+            # Entries no machine can ever host are rows saying so, found before any compile.
+            infeasible = cannot_host(executor, backend, wave) if executor is not None else {}
+            # Only the compile entries that still have something to run need an artifact.
+            # (`neuronperf compile` asks for every artifact.)
+            pending = {r.compile for r in wave if r not in infeasible}
+            needed = [c for c in plan.compile_entries if (options.compile_only or c in pending) and c not in compiled]
+            if first or needed:
+                compiled.update(_compile(needed, spec.compile.jobs, output_dir, state, observer, summary))
+                _write_model_index(plan, output_dir, state, compiled)
+            first = False
+            if options.compile_only:
+                return summary
+            if wave:
+                state.evaluations.update(evaluate_all(spec, {c for c in pending if c in needed}, compiled, state))
+                measure_all(wave, infeasible, compiled, state, observer, summary, rows, publish, executor,
+                            environments.node_measured)
+            if search is None:
+                break
+            wave = search.measured(rows, wave)
+            for entry, row in search.skipped_rows().items():
+                rows[entry] = row
+            if wave:
+                observer.search_round(plan, search.decision)
     except KeyboardInterrupt:
         summary.interrupted = True
     except OutputWriteFailed as e:
         # A full disk: stop here. The journal holds every entry that finished (an append the
         # disk refused is cut off again), so a rerun once there is space goes on from there.
         summary.write_error = str(e)
+    if search is not None:
+        summary.search = search.report()
     if not options.compile_only:
         try:
             writer.flush(rows.ordered)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -100,11 +101,13 @@ class _JournalSink(Sink):
         self.state, self.observer, self.summary, self.rows, self.publish = state, observer, summary, rows, publish
         #: node_measured(node) -> why that node's rows cannot be mixed in, or None
         self.node_measured = node_measured
+        self._started: dict[RunEntry, float] = {}
 
     def samples_dir(self, job: Job) -> Optional[str]:
         return str(self.state.output_dir / samples_relpath(job.id, self.state.identities[job.ref]))
 
     def started(self, job: Job, position: int, total: int) -> None:
+        self._started[job.ref] = time.monotonic()
         self.observer.run_started(job.ref, position, total)
 
     def finished(self, result: JobResult) -> None:
@@ -121,7 +124,10 @@ class _JournalSink(Sink):
         samples_file = None
         if result.samples_dir is not None:
             samples_file = os.path.relpath(result.samples_dir, self.state.output_dir)
-        self.state.journal.record_run(identity, entry.id, result.row, samples_file=samples_file)
+        began = self._started.pop(entry, None)
+        elapsed = None if began is None else time.monotonic() - began
+        record = self.state.journal.record_run(identity, entry.id, result.row, samples_file=samples_file, elapsed_s=elapsed)
+        self.state.records[identity] = record  # what the sweep knows now (a search reads its elapsed_s)
         self.rows[entry] = result.row
         self.summary.ran += 1
         self.publish()

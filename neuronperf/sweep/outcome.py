@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from neuronperf.compilation.jobs import CompileResult
 from neuronperf.entries import CompileEntry, Plan, RunEntry
@@ -23,6 +23,7 @@ class Observer:
     def compile_finished(self, result: CompileResult) -> None: ...
     def run_started(self, entry: RunEntry, position: int, total: int) -> None: ...
     def run_finished(self, entry: RunEntry, row: dict) -> None: ...
+    def search_round(self, plan: Plan, decision: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class SweepSummary:
     write_error: Optional[str] = None
     #: Half-built artifacts that stopped runs had left in ``models/``, removed by this run.
     abandoned_removed: list = field(default_factory=list)
+    #: What the search measured, skipped and saved (``search: prune | quick``), else None.
+    search: Any = None
 
     @property
     def failed_rows(self) -> list:
@@ -64,7 +67,9 @@ class SweepSummary:
 
     @property
     def not_measured(self) -> int:
-        return sum(1 for r in self.rows if r.get("status") == "skipped")
+        """Rows not measured yet (an interrupted sweep), besides those a search skipped."""
+        skipped = sum(1 for r in self.rows if r.get("status") == "skipped")
+        return skipped - (self.search.savings.skipped if self.search is not None else 0)
 
     @property
     def exit_code(self) -> int:

@@ -4,7 +4,7 @@ whether it is done, failed or to do, and why a measured entry must run again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,14 +18,21 @@ from neuronperf.errors import (
     UsageError,
 )
 from neuronperf.results.journal import Journal
-from neuronperf.results.lock import lock_holder
 from neuronperf.spec.load import spec_problem
 from neuronperf.sweep.outcome import SweepOptions
 
 
 def load_plan(spec_path: str) -> tuple[Any, Plan]:
-    """Load and validate a spec and plan it (no user code or framework in this process)."""
+    """Load and validate a spec and plan it (no user code or framework in this process).
+    Whether its rows will have the objective's column is checked here, above the spec stage,
+    which cannot know the columns. A Neuron spec without a compiler gets the installed
+    torch-neuronx's (``resolve_compiler``)."""
+    from neuronperf.search.checks import objective_problems
+
     spec = load_sweep_spec(spec_path)
+    problems = objective_problems(spec)
+    if problems:
+        raise SpecError(problems)
     return spec, plan_spec(spec)
 
 
@@ -192,35 +199,6 @@ class SweepState:
         if was_version is not None and was_version != now_version:
             return f"compiler version changed since measured ({was_version} -> {now_version})"
         return "model or compile settings changed since measured"
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """What ``neuronperf status`` shows: each planned run entry's state, why a measured one
-    must run again, the folder that was read and who holds it now."""
-
-    plan: Plan
-    output_dir: Path
-    states: dict  # RunEntry -> "done" | "failed" | "todo"
-    reasons: dict  # RunEntry -> why a "todo" entry that was measured before must run again
-    holder: Optional[str]  # "pid N" while a run holds output_dir, else None
-
-
-def sweep_report(spec_path: str) -> StatusReport:
-    """The ``StatusReport`` of a spec's output_dir, without running or writing anything."""
-    _, plan = load_plan(spec_path)
-    backend = backend_for(plan)
-    output_dir = Path(plan.output_dir).resolve()
-    state = SweepState(plan, output_dir, backend)
-    states = {e: state.status_of(e) for e in plan.run_entries}
-    reasons = {e: why for e in plan.run_entries if (why := state.why_todo(e))}
-    return StatusReport(plan, output_dir, states, reasons, lock_holder(str(output_dir)))
-
-
-def sweep_status(spec_path: str) -> tuple[Plan, dict[RunEntry, str]]:
-    """Each planned run entry's state in output_dir (done, failed, todo), without running."""
-    report = sweep_report(spec_path)
-    return report.plan, report.states
 
 
 def backend_for(plan: Plan) -> Backend:

@@ -77,3 +77,20 @@ def pid_marker(features: int = 8):
     with open(os.path.join(os.path.dirname(__file__), f"loaded-{os.getpid()}.pid"), "w") as f:
         f.write(str(os.getpid()))
     return fast(features)
+
+
+class SleepPerItem(torch.nn.Module):
+    """Sleeps ``base_ms + per_item_ms x batch`` per call: latency grows with the batch size, and
+    threads do not wait for each other (a sleep releases the interpreter lock)."""
+
+    def __init__(self, base_ms: float, per_item_ms: float):
+        super().__init__()
+        self.base_s, self.per_item_s = base_ms / 1000.0, per_item_ms / 1000.0
+
+    def forward(self, x):
+        time.sleep(self.base_s + self.per_item_s * x.shape[0])
+        return x
+
+
+def sleep_per_item(base_ms: float = 5.0, per_item_ms: float = 10.0):
+    return SleepPerItem(base_ms, per_item_ms).eval()
