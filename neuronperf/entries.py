@@ -296,13 +296,19 @@ class CompileEntry:
     #: What one timed call is: "forward", or "generate" (one request of ``new_tokens`` tokens).
     task: str = "forward"
     new_tokens: Optional[int] = None
+    #: Logical NeuronCore config (Trn2/Trn3, ``sweep.logical_nc_configs``): the compiler's
+    #: ``--logical-nc-config`` and the copies' ``NEURON_LOGICAL_NC_CONFIG``. None: the runtime's.
+    lnc: Optional[int] = None
 
     @property
     def id(self) -> str:
-        """Readable and unique within a plan, e.g. ``bert-seq_len128-bs8-p1``."""
+        """Readable and unique within a plan, e.g. ``bert-seq_len128-bs8-p1`` (``-lnc2`` after
+        it when the sweep sets the logical NeuronCore config)."""
         parts = [self.model.name]
         parts += [f"{k}{_id_value(v)}" for k, v in self.params]
         parts += [f"bs{self.batch_size}", f"p{self.pipeline_size}"]
+        if self.lnc is not None:
+            parts.append(f"lnc{self.lnc}")
         return "-".join(parts)
 
     def to_dict(self) -> dict:
@@ -318,6 +324,8 @@ class CompileEntry:
             "compiler_args": thaw(self.compiler_args),
             # Only for generation, so that forward entries keep the keys they always had.
             **({"task": self.task, "new_tokens": self.new_tokens} if self.task != "forward" else {}),
+            # Only when the sweep sets it, so that entries planned before LNC existed keep their keys.
+            **({"lnc": self.lnc} if self.lnc is not None else {}),
         }
 
     @property

@@ -72,6 +72,8 @@ def test_the_expected_configs_exist():
             "gpt2-generate-cpu.yaml", "distilbert-hf-cpu.yaml", "timm-resnet18-cpu.yaml", "inf2-hf-bert.yaml",
             "inf2-timm-resnet50.yaml", "serving-cpu.yaml"} <= names
     assert (CONFIGS / "make_distilbert_rand.py").is_file()
+    # One per Neuron instance family (docs/neuron-2026.md).
+    assert {"inf1-bert.yaml", "inf2-bert.yaml", "trn1-bert.yaml", "trn2-bert.yaml", "trn3-bert.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", config_files(), ids=lambda p: p.name)

@@ -244,7 +244,11 @@ def test_an_infeasible_entry_is_a_row_before_anything_compiles(tmp_path, cli, mo
     """Neuron with the SDK stood in (a module on sys.path) and a neuron-ls that reports 2 cores:
     the entry that needs 4 is a row saying so and is never compiled; the other goes on."""
     monkeypatch.syspath_prepend(str(TESTS / "data" / "neuron_standin"))
-    monkeypatch.delitem(sys.modules, "torch_neuronx", raising=False)
+    # setitem remembers whether a torch_neuronx was imported, so that the end of the test puts
+    # that one back, or none (the sweep imports the stand-in into this process when it compiles;
+    # left there, it would be every later test's torch_neuronx)
+    monkeypatch.setitem(sys.modules, "torch_neuronx", None)
+    del sys.modules["torch_neuronx"]
     script = tmp_path / "bin" / "neuron-ls"
     script.parent.mkdir()
     devices = [{"neuron_device": 0, "bdf": "00:10.0", "nc_count": 2, "memory_size": 1, "neuron_processes": []}]

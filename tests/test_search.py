@@ -374,3 +374,30 @@ def test_the_default_objective_scores_a_server_row_by_the_rate_it_serves():
     assert feasible(searched, [LatencyBound(99, 10.0)], THROUGHPUT)
     # An invalid row (overloaded, or too much harness lag) is never chosen, whatever its latency.
     assert not feasible(invalid, [LatencyBound(99, 10.0)], THROUGHPUT)
+
+
+def test_the_logical_neuroncore_config_is_an_axis_no_order_crosses():
+    """An entry at LNC 1 and one at LNC 2 are neighbours (quick can move between them), never
+    above one another: a copy at another LNC runs on other cores, so a failed bound at one LNC
+    rules out nothing at the other."""
+    spec = parse_spec("""
+version: 1
+framework: torch
+device_type: neuron
+compiler: native-compile
+models:
+  - {name: mlp, factory: "neuronperf.zoo:mlp", inputs: [[8]]}
+sweep:
+  batch_sizes: [1, 2]
+  logical_nc_configs: [1, 2]
+""")
+    run_entries = plan(spec).run_entries
+    by_id = {e.id: e for e in run_entries}
+    space = Space(run_entries)
+    assert len({space.coordinates(e) for e in run_entries}) == len(run_entries) == 4
+    start = space.smallest(next(iter(space.questions)))
+    assert start.id == "mlp-bs1-p1-lnc1-m1-w1"
+    assert [n.id for n in space.neighbours(start)] == ["mlp-bs2-p1-lnc1-m1-w1", "mlp-bs1-p1-lnc2-m1-w1"]
+    assert below(by_id["mlp-bs1-p1-lnc1-m1-w1"], by_id["mlp-bs2-p1-lnc1-m1-w1"])
+    assert not below(by_id["mlp-bs1-p1-lnc1-m1-w1"], by_id["mlp-bs2-p1-lnc2-m1-w1"])
+    assert space.below_in_slice(by_id["mlp-bs2-p1-lnc2-m1-w1"]) == [by_id["mlp-bs1-p1-lnc2-m1-w1"]]

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import types
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ transformers = pytest.importorskip("transformers")
 from neuronperf.backends import find_backend, get_backend  # noqa: E402
 from neuronperf.backends.torch_backend import positional_module  # noqa: E402
 from neuronperf.compilation.jobs import compile_all  # noqa: E402
+from neuronperf.errors import SpecError  # noqa: E402
 from neuronperf.sources.hf import TUPLE_CALL  # noqa: E402
 from neuronperf.sources.models import build  # noqa: E402
 from neuronperf.sources.planning import plan_spec  # noqa: E402
@@ -264,8 +266,6 @@ def test_an_hf_sweep_and_saved_artifacts_run_with_no_factory(checkpoint, tmp_pat
 
 
 def test_a_neuron_compiled_file_is_loaded_by_the_neuron_backend(tmp_path, torch_neuronx_standin):
-    import zipfile
-
     model = torch.nn.Linear(4, 2).eval()
     torch.jit.save(torch.jit.trace(model, (torch.randn(2, 4),)), str(tmp_path / "plain.pt"))
     # What a torch_neuronx.trace artifact's code calls (the stand-in cannot compile one): the
@@ -291,6 +291,41 @@ def test_a_neuron_compiled_file_is_loaded_by_the_neuron_backend(tmp_path, torch_
             file: neuron.pt
             inputs: [[4]]
         """)
+    # TorchNeuron compiles the model itself: a traced artifact is one located line, whether the
+    # spec names native or takes it from the installed torch-neuronx.
+    compiled = """
+          - name: compiled
+            file: neuron.pt
+            inputs: [[4]]
+        """
+    with pytest.raises(SpecError) as raised:
+        entries(tmp_path, "native", device="neuron", model=compiled)
+    (line,) = str(raised.value).splitlines()
+    assert line.endswith("models[0].file: file 'neuron.pt': a Neuron-compiled TorchScript .pt (torch_neuronx.trace or "
+                         "torch.neuron.trace) runs with compiler neuronx (torch-neuronx 2.9.x) or neuron (torch-neuron), "
+                         "not native: TorchNeuron compiles the model itself; give its source (hf:, timm:, torchvision: "
+                         "or factory:)"), line
+
+
+def test_a_traced_file_under_the_installed_torchneuron_asks_for_compiler_neuronx(tmp_path, monkeypatch):
+    from neuron_fakes import use_torch_neuronx
+
+    from neuronperf.sweep.state import load_plan
+
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(4, 2).eval(), (torch.randn(2, 4),)), str(tmp_path / "plain.pt"))
+    with zipfile.ZipFile(tmp_path / "plain.pt") as src, zipfile.ZipFile(tmp_path / "neuron.pt", "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("plain/code/__torch__/neuron_call.py", "def f(x):\n  return ops.neuron.forward_v2([x], None)\n")
+    (tmp_path / "s.yaml").write_text("version: 1\nframework: torch\ndevice_type: neuron\n"
+                                     "models:\n  - {name: compiled, file: neuron.pt, inputs: [[4]]}\n")
+    use_torch_neuronx(monkeypatch, "2.14")
+    with pytest.raises(SpecError) as raised:
+        load_plan(str(tmp_path / "s.yaml"))
+    (line,) = str(raised.value).splitlines()
+    assert "not native: TorchNeuron compiles the model itself" in line
+    assert line.endswith("; the spec names no compiler, and the installed torch-neuronx takes the native path: "
+                         "set compiler: neuronx"), line
 
 
 @pytest.mark.slow
@@ -308,3 +343,37 @@ def test_a_task_the_architecture_lacks_stops_the_run_before_any_compile(checkpoi
                            "(AutoModelForImageClassification) does not serve this architecture; model_type 'bert' has: "
                            "feature-extraction, text-classification")
     assert not (tmp_path / "out-wrong" / "models").exists()
+
+
+@pytest.mark.parametrize("compiler", ["native", "native-compile"])
+def test_torchneuron_passes_a_checkpoints_inputs_by_name(checkpoint, monkeypatch, compiler):
+    """An hf: model on TorchNeuron (the 2.14 stand-in): eager and torch.compile take keywords, so
+    each named input reaches its parameter, whatever order the spec lists them in."""
+    from neuron_fakes import use_torch_neuronx
+
+    sdk = use_torch_neuronx(monkeypatch, "2.14")
+    (entry,) = entries(checkpoint, compiler, device="neuron")
+    backend = get_backend("torchneuron")
+    backend.compile(entry, None)
+    model = backend.load(entry, None, 0)
+    assert model.names == ("input_ids", "attention_mask", "token_type_ids")
+    inputs = backend.example_inputs(entry)
+    with torch.inference_mode():
+        np.testing.assert_allclose(logits(model(*inputs)), eager_logits(entry, inputs), rtol=1e-4, atol=1e-5)
+    made = [c["call"] for c in sdk.calls if c["call"] != "import"]
+    assert made[0] == "Module.to"
+    if compiler == "native-compile":  # one graph, compiled by the neuron backend, no break
+        assert made.count("torch.compile") == 1 and made.count("dynamo backend") == 1
+    # The spec's own order (attention_mask first): a positional call would feed the mask as ids.
+    swapped = """[{name: attention_mask, shape: [8], dtype: int64, low: 1, high: 2},
+                  {name: input_ids, shape: [8], dtype: int64, low: 0, high: 100}]"""
+    (entry,) = entries(checkpoint, compiler, device="neuron", model=f"""
+          - name: bert
+            hf: ./bert
+            hf_task: text-classification
+            inputs: {swapped}
+    """)
+    model = backend.load(entry, None, 0)
+    inputs = backend.example_inputs(entry)
+    with torch.inference_mode():
+        np.testing.assert_allclose(logits(model(*inputs)), eager_logits(entry, inputs), rtol=1e-4, atol=1e-5)

@@ -44,6 +44,12 @@ max``) is judged by its ``max_rate_under_slo``: one number per run, without a si
 (its repeats are inside each probe), so a change beyond the threshold is marked, method
 ``search`` (the search's own resolution is ``rate_precision``); sides beside different loads are
 not judged, and both rows must share a method version.
+
+Each pair also names what it ran on that changed between the runs: for Neuron rows the path,
+the SDK parts' versions and the compiler flags and defaults in effect (``NEURON_COLUMNS``), so
+that a change across an SDK upgrade comes with the versions and flags that moved. Those columns
+do not take part in matching (an upgrade changes them for every entry), except the logical
+NeuronCore config, which is an axis.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from typing import Any, Optional
 import numpy as np
 
 from neuronperf.answers.slo import figure_columns, is_server, number
+from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.entries import Measurement
 from neuronperf.errors import JournalError, UsageError
 from neuronperf.stats.forward import METHOD_VERSION, compute_stats
@@ -76,8 +83,10 @@ GROSS_FACTOR = 2.0
 LOAD_DIFFERENCE = 0.5
 #: The figures judged: (name, row column, whether higher is better).
 FIGURES = (("throughput", "throughput_avg", True), ("p50", "latency_ms_p50", False), ("p99", "latency_ms_p99", False))
-_MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+_MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model", "neuron_lnc")
 REMEDY = f"rerun both with repeat: {MIN_REPEATS}"
+#: Columns that say what a row ran on: named when they differ, never used to match.
+CONTEXT_COLUMNS = tuple(c for c in NEURON_COLUMNS if c != "neuron_lnc")
 
 
 def load_raw_samples(path: str) -> tuple[Measurement, ...]:
@@ -121,6 +130,9 @@ class EntryChange:
     #: The repeats each side's figures came from (its raw samples, or its row).
     old_repeats: int = 0
     new_repeats: int = 0
+    #: What the entry ran on that changed: (column, old value, new value), e.g.
+    #: ("neuronx_cc_version", "2.21.33363.0", "2.22.12471.0").
+    changed: tuple[tuple[str, Any, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,7 @@ def samples_files(output_dir: str) -> dict[str, str]:
 
 
 def _values_key(row: Row, fixed: set[str]) -> tuple[Any, ...]:
-    params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and v is not None))
+    params = tuple(sorted((k, str(v)) for k, v in row.items() if k not in fixed and k not in _MATCH_AXES and v is not None))
     # A searched entry's rate_target is where its search ended: its axis is "max".
     rate = "max" if row.get("probes") is not None else row.get("rate_target")
     load = (str(row.get("scenario")), str(rate), str(row.get("max_queue_delay_ms")))
@@ -348,6 +360,16 @@ class _Pair:
         )
 
 
+def context_changes(old: Row, new: Row) -> tuple[tuple[str, Any, Any], ...]:
+    """The ``CONTEXT_COLUMNS`` whose values differ between two rows of one entry (a column only
+    one side has is left out: a run from before the column existed says nothing about it)."""
+    return tuple(
+        (column, old.get(column), new.get(column))
+        for column in CONTEXT_COLUMNS
+        if column in old and column in new and old.get(column) != new.get(column)
+    )
+
+
 def _pair(old: Side, new: Side) -> _Pair:
     batch = int(number(new.row.get("batch_size")) or number(old.row.get("batch_size")) or 1)
     if old.row.get("status") != "ok" or new.row.get("status") != "ok":
@@ -406,6 +428,7 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
         "throughput_ratio": r["throughput"], "p50_ratio": r["p50"], "p99_ratio": r["p99"],
         "old_repeats": pair.old_figures.n if pair.old_figures else 0,
         "new_repeats": pair.new_figures.n if pair.new_figures else 0,
+        "changed": context_changes(pair.old.row, pair.new.row),
     }
     if pair.measured and pair.searched:
         if pair.load_mismatch:

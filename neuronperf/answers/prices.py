@@ -21,6 +21,14 @@ from neuronperf.errors import UsageError
 from neuronperf.stats.forward import cost_per_1m_inf
 
 #: USD per hour, on demand, Linux, us-east-1 (AWS's public price list, 2025).
+#:
+#: Sources and gaps (2026): the AWS Neuron documentation publishes no on-demand prices; its
+#: performance pages carry reserved-instance ("RI-Effective hourly rate") figures only
+#: (about-neuron/benchmarks/{inf1,inf2,trn1}/*instance_prices.csv in aws-neuron/aws-neuron-sdk),
+#: which are not what this table holds. The instances themselves (chips and NeuronCores per
+#: instance, logical and physical) are ``neuronperf.spec.instances``, with their sources. No
+#: price is built in for trn2u.48xlarge or for Trn3 (sold as UltraServers; the Neuron docs name no
+#: Trn3 instance size): give one with a price file or ``cost_per_hour``.
 BUILTIN_PRICES: Mapping[str, float] = {
     "inf1.xlarge": 0.228,
     "inf1.2xlarge": 0.362,

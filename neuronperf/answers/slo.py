@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from neuronperf.backends.neuron_sdk import NEURON_COLUMNS
 from neuronperf.errors import UsageError
 from neuronperf.results.columns import RESULT_COLUMNS
 from neuronperf.stats.generation import GENERATION_FIGURES
@@ -39,6 +40,8 @@ KNOWN_EXTRA_COLUMNS = (
     # A generation row's figures (new_tokens is not one: it is an axis, like a parameter).
     *GENERATION_FIGURES,
     "eval_error",
+    # What a Neuron row ran on (the SDK, the logical NeuronCore config, the compiler flags).
+    *NEURON_COLUMNS,
     # The server scenario's columns: its axes (rate, queue delay) are candidates within one
     # question, like batch sizes, not questions of their own.
     *SERVING_COLUMNS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,9 @@ class Backend(abc.ABC):
     #: Modules that worker processes import once, in the forkserver, before they fork (they must
     #: not start threads or touch a device when imported); torch always is, when installed.
     worker_preload: ClassVar[tuple[str, ...]] = ()
+    #: Environment variables the driver sets before it starts the workers' server (which
+    #: imports torch), so that they hold in every worker from its first import on.
+    worker_env: ClassVar[Mapping[str, str]] = {}
 
     def default_compiler(self, device_type: str) -> str:
         """The compiler used when the spec names none."""
@@ -108,6 +111,21 @@ class Backend(abc.ABC):
         """In a worker, after its window: the most device memory the framework's allocator has
         held for this process, in bytes (``device_mem_mb_peak``); None where it cannot tell."""
         return None
+
+    def copy_env(self, entry: CompileEntry, copy_idx: int) -> dict[str, str]:
+        """The environment of copy ``copy_idx`` of ``entry``: its device pinning, and whatever
+        else the entry asks of the runtime (the Neuron backends add the logical NeuronCore
+        config the artifact was compiled for)."""
+        return self.visible_devices_env(entry.device_type, copy_idx, entry.pipeline_size)
+
+    def check_target(self, entries: Sequence[CompileEntry], instance_type: Optional[str]) -> None:  # noqa: B027 - most backends run anywhere they import
+        """Raise ``UsageError`` (one line) when this machine, or the spec's ``instance_type``,
+        cannot run ``entries`` with this backend. Called once when a sweep has work to do."""
+
+    def row_columns(self, entry: CompileEntry) -> dict[str, Any]:
+        """Columns every row of ``entry`` carries beyond the figures (the Neuron backends record
+        the SDK the row ran on); read in the driver's process."""
+        return {}
 
     def device_count(self, device_type: str) -> int:
         """How many copies can run side by side on this machine (for n_models "max")."""

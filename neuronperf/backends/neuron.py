@@ -19,14 +19,12 @@ Compiler arguments (``compiler_args``) may be given as:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
-import json
 import os
 import shlex
-import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
@@ -37,6 +35,27 @@ from neuronperf.backends.generation import (
     context_length,
     generation_problem,
     prompt_length,
+)
+from neuronperf.backends.neuron_sdk import (
+    LNC_ENV,
+    SdkVersions,
+    environ_lnc,
+    flags_for_lnc,
+    implicit_defaults,
+    lnc_in_flags,
+    neuron_columns,
+    read_sdk_versions,
+    torch_neuronx_path,
+)
+from neuronperf.backends.neuron_topology import (
+    SYSFS_ROOT,
+    VISIBLE_CORES_ENV,
+    granted_cores,
+    neuron_ls_command,
+    ranges_text,
+    run_neuron_ls,
+    sysfs_family,
+    visible_cores_value,
 )
 from neuronperf.backends.tensorflow_backend import (
     call_model,
@@ -60,12 +79,10 @@ from neuronperf.backends.torch_backend import (
 from neuronperf.entries import CompileEntry, thaw
 from neuronperf.errors import BackendUnavailable, CompileFailed, ModelLoadError, UsageError
 from neuronperf.sources.factory import build_model
+from neuronperf.spec.instances import family_of, family_problem
 
 NEURON_PIP_INDEX = "--extra-index-url=https://pip.repos.neuron.amazonaws.com"
 PIPELINE_FLAG = "--neuroncore-pipeline-cores"
-#: Where the Neuron tools package installs neuron-ls when it is not on PATH.
-NEURON_LS_FALLBACK = "/opt/aws/neuron/bin/neuron-ls"
-_NEURON_LS_TIMEOUT_S = 60
 
 
 # ---- compiler arguments and core assignment (pure) ----------------------------------------------
@@ -143,102 +160,74 @@ def _flag_list(entry_id: str, raw: Any) -> list[str]:
 def neuron_core_range(copy_idx: int, pipeline_size: int) -> str:
     """NEURON_RT_VISIBLE_CORES for model copy ``copy_idx``: ``pipeline_size`` cores of its own,
     copies side by side from core 0 ("0", "1", ... or "0-3", "4-7", ...); or, when this process
-    was granted cores (NEURON_RT_VISIBLE_CORES, which Ray sets for a task), from those."""
+    was granted cores (NEURON_RT_VISIBLE_CORES, which Ray sets for a task), from those. The ids
+    are logical NeuronCores at the copy's LNC, as the runtime numbers them."""
     first = copy_idx * pipeline_size
     granted = granted_neuron_cores()
     if granted is None:
-        return str(first) if pipeline_size == 1 else f"{first}-{first + pipeline_size - 1}"
+        return visible_cores_value(range(first, first + pipeline_size))
     cores = granted[first:first + pipeline_size]
     if len(cores) < pipeline_size:
         raise BackendUnavailable(
             f"copy {copy_idx} needs {pipeline_size} NeuronCores of its own, but NEURON_RT_VISIBLE_CORES grants "
-            f"this process only {len(granted)} ({_ranges(granted)})"
+            f"this process only {len(granted)} ({ranges_text(granted)})"
         )
     return ",".join(str(c) for c in cores)
 
 
 def granted_neuron_cores() -> Optional[list[int]]:
     """The cores NEURON_RT_VISIBLE_CORES lists ("4,5" or "4-7"), or None when it is unset."""
-    value = os.environ.get("NEURON_RT_VISIBLE_CORES", "").strip()
-    if not value:
-        return None
-    cores: list[int] = []
-    try:
-        for part in value.split(","):
-            low, _, high = part.strip().partition("-")
-            cores.extend(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise BackendUnavailable(f"NEURON_RT_VISIBLE_CORES={value!r} is not a list of cores such as 0,1 or 0-3") from None
-    return cores
-
-
-# ---- neuron-ls: counting NeuronCores and finding busy ones ---------------------------------------
+    return granted_cores()
 
 
 def neuron_ls() -> list[dict]:
-    """The devices that ``neuron-ls --json-output`` reports (one dict per Neuron device, with
-    ``nc_count`` and ``neuron_processes``), or ``BackendUnavailable`` when it cannot run."""
-    command = shutil.which("neuron-ls") or (NEURON_LS_FALLBACK if os.path.exists(NEURON_LS_FALLBACK) else None)
-    if command is None:
-        raise BackendUnavailable(
-            "cannot count NeuronCores: neuron-ls is not on PATH nor in /opt/aws/neuron/bin; it ships "
-            "with the Neuron tools (apt-get install aws-neuronx-tools, or aws-neuron-tools on Inferentia 1)"
-        )
+    """The devices that ``neuron-ls --json-output`` reports, one dict per Neuron device (see
+    ``neuron_topology`` for what is read from them), or ``BackendUnavailable``."""
+    topology = run_neuron_ls()
+    return [
+        {"neuron_device": d.index, "nc_count": d.nc_count, "logical_neuroncore_config": d.lnc,
+         "neuroncore_ids": list(d.core_ids), "memory_size": d.memory_bytes,
+         "neuron_processes": [{"pid": p.pid, "command": p.command} for p in d.processes]}
+        for d in topology.devices
+    ]
+
+
+@functools.cache
+def machine_lnc() -> Optional[int]:
+    """The logical NeuronCore config this machine's runtime uses by default: NEURON_LOGICAL_NC_CONFIG,
+    else what neuron-ls reports; 1 on Neuron devices without one (Inf1, Inf2, Trn1), None where
+    there is no Neuron device to ask. Read once per process."""
+    from_env = environ_lnc()
+    if from_env is not None:
+        return from_env
+    if not os.path.isdir(SYSFS_ROOT) and neuron_ls_command_or_none() is None:
+        return None
     try:
-        done = subprocess.run(
-            [command, "--json-output"], capture_output=True, text=True, timeout=_NEURON_LS_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise BackendUnavailable(f"cannot count NeuronCores: running {command} failed: {e}") from e
-    if done.returncode != 0:
-        raise BackendUnavailable(
-            f"cannot count NeuronCores: {command} --json-output exited with {done.returncode}: {done.stderr.strip()}"
-        )
+        topology = run_neuron_ls()
+    except BackendUnavailable:
+        return None
+    return topology.reported_lnc or (1 if topology.devices else None)
+
+
+def neuron_ls_command_or_none() -> Optional[str]:
     try:
-        devices = json.loads(done.stdout)
-    except json.JSONDecodeError as e:
-        raise BackendUnavailable(f"cannot count NeuronCores: {command} printed no JSON ({e})") from e
-    if not isinstance(devices, list) or not all(isinstance(d, dict) and isinstance(d.get("nc_count"), int) for d in devices):
-        raise BackendUnavailable(f"cannot count NeuronCores: unexpected {command} output: {done.stdout[:200]!r}")
-    return sorted(devices, key=lambda d: d.get("neuron_device", 0))
+        return neuron_ls_command()
+    except BackendUnavailable:
+        return None
 
 
-def _core_owners(devices: list[dict]) -> dict[int, list[str]]:
-    """Global NeuronCore number -> the other processes ("pid 12 (python x.py)") using it.
-
-    neuron-ls lists processes per device, not per core, so every core of a device that another
-    process has open counts as busy: cautious, and right for the common case of one model server
-    per device."""
-    owners: dict[int, list[str]] = {}
-    first = 0
-    for device in devices:
-        others = [
-            f"pid {p.get('pid')} ({p.get('command', '?')})"
-            for p in device.get("neuron_processes") or []
-            if isinstance(p, dict) and p.get("pid") != os.getpid()
-        ]
-        for core in range(first, first + device["nc_count"]):
-            if others:
-                owners[core] = others
-        first += device["nc_count"]
-    return owners
-
-
-def _ranges(cores: list[int]) -> str:
-    spans: list[list[int]] = []
-    for core in sorted(cores):
-        if spans and core == spans[-1][1] + 1:
-            spans[-1][1] = core
-        else:
-            spans.append([core, core])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+@functools.cache
+def installed_sdk() -> SdkVersions:
+    """The Neuron SDK installed here, read once per process (no SDK module is imported)."""
+    return read_sdk_versions()
 
 
 # ---- the backends --------------------------------------------------------------------------------
 
 
 class _NeuronBackend(Backend):
-    """What the three Neuron backends share: SDK import, versions, core pinning and pre-flight."""
+    """What the Neuron backends share: SDK import, versions, core pinning at the entry's logical
+    NeuronCore config, pre-flight, the machine check and the columns a Neuron row records."""
 
     device_types = ("neuron",)
     supports_pipeline = True
@@ -277,33 +266,96 @@ class _NeuronBackend(Backend):
         compiler_version = _version(self.compiler_package, None)
         if compiler_version != "unknown":
             parts.append(f"{self.compiler_package} {compiler_version}")
+        lnc = machine_lnc()
+        if lnc is not None and self.path != "inf1" and _machine_has_lnc():
+            # An entry that leaves the LNC to the runtime compiles and runs at the machine's: a
+            # machine set to another LNC must not reuse its artifacts and rows.
+            parts.append(f"runtime lnc {lnc}")
         return "; ".join(parts)
 
+    @property
+    def path(self) -> str:
+        """native, xla-trace or inf1: the ``neuron_path`` column of this backend's rows."""
+        return "inf1" if self.compiler_package == "neuron-cc" else "xla-trace"
+
     def visible_devices_env(self, device_type: str, copy_idx: int, pipeline_size: int) -> dict[str, str]:
-        return {"NEURON_RT_VISIBLE_CORES": neuron_core_range(copy_idx, pipeline_size)}
+        return {VISIBLE_CORES_ENV: neuron_core_range(copy_idx, pipeline_size)}
 
-    def device_count(self, device_type: str) -> int:
-        """The number of NeuronCores on this machine, from ``neuron-ls --json-output``."""
-        return sum(int(d["nc_count"]) for d in neuron_ls())
+    def copy_env(self, entry: CompileEntry, copy_idx: int) -> dict[str, str]:
+        """The copy's cores, and the entry's logical NeuronCore config for the runtime (which
+        must be the one the artifact was compiled for)."""
+        env = self.visible_devices_env(entry.device_type, copy_idx, entry.pipeline_size)
+        if entry.lnc is not None:
+            env[LNC_ENV] = str(entry.lnc)
+        return env
 
-    def preflight(self, device_type: str, cores_needed: int) -> None:
-        """Raise ``BackendUnavailable`` unless NeuronCores 0..cores_needed-1 exist and no other
-        process holds them (the cores that ``visible_devices_env`` hands out)."""
-        devices = neuron_ls()
-        total = sum(int(d["nc_count"]) for d in devices)
+    def device_count(self, device_type: str, lnc: Optional[int] = None) -> int:
+        """The number of NeuronCores this machine presents at ``lnc`` (default: the runtime's),
+        from ``neuron-ls --json-output``."""
+        topology = run_neuron_ls()
+        at = lnc or environ_lnc() or topology.reported_lnc or 1
+        topology.check_lnc(at)
+        return topology.logical_cores(at)
+
+    def preflight(self, device_type: str, cores_needed: int, lnc: Optional[int] = None) -> None:
+        """Raise ``BackendUnavailable`` unless NeuronCores 0..cores_needed-1 (at the entry's LNC,
+        else the runtime's) exist and no other process holds them (the cores that
+        ``visible_devices_env`` hands out)."""
+        topology = run_neuron_ls()
+        at = lnc or environ_lnc() or topology.reported_lnc or 1
+        try:
+            topology.check_lnc(at)
+        except UsageError as e:
+            raise BackendUnavailable(str(e)) from None
+        total = topology.logical_cores(at)
         if cores_needed > total:
-            raise BackendUnavailable(f"this entry needs {cores_needed} NeuronCores; this machine has {total}")
-        owners = _core_owners(devices)
-        granted = granted_neuron_cores()  # the cores that visible_devices_env hands out
-        wanted = granted[:cores_needed] if granted is not None else list(range(cores_needed))
-        busy = [core for core in wanted if core in owners]
-        if busy:
-            holders = sorted({who for core in busy for who in owners[core]})
-            which = f"NeuronCores {_ranges(busy)} are" if len(busy) > 1 else f"NeuronCore {busy[0]} is"
-            raise BackendUnavailable(
-                f"{which} in use (this entry needs cores {_ranges(wanted)}) by "
-                f"{'; '.join(holders)}; stop those processes or lower n_models/pipeline_sizes"
-            )
+            at_lnc = f" at LNC {at} ({topology.physical_cores} physical)" if topology.has_lnc else ""
+            raise BackendUnavailable(f"this entry needs {cores_needed} NeuronCores; this machine has {total}{at_lnc}")
+        layout = topology.layout(at, n_models=cores_needed, cores_per_copy=1, granted=granted_neuron_cores())
+        topology.check_free(layout)
+
+    def check_target(self, entries: Sequence[CompileEntry], instance_type: Optional[str]) -> None:
+        """``UsageError`` in one line when the instance (``instance_type``, else the family the
+        Neuron driver reports) cannot run this backend's path or an entry's LNC, naming what is
+        installed and what the family runs."""
+        family = family_of(instance_type) or family_of(sysfs_family())
+        if family is None:
+            return  # not on a Neuron machine, and none named: compiling works anywhere
+        compiler = entries[0].compiler if entries else self.compilers[0]
+        where = instance_type or f"this {family.name} machine"
+        problem = family_problem(self.framework, compiler, where if instance_type else family.name)
+        if problem:
+            raise UsageError(f"{problem}; installed: {self.installed_text()}")
+        for lnc in sorted({e.lnc for e in entries if e.lnc is not None}):
+            if lnc not in family.lnc_choices:
+                raise UsageError(
+                    f"logical NeuronCore config {lnc} needs Trn2 or Trn3; {where} is {family.chip} "
+                    f"(LNC {', '.join(map(str, family.lnc_choices))} only)"
+                )
+
+    def installed_text(self) -> str:
+        """What is installed of this backend's SDK, for messages."""
+        versions = installed_sdk()
+        parts = [f"{name} {version}" for name, version in (
+            ("torch-neuronx", versions.torch_neuronx), ("neuronx-cc", versions.neuronx_cc),
+            ("torch-neuron", versions.torch_neuron), ("neuron-cc", versions.neuron_cc)) if version]
+        return ", ".join(parts) or "no Neuron SDK package"
+
+    def compiler_flags(self, entry: CompileEntry) -> list[str]:
+        """The compiler flags this entry's compile passes (the LNC flag included)."""
+        args, _ = neuron_compiler_args(entry)
+        return args
+
+    def row_columns(self, entry: CompileEntry) -> dict[str, Any]:
+        """The SDK a row ran on: its path, LNC, versions and compiler flags (``NEURON_COLUMNS``)."""
+        versions = installed_sdk()
+        try:
+            flags = self.compiler_flags(entry)
+        except UsageError:
+            flags = []
+        defaults = implicit_defaults(flags, versions.neuronx_cc) if self.compiler_package == "neuronx-cc" else ()
+        lnc = entry.lnc if entry.lnc is not None else machine_lnc()
+        return neuron_columns(self.path, lnc, versions, flags, defaults)
 
     def _check_compiler(self, compiler: str) -> None:
         if compiler not in self.compilers:
@@ -313,6 +365,36 @@ class _NeuronBackend(Backend):
         if artifact_path is None:
             raise CompileFailed(entry.id, f"backend {self.name} needs an artifact path")
         return artifact_path
+
+
+def compile_lnc(entry: CompileEntry) -> Optional[int]:
+    """The LNC to compile ``entry`` for: its own, else the machine's on Trn2/Trn3 (so that the
+    compiler and the runtime agree there), else none (the compiler's default; Inf2/Trn1 have no
+    LNC and neuronx-cc offers the flag on trn2 only)."""
+    if entry.lnc is not None:
+        return entry.lnc
+    return machine_lnc() if _machine_has_lnc() else None
+
+
+def check_lnc_args(entry: CompileEntry, flags: Sequence[str]) -> None:
+    """``UsageError`` when compiler flags set the LNC of a sweep that sets it itself: the sweep
+    axis is the one place it lives (the flag must agree with the runtime variable)."""
+    if entry.lnc is not None and lnc_in_flags(flags) is not None:
+        raise UsageError(
+            f"{entry.id}: compiler_args set the logical NeuronCore config, which sweep.logical_nc_configs sets "
+            f"(neuronperf passes --logical-nc-config and NEURON_LOGICAL_NC_CONFIG from it): drop it from compiler_args"
+        )
+
+
+def _machine_has_lnc() -> bool:
+    """Whether this machine's Neuron devices have a logical NeuronCore config (Trn2/Trn3)."""
+    family = family_of(sysfs_family())
+    if family is not None:
+        return len(family.lnc_choices) > 1
+    try:
+        return run_neuron_ls().has_lnc
+    except BackendUnavailable:
+        return False
 
 
 class _TorchNeuronBase(_NeuronBackend):
@@ -395,9 +477,27 @@ class TorchNeuronxBackend(_TorchNeuronBase):
     compiler_package = "neuronx-cc"
     hardware = "Inferentia 2 / Trainium; Inferentia 1 uses torch-neuron, compiler neuron"
 
+    def check_available(self, device_type: str) -> None:
+        super().check_available(device_type)
+        version = _version(self.sdk_package, self.import_sdk())
+        if torch_neuronx_path(version) == "native":
+            # One pip name, two APIs: TorchNeuron has no torch_neuronx.trace.
+            raise BackendUnavailable(
+                f"compiler neuronx (torch_neuronx.trace) needs the PyTorch/XLA torch-neuronx 2.9.x (Inf2, Trn1); "
+                f"installed: torch-neuronx {version}, which is TorchNeuron: use compiler native or native-compile"
+            )
+
+    def check_compiler_args(self, entry: CompileEntry) -> None:
+        check_lnc_args(entry, neuron_compiler_args(entry)[0])
+
+    def compiler_flags(self, entry: CompileEntry) -> list[str]:
+        args, _ = neuron_compiler_args(entry)
+        return flags_for_lnc(args, compile_lnc(entry), where=f"{entry.id}: compiler_args")
+
     def compile(self, entry: CompileEntry, artifact_path: Optional[Path]) -> None:
         path = self._require_path(entry, artifact_path)
-        torch, torch_neuronx, inputs, args, trace_kwargs = self._trace(entry)
+        torch, torch_neuronx, inputs, _, trace_kwargs = self._trace(entry)
+        args = self.compiler_flags(entry)
         model = traceable_module(torch, entry)
         try:
             with torch.no_grad():

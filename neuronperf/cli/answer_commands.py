@@ -159,6 +159,15 @@ def format_comparison(comparison: Any) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    # What the entries ran on that changed (an SDK upgrade changes it for many at once: each
+    # distinct change is one line, with how many entries it concerns).
+    changes: dict[tuple, list[str]] = {}
+    for c in comparison.changes:
+        if c.changed:
+            changes.setdefault(c.changed, []).append(c.id)
+    for changed, ids in changes.items():
+        moved = "; ".join(f"{column} {_shown(old)} -> {_shown(new)}" for column, old, new in changed)
+        lines.append(f"changed under {len(ids)} {'entry' if len(ids) == 1 else 'entries'} ({ids[0]}{', ...' if len(ids) > 1 else ''}): {moved}")
     for title, rows in (("only in OLD", comparison.only_old), ("only in NEW", comparison.only_new)):
         if rows:
             lines.append(f"{title}: " + ", ".join(str(r.get("id")) for r in rows))
@@ -170,6 +179,10 @@ def format_comparison(comparison: Any) -> str:
         f"{counts['improved']} improved, {counts['unchanged']} unchanged, {counts['unknown']} unknown"
     )
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None or value == "" else str(value)
 
 
 def _ratio(value: Optional[float]) -> str:

@@ -21,7 +21,7 @@ class LocalExecutor(Executor):
         # Resolve the context now, so that a bad start method fails before the first entry.
         self.start_method = start_method or supervisor.default_start_method()
         supervisor.worker_context(self.start_method)
-        self._device_counts: dict[str, Optional[int]] = {}
+        self._device_counts: dict[tuple[str, Optional[int]], Optional[int]] = {}
         self._cores: Optional[int] = None
 
     def measure(self, task: BenchmarkTask, samples_dir: str) -> Measurement:
@@ -34,9 +34,9 @@ class LocalExecutor(Executor):
         """More measuring threads than this machine's cores carry (``contract.oversubscribed``),
         or more NeuronCores or GPUs than it has (as the task's backend counts them); where they
         cannot be counted here, nothing is ruled out: the entry's pre-flight says."""
-        from neuronperf.errors import BackendUnavailable
+        from neuronperf.errors import BackendUnavailable, UsageError
         from neuronperf.measure.contract import infeasible, machine_cores, oversubscribed
-        from neuronperf.measure.task import load_backend
+        from neuronperf.measure.task import BackendLoader, load_backend
 
         if self._cores is None:
             self._cores = machine_cores()
@@ -45,11 +45,17 @@ class LocalExecutor(Executor):
             return too_many
         if task.device_backend is None or task.device_type == "cpu":
             return None
-        if task.device_type not in self._device_counts:
+        # A Neuron entry's logical NeuronCore config decides how many NeuronCores there are.
+        lnc = task.loader.entry.lnc if isinstance(task.loader, BackendLoader) else None
+        key = (task.device_type, lnc)
+        if key not in self._device_counts:
+            backend = load_backend(task.device_backend)
             try:
-                self._device_counts[task.device_type] = int(
-                    load_backend(task.device_backend).device_count(task.device_type))
+                self._device_counts[key] = int(
+                    backend.device_count(task.device_type) if lnc is None else backend.device_count(task.device_type, lnc))
             except BackendUnavailable:
-                self._device_counts[task.device_type] = None
-        count = self._device_counts[task.device_type]
+                self._device_counts[key] = None
+            except UsageError as e:  # an LNC this machine's NeuronCores do not have
+                return f"infeasible: {e}"
+        count = self._device_counts[key]
         return None if count is None else infeasible(task, lambda device_type: count)

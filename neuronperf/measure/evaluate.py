@@ -194,10 +194,13 @@ class EvalRequest:
         return evaluation_task(entry_id, loader, self.dataset, self.metrics, eval_target_col=self.eval_target_col, **options)
 
 
-def devices_env(device_backend: Optional[str], device_type: str, pipeline_size: int) -> dict[str, str]:
-    """The environment that pins the evaluating worker to the devices of copy 0."""
+def devices_env(device_backend: Optional[str], device_type: str, pipeline_size: int, entry: Any = None) -> dict[str, str]:
+    """The environment that pins the evaluating worker to the devices of copy 0 (of ``entry``,
+    a compile entry of that backend, when given)."""
     if device_backend is None:
         return {}
+    if entry is not None:
+        return dict(load_backend(device_backend).copy_env(entry, 0))
     return dict(load_backend(device_backend).visible_devices_env(device_type, 0, pipeline_size))
 
 

@@ -195,10 +195,13 @@ def worker_config(task: BenchmarkTask, copy_idx: int, device_env: dict[str, str]
 
 
 def visible_devices_env(task: BenchmarkTask, copy_idx: int) -> dict[str, str]:
-    """The environment that pins copy ``copy_idx`` to its own device(s), as its backend says."""
+    """The environment that pins copy ``copy_idx`` to its own device(s), as its backend says;
+    for a backend's own compile entry, with what else that entry asks of the runtime."""
     if task.device_backend is None:
         return {}
     backend = load_backend(task.device_backend)
+    if isinstance(task.loader, BackendLoader) and task.loader.backend == task.device_backend:
+        return dict(backend.copy_env(task.loader.entry, copy_idx))
     return dict(backend.visible_devices_env(task.device_type, copy_idx, task.pipeline_size))
 
 

@@ -1,9 +1,10 @@
 """The plan stage: a ``Spec`` -> a ``Plan`` of frozen compile and run entries.
 
-Compile entries are the product models x parameter combinations x batch sizes x pipeline sizes;
-run entries multiply each by n_models x workers_per_model (and, in the server scenario, by
-max_queue_delays_ms x rates: the rate varies fastest, so a configuration's rates are neighbours
-in the plan, as its latency-against-rate curve is drawn). ``exclude`` rules then drop run
+Compile entries are the product models x parameter combinations x batch sizes x pipeline sizes
+(x logical NeuronCore configs, when the sweep sets them); run entries multiply each by n_models x
+workers_per_model (and, in the server scenario, by max_queue_delays_ms x rates: the rate varies
+fastest, so a configuration's rates are neighbours in the plan, as its latency-against-rate curve
+is drawn). ``exclude`` rules then drop run
 entries (the first matching rule is credited), and a compile entry goes when all its run entries
 went. The order is stable: models in spec order, then parameters in declared order, then the axes
 in the order above, each in its listed order.
@@ -48,14 +49,16 @@ from neuronperf.spec.values import (
 _RUN_AXES = ("n_models", "workers_per_model", "rate", "max_queue_delay_ms")
 
 
-def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None,
+def plan(spec: Spec, device_count: Optional[Callable[..., int]] = None,
          sources: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Plan:
     """Expand ``spec`` into its entries; raise a located ``SpecError`` if nothing is left.
 
     ``device_count`` says how many devices (NeuronCores, GPUs; 1 on a CPU) this machine has; it
-    is asked once, and only when ``n_models`` lists ``max``, which becomes
+    is asked only when ``n_models`` lists ``max``, which becomes
     ``max(1, device_count // pipeline_size)`` for each pipeline size (a value already listed is
-    not planned twice). The plan stage cannot ask a backend itself: the driver passes it.
+    not planned twice). With ``sweep.logical_nc_configs`` it is asked once per config, as
+    ``device_count(lnc)``: the NeuronCores the runtime presents at that config. The plan stage
+    cannot ask a backend itself: the driver passes it.
 
     ``sources`` describes each model that has a built-in source (``hf``, ``timm``,
     ``torchvision``, ``file``), by name: ``neuronperf.sources.describe_spec`` finds its
@@ -64,12 +67,13 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None,
     checkpoint itself: the driver passes them, as it passes ``device_count``."""
     rules = [_Rule(rule) for rule in spec.exclude]
     excluded = [0] * len(rules)
-    copies = _copies_per_pipeline(spec, device_count)
+    lncs = spec.sweep.logical_nc_configs
     loads = _server_loads(spec)
-    runtimes = {
-        p: [(m, w, load) for m in copies[p] for w in spec.sweep.workers_per_model for load in loads]
-        for p in spec.sweep.pipeline_sizes
-    }
+    runtimes = {}
+    for lnc in lncs:
+        copies = _copies_per_pipeline(spec, device_count, lnc)
+        for p in spec.sweep.pipeline_sizes:
+            runtimes[(p, lnc)] = [(m, w, load) for m in copies[p] for w in spec.sweep.workers_per_model for load in loads]
     compile_entries: list[CompileEntry] = []
     run_entries: list[RunEntry] = []
     input_idx: dict[tuple[Any, ...], int] = {}
@@ -88,39 +92,41 @@ def plan(spec: Spec, device_count: Optional[Callable[[], int]] = None,
                 source=source,
             )
             tensors = tuple(t.resolve(values) for t in templates)
-            for batch_size in spec.sweep.batch_sizes:
-                for pipeline_size in spec.sweep.pipeline_sizes:
-                    axes = {"model": model.name, "batch_size": batch_size, "pipeline_size": pipeline_size, **values}
-                    live = [(i, r) for i, r in enumerate(rules) if r.matches(axes)]
-                    kept = []
-                    for n_models, workers, load in runtimes[pipeline_size]:
-                        for i, rule in live:
-                            if rule.matches_runtime(n_models, workers, load):
-                                excluded[i] += 1
-                                break
-                        else:
-                            kept.append((n_models, workers, load))
-                    if not kept:
-                        continue
-                    entry = CompileEntry(
-                        model=ref,
-                        params=params,
-                        inputs=tensors,
-                        batch_size=batch_size,
-                        pipeline_size=pipeline_size,
-                        framework=spec.framework,
-                        device_type=spec.device_type,
-                        compiler=compiler,
-                        compiler_args=spec.compile.compiler_args,
-                        input_idx=input_idx.setdefault((model.index, params, batch_size), len(input_idx)),
-                        timeout=spec.compile.timeout,
-                        task=model.task,
-                        new_tokens=_new_tokens(model.new_tokens, values),
-                    )
-                    _claim_id(spec, entry.id, model.index, id_owner)
-                    compile_entries.append(entry)
-                    run_entries.extend(RunEntry(entry, m, w, spec.benchmark, _for_task(load, model.task))
-                                       for m, w, load in kept)
+            for batch_size, pipeline_size, lnc in itertools.product(spec.sweep.batch_sizes, spec.sweep.pipeline_sizes, lncs):
+                axes = {"model": model.name, "batch_size": batch_size, "pipeline_size": pipeline_size, **values}
+                if lnc is not None:
+                    axes["logical_nc_config"] = lnc
+                live = [(i, r) for i, r in enumerate(rules) if r.matches(axes)]
+                kept = []
+                for n_models, workers, load in runtimes[(pipeline_size, lnc)]:
+                    for i, rule in live:
+                        if rule.matches_runtime(n_models, workers, load):
+                            excluded[i] += 1
+                            break
+                    else:
+                        kept.append((n_models, workers, load))
+                if not kept:
+                    continue
+                entry = CompileEntry(
+                    model=ref,
+                    params=params,
+                    inputs=tensors,
+                    batch_size=batch_size,
+                    pipeline_size=pipeline_size,
+                    framework=spec.framework,
+                    device_type=spec.device_type,
+                    compiler=compiler,
+                    compiler_args=spec.compile.compiler_args,
+                    input_idx=input_idx.setdefault((model.index, params, batch_size), len(input_idx)),
+                    timeout=spec.compile.timeout,
+                    task=model.task,
+                    new_tokens=_new_tokens(model.new_tokens, values),
+                    lnc=lnc,
+                )
+                _claim_id(spec, entry.id, model.index, id_owner)
+                compile_entries.append(entry)
+                run_entries.extend(RunEntry(entry, m, w, spec.benchmark, _for_task(load, model.task))
+                                   for m, w, load in kept)
     if not run_entries:
         total = sum(excluded)
         raise SpecError([spec_problem(spec, "exclude", f"the exclude rules drop all {total} entries; nothing is left to run")])
@@ -190,14 +196,14 @@ def _new_tokens(value: Any, params: Mapping[str, Any]) -> Optional[int]:
     return int(substitute(value, params))
 
 
-def _copies_per_pipeline(spec: Spec, device_count: Optional[Callable[[], int]]) -> dict[int, list[int]]:
-    """The ``n_models`` values for each pipeline size, with ``max`` resolved."""
+def _copies_per_pipeline(spec: Spec, device_count: Optional[Callable[..., int]], lnc: Optional[int] = None) -> dict[int, list[int]]:
+    """The ``n_models`` values for each pipeline size, with ``max`` resolved (at ``lnc``)."""
     values = spec.sweep.n_models
     if MAX_COPIES not in values:
         return {p: [int(v) for v in values] for p in spec.sweep.pipeline_sizes}
     if device_count is None:
         raise SpecError([spec_problem(spec, "sweep.n_models", "n_models: max needs this machine's device count; plan it with `neuronperf plan` or `run`, which ask the backend")])
-    devices = int(device_count())
+    devices = int(device_count() if lnc is None else device_count(lnc))
     result = {}
     for pipeline_size in spec.sweep.pipeline_sizes:
         most = max(1, devices // pipeline_size)

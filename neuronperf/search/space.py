@@ -3,8 +3,9 @@ along, and neighbours.
 
 A *question* is one model at one combination of its swept parameters (BERT at sequence 128 and
 at 512 are different questions, as in the summary's answers); its entries differ only in batch
-size, pipeline size, copies and threads, the *coordinates*, each an index into that axis's
-values in increasing order. Entries the exclude rules dropped are simply absent: a neighbour is
+size, pipeline size, copies and threads (and, where the sweep sets ``logical_nc_configs``, the
+logical NeuronCore config), the *coordinates*, each an index into that axis's values in
+increasing order. Entries the exclude rules dropped are simply absent: a neighbour is
 the nearest planned entry along an axis.
 """
 
@@ -16,8 +17,9 @@ from typing import Any
 
 from neuronperf.entries import RunEntry
 
-#: The axes a search moves along, in the order neighbours are listed.
-AXES = ("batch_size", "pipeline_size", "n_models", "workers_per_model")
+#: The axes a search moves along, in the order neighbours are listed. ``logical_nc_config`` has
+#: one value (0: the runtime's) unless the sweep sets ``logical_nc_configs``, and so no neighbours.
+AXES = ("batch_size", "pipeline_size", "n_models", "workers_per_model", "logical_nc_config")
 
 
 @dataclass(frozen=True)
@@ -44,21 +46,22 @@ def question_of(entry: RunEntry) -> Question:
     return Question(entry.compile.model.name, entry.compile.params, load)
 
 
-def axis_values(entry: RunEntry) -> tuple[int, int, int, int]:
-    """The entry's values on ``AXES``."""
+def axis_values(entry: RunEntry) -> tuple[int, int, int, int, int]:
+    """The entry's values on ``AXES`` (LNC 0: the runtime's, when the sweep does not set it)."""
     c = entry.compile
-    return (c.batch_size, c.pipeline_size, entry.n_models, entry.workers_per_model)
+    return (c.batch_size, c.pipeline_size, entry.n_models, entry.workers_per_model, c.lnc or 0)
 
 
 def below(smaller: RunEntry, bigger: RunEntry) -> bool:
     """Whether ``bigger`` is ``smaller`` with a bigger batch size or more threads, or both
-    (same question, pipeline size and copies; not the same entry): the order along which the
-    monotonic assumption says latency does not fall."""
+    (same question, pipeline size, copies and logical NeuronCore config: a copy at another LNC
+    runs on other cores, so no order holds across it; not the same entry): the order along which
+    the monotonic assumption says latency does not fall."""
     if smaller is bigger or question_of(smaller) != question_of(bigger):
         return False
-    sb, sp, sm, sw = axis_values(smaller)
-    bb, bp, bm, bw = axis_values(bigger)
-    return sp == bp and sm == bm and sb <= bb and sw <= bw and (sb, sw) != (bb, bw)
+    sb, sp, sm, sw, sl = axis_values(smaller)
+    bb, bp, bm, bw, bl = axis_values(bigger)
+    return sp == bp and sm == bm and sl == bl and sb <= bb and sw <= bw and (sb, sw) != (bb, bw)
 
 
 class Space:
@@ -74,10 +77,10 @@ class Space:
         self._values: dict[Question, tuple[tuple[int, ...], ...]] = {}
         self._at: dict[Question, dict[tuple[int, ...], RunEntry]] = {}
         self._coords: dict[RunEntry, tuple[int, ...]] = {}
-        #: (question, pipeline size, copies) -> its entries in plan order: the slices along
+        #: (question, pipeline size, copies, LNC) -> its entries in plan order: the slices along
         #: which the pruning order runs.
-        self._slices: dict[tuple[Question, int, int], list[RunEntry]] = {}
-        self._slice_of: dict[RunEntry, tuple[Question, int, int]] = {}
+        self._slices: dict[tuple[Question, int, int, int], list[RunEntry]] = {}
+        self._slice_of: dict[RunEntry, tuple[Question, int, int, int]] = {}
         self._below: dict[RunEntry, list[RunEntry]] = {}
         for question, members in self.questions.items():
             values = tuple(tuple(sorted({axis_values(e)[a] for e in members})) for a in range(len(AXES)))
@@ -90,20 +93,20 @@ class Space:
                 self._coords[entry] = coords
             self._at[question] = at
         for entry in self.entries:
-            _, pipeline, copies, _ = axis_values(entry)
-            key = (question_of(entry), pipeline, copies)
+            _, pipeline, copies, _, lnc = axis_values(entry)
+            key = (question_of(entry), pipeline, copies, lnc)
             self._slice_of[entry] = key
             self._slices.setdefault(key, []).append(entry)
 
     def below_in_slice(self, entry: RunEntry) -> list[RunEntry]:
         """The entries ``below`` ``entry`` (smaller or equal batch size and threads, same
-        question, pipeline size and copies), in plan order."""
+        question, pipeline size, copies and LNC), in plan order."""
         found = self._below.get(entry)
         if found is None:
-            batch, _, _, threads = axis_values(entry)
+            batch, _, _, threads, _ = axis_values(entry)
             found = []
             for other in self._slices[self._slice_of[entry]]:
-                b, _, _, t = axis_values(other)
+                b, _, _, t, _ = axis_values(other)
                 if b <= batch and t <= threads and (b, t) != (batch, threads):
                     found.append(other)
             self._below[entry] = found

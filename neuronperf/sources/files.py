@@ -89,14 +89,26 @@ def _torch_archive_kind(path: str, label: str) -> str:
     return "torchscript"
 
 
-def check_target(kind: str, framework: str, device_type: str, label: str) -> Optional[str]:
-    """Why an artifact of ``kind`` cannot run under ``framework``/``device_type`` (a message),
-    or None when it can."""
+#: TorchNeuron's compilers (Trn2/Trn3): they compile the model itself, just in time, and load no
+#: traced artifact.
+NATIVE_COMPILERS = ("native", "native-compile")
+
+
+def check_target(kind: str, framework: str, device_type: str, label: str,
+                 compiler: Optional[str] = None) -> Optional[str]:
+    """Why an artifact of ``kind`` cannot run under ``framework``/``device_type`` (and
+    ``compiler``, when given) (a message), or None when it can."""
     wanted = FRAMEWORK_OF[kind]
     if framework != wanted:
         return f"{label}: a {describe_kind(kind)} runs with framework: {wanted} (this spec's framework is {framework})"
     if kind == "neuron" and device_type != "neuron":
         return f"{label}: a {describe_kind(kind)} runs on device_type: neuron only (this spec's device_type is {device_type})"
+    if kind == "neuron" and compiler in NATIVE_COMPILERS:
+        # A torch_neuronx.trace (or torch.neuron.trace) artifact holds graphs compiled ahead of
+        # time for the trace path's runtime; TorchNeuron has no trace and loads no such file.
+        return (f"{label}: a {describe_kind(kind)} (torch_neuronx.trace or torch.neuron.trace) runs with compiler "
+                f"neuronx (torch-neuronx 2.9.x) or neuron (torch-neuron), not {compiler}: TorchNeuron compiles the "
+                "model itself; give its source (hf:, timm:, torchvision: or factory:)")
     if kind in ("torchscript", "export") and device_type == "neuron":
         return f"{label}: a {describe_kind(kind)} was not compiled for Neuron; compile it with torch_neuronx.trace, or use a factory or hf: source"
     return None

@@ -62,7 +62,10 @@ def describe_spec(spec: Spec, run_elsewhere: Optional[RunElsewhere] = None) -> d
             except ModelLoadError as e:
                 problems.append(spec_problem(spec, key, str(e)))
                 continue
-            wrong = files.check_target(kind, spec.framework, spec.device_type, model.source.label)
+            wrong = files.check_target(kind, spec.framework, spec.device_type, model.source.label, spec.compiler)
+            if wrong and kind == "neuron" and spec.compiler in files.NATIVE_COMPILERS and not spec.compiler_given:
+                wrong += (f"; the spec names no compiler, and the installed torch-neuronx takes the {spec.compiler} "
+                          "path: set compiler: neuronx")
             if wrong:
                 problems.append(spec_problem(spec, key, wrong))
             description["compiler"] = files.compiler_for(kind, spec.compiler)

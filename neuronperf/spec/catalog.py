@@ -16,9 +16,11 @@ COMPILERS: dict[str, dict[str, tuple[str, ...]]] = {
     "torch": {
         "cpu": ("torchscript", "eager", "export", "inductor"),
         "cuda": ("torchscript", "eager", "export", "inductor"),
-        # Inferentia 2 / Trainium (torch-neuronx) is the current hardware, so it is the default;
-        # optimum (optimum-neuron) builds generation models only (task: generate).
-        "neuron": ("neuronx", "neuron", "optimum"),
+        # neuronx (torch-neuronx's XLA trace) stays the spec's default, so that specs written
+        # before TorchNeuron keep their entry identities; a sweep whose spec names no compiler
+        # takes the path of the installed torch-neuronx instead (native from PyTorch 2.10 on:
+        # sweep.state.resolve_compiler). optimum (optimum-neuron) builds generation models only.
+        "neuron": ("neuronx", "neuron", "optimum", "native", "native-compile"),
     },
     "onnxruntime": {
         "cpu": ("onnx",),
@@ -65,6 +67,8 @@ BUILTIN_BACKENDS = {
     "torch-neuron": "neuronperf.backends.neuron:TorchNeuronBackend",
     "optimum-neuron": "neuronperf.backends.neuron:OptimumNeuronBackend",
     "tensorflow-neuron": "neuronperf.backends.neuron:TensorFlowNeuronBackend",
+    # TorchNeuron, the native PyTorch backend (Trn2/Trn3): compilers native and native-compile.
+    "torchneuron": "neuronperf.backends.neuron_native:TorchNeuronNativeBackend",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 from neuronperf.spec import catalog
 from neuronperf.spec.context import CheckContext
+from neuronperf.spec.instances import family_problem
 from neuronperf.spec.values import EXECUTORS, PLANNED_EXECUTORS
 from neuronperf.spec.wording import suggestion
 from neuronperf.spec.yaml_source import (
@@ -86,6 +87,13 @@ def target_pass(ctx: CheckContext, data: dict) -> Target:
             compiler = None
     elif framework is not None and not builtin and "compiler" not in data:
         ctx.problem(("framework",), f"framework '{framework}' is a plug-in: name its compiler with a 'compiler:' key")
+    if builtin and device == "neuron" and compiler is not None and "compiler" in data:
+        # A compiler the named instance cannot run is one line here, not a failure per entry on
+        # the machine. (A spec that names no compiler gets the installed SDK's path, checked
+        # when the sweep starts.)
+        problem = family_problem(str(framework), compiler, data.get("instance_type") if isinstance(data.get("instance_type"), str) else None)
+        if problem:
+            ctx.problem(("compiler",), problem)
     executor = data.get("executor", "local")
     if isinstance(executor, str) and executor not in EXECUTORS:
         if executor in PLANNED_EXECUTORS:

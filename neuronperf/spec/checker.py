@@ -17,11 +17,11 @@ from neuronperf.spec.check_models import models_pass
 from neuronperf.spec.check_search import search_pass
 from neuronperf.spec.check_serving import serving_pass
 from neuronperf.spec.check_sources import sources_pass
-from neuronperf.spec.check_sweep import exclude_pass, size_pass, sweep_pass
+from neuronperf.spec.check_sweep import exclude_pass, lnc_pass, size_pass, sweep_pass
 from neuronperf.spec.check_target import target_pass
 from neuronperf.spec.check_task import task_pass
 from neuronperf.spec.context import CheckContext
-from neuronperf.spec.values import Spec
+from neuronperf.spec.values import LNC_AXIS, Spec
 from neuronperf.spec.wording import describe
 
 
@@ -41,6 +41,9 @@ def check(ctx: CheckContext) -> Optional[Spec]:
     params_by_model = models_pass(ctx, models) if isinstance(models, list) else []
     sweep = data.get("sweep")
     axes = sweep_pass(ctx, sweep if isinstance(sweep, dict) else {}, target)
+    lnc = lnc_pass(ctx, sweep if isinstance(sweep, dict) else {}, target, data.get("instance_type"))
+    if lnc:
+        axes[LNC_AXIS[1]] = lnc
     axes.update(serving_pass(ctx, data))
     exclude = data.get("exclude")
     if isinstance(exclude, list):

@@ -36,6 +36,11 @@ SWEEP_AXES = {
 }
 
 
+#: ``sweep.logical_nc_configs`` (Trn2/Trn3): its singular axis name, and the values it takes.
+LNC_AXIS = ("logical_nc_configs", "logical_nc_config")
+LNC_VALUES = (1, 2)
+
+
 #: The server scenario's sweep keys -> their axis names (entry ids, exclude rules, reports).
 SERVER_AXES = {"rates": "rate", "max_queue_delays_ms": "max_queue_delay_ms"}
 
@@ -45,8 +50,9 @@ MAX_RATE = "max"
 
 
 #: Names an exclude rule may use besides the model parameters (and, in the server scenario,
-#: the ``SERVER_AXES``).
-EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model")
+#: the ``SERVER_AXES``). ``logical_nc_config`` is one only where the sweep sets
+#: ``logical_nc_configs``.
+EXCLUDE_AXES = ("model", "batch_size", "pipeline_size", "n_models", "workers_per_model", "logical_nc_config")
 
 
 EXECUTORS = ("local", "ray")
@@ -189,6 +195,8 @@ class SweepAxes:
     #: Positive integers, or ``"max"``: as many copies as fit (resolved when planning).
     n_models: tuple[Union[int, str], ...] = (1,)
     workers_per_model: tuple[int, ...] = (1,)
+    #: Logical NeuronCore configs; (None,): the runtime's, whatever it is (not an axis then).
+    logical_nc_configs: tuple[Optional[int], ...] = (None,)
     #: The server scenario's request rates (requests per second), or ``"max"``; None: closed loop.
     rates: Union[tuple[float, ...], str, None] = None
     max_queue_delays_ms: tuple[float, ...] = (0.0,)
@@ -239,6 +247,9 @@ class Spec:
     cost_per_hour: Optional[float] = None
     #: The ``ray`` section (used when ``executor`` is ray).
     ray: RaySettings = RaySettings()
+    #: Whether the spec names its compiler; when not, a sweep on Neuron takes the path of the
+    #: installed torch-neuronx (``compiler`` then holds the catalog's default).
+    compiler_given: bool = field(default=True, compare=False)
     #: ``search`` and ``objectives.maximize``.
     search: SearchSettings = SearchSettings()
     value_pos: Mapping[KeyPath, Position] = field(default_factory=dict, compare=False, hash=False, repr=False)

@@ -79,6 +79,12 @@ def run_sweep(spec_path: str, options: Optional[SweepOptions] = None, observer: 
         backend.check_compiler_args(plan.compile_entries[0])  # every entry shares them
     except UsageError as e:
         raise SpecError([spec_problem(spec, "compile.compiler_args", str(e))]) from None
+    try:
+        # Reads package metadata and the Neuron sysfs only: no framework is imported.
+        backend.check_target(plan.compile_entries, plan.instance_type)
+    except UsageError as e:
+        where = "compiler" if spec.compiler_given else ("instance_type" if plan.instance_type else "device_type")
+        raise SpecError([spec_problem(spec, where, str(e))]) from None
 
     # Before any work: an output_dir others could turn against this run is one line, exit 2.
     check_output_dir(Path(os.path.abspath(plan.output_dir)))
@@ -115,6 +121,8 @@ def _prepare(spec: Any, plan: Plan, output_dir: Path, backend: Backend, options:
             from neuronperf.measure.supervisor import start_workers_early
             from neuronperf.sources.factory import worker_preload
 
+            # Before the server starts: it imports torch, and these must hold from then on.
+            os.environ.update(backend.worker_env)
             start_workers_early(worker_preload([e.model for e in with_work]) + tuple(backend.worker_preload))
     check_factories(spec, with_work)
 

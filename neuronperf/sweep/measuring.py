@@ -7,6 +7,7 @@ made afresh for each attempt without following links.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -58,7 +59,7 @@ def evaluate_all(spec: Any, pending: set, compiled: dict, state: SweepState) -> 
             entry.id, BackendLoader(backend=state.backend.name, entry=entry, artifact_path=artifact),
             DatasetRef(ev.dataset, model.base_dir), ev.metrics, eval_target_col=ev.target_col,
             device_type=entry.device_type, device_backend=state.backend.name,
-            device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size),
+            device_env=devices_env(state.backend.name, entry.device_type, entry.pipeline_size, entry),
             log_path=log.path, log_name=log.name,
         )
         out[entry] = run_evaluation(task).columns(ev.metrics)
@@ -90,7 +91,9 @@ def measure_all(
             job = dataclasses.replace(job, unrunnable=f"compile failed: {error}{log}")
         else:
             artifact = str(output_dir / result.artifact) if result.artifact else None
-            job = dataclasses.replace(job, task=task_for_entry(entry, state.backend.name, artifact), preflight=preflight,
+            # The entry's logical NeuronCore config decides how many cores there are to check.
+            checks = functools.partial(preflight, lnc=entry.compile.lnc) if preflight and entry.compile.lnc else preflight
+            job = dataclasses.replace(job, task=task_for_entry(entry, state.backend.name, artifact), preflight=checks,
                                       model_filename=result.artifact or entry.compile.model.factory)
         jobs.append(job)
     settings = to_run[0].benchmark
@@ -141,6 +144,7 @@ class _JournalSink(Sink):
                                         model_filename=job.model_filename, extra={"node": result.node})
             result = dataclasses.replace(result, row=row)
         result.row.update(self.state.evaluations.get(entry.compile, {}))
+        result.row.update(self.state.row_columns(entry.compile))
         identity = self.state.identities[entry]
         samples_file = None
         if result.samples_dir is not None:

@@ -4,6 +4,7 @@ whether it is done, failed or to do, and why a measured entry must run again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ from neuronperf.entries import CompileEntry, Plan, RunEntry, stable_hash
 from neuronperf.errors import (
     BackendUnavailable,
     SpecError,
+    UsageError,
 )
 from neuronperf.results.journal import Journal
 from neuronperf.spec.load import spec_problem
@@ -23,11 +25,11 @@ from neuronperf.sweep.outcome import SweepOptions
 def load_plan(spec_path: str) -> tuple[Any, Plan]:
     """Load and validate a spec and plan it (no user code or framework in this process).
     Whether its rows will have the objective's column is checked here, above the spec stage,
-    which cannot know the columns."""
+    which cannot know the columns. A Neuron spec without a compiler gets the installed
+    torch-neuronx's (``resolve_compiler``)."""
     from neuronperf.search.checks import objective_problems
-    from neuronperf.spec.load import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_sweep_spec(spec_path)
     problems = objective_problems(spec)
     if problems:
         raise SpecError(problems)
@@ -54,15 +56,53 @@ def in_worker(fn: Any, args: tuple) -> Any:
     return run_in_worker(fn, args, timeout=SOURCE_DESCRIBE_TIMEOUT_S)
 
 
+def load_sweep_spec(spec_path: str) -> Any:
+    """The spec as a sweep runs it: loaded and checked, with its compiler resolved
+    (``resolve_compiler``)."""
+    from neuronperf.spec.load import load_spec
+
+    return resolve_compiler(load_spec(spec_path))
+
+
+def resolve_compiler(spec: Any) -> Any:
+    """A torch spec on Neuron that names no compiler takes the path of the installed
+    torch-neuronx: ``native`` from PyTorch 2.10 on (TorchNeuron), ``neuronx`` before (the
+    PyTorch/XLA trace), ``neuron`` where only torch-neuron (Inferentia 1) is installed. Read from
+    package metadata: nothing is imported. A path the spec's ``instance_type`` cannot run is a
+    located ``SpecError`` naming what is installed."""
+    from neuronperf.backends.neuron_sdk import pip_version, torch_neuronx_path
+    from neuronperf.spec.instances import family_problem
+
+    if spec.compiler_given or spec.framework != "torch" or spec.device_type != "neuron":
+        return spec
+    installed = pip_version("torch-neuronx")
+    path = torch_neuronx_path(installed)
+    if path is not None:
+        compiler, what = ("native" if path == "native" else "neuronx"), f"torch-neuronx {installed}"
+    elif pip_version("torch-neuron"):
+        compiler, what = "neuron", f"torch-neuron {pip_version('torch-neuron')}"
+    else:
+        return spec  # nothing installed: the default, whose backend says how to install it
+    problem = family_problem(spec.framework, compiler, spec.instance_type)
+    if problem:
+        raise SpecError([spec_problem(spec, "instance_type", f"{problem}; the spec names no compiler, and the installed {what} takes this path")])
+    return replace(spec, compiler=compiler) if compiler != spec.compiler else spec
+
+
 def device_counter(spec: Any) -> Any:
     """A callable that counts this machine's devices through the spec's backend (for
-    ``n_models: max``); a backend that cannot count them is a located ``SpecError``."""
+    ``n_models: max``), at a logical NeuronCore config when given one; a backend that cannot
+    count them is a located ``SpecError``."""
 
-    def count() -> int:
+    def count(lnc: Optional[int] = None) -> int:
         try:
-            return int(find_backend(spec.framework, spec.device_type, spec.compiler).device_count(spec.device_type))
-        except BackendUnavailable as e:
-            raise SpecError([spec_problem(spec, "sweep.n_models", f"n_models: max: cannot count this machine's devices: {e}")]) from None
+            backend = find_backend(spec.framework, spec.device_type, spec.compiler)
+            if lnc is None:
+                return int(backend.device_count(spec.device_type))
+            return int(backend.device_count(spec.device_type, lnc))  # type: ignore[call-arg]
+        except (BackendUnavailable, UsageError) as e:
+            key = "sweep.n_models" if lnc is None else "sweep.logical_nc_configs"
+            raise SpecError([spec_problem(spec, key, f"n_models: max: cannot count this machine's devices: {e}")]) from None
 
     return count
 
@@ -100,6 +140,16 @@ class SweepState:
         self.identities = {e: run_identity(e, self.compile_keys[e.compile]) for e in plan.run_entries}
         #: The ``evaluate`` columns of each compile entry, joined onto each of its rows.
         self.evaluations: dict[CompileEntry, dict] = {}
+        self._row_columns: dict[CompileEntry, dict] = {}
+
+    def row_columns(self, entry: CompileEntry) -> dict:
+        """The backend's columns of ``entry``'s rows (for Neuron: the SDK it ran on), read once."""
+        if entry not in self._row_columns:
+            try:
+                self._row_columns[entry] = dict(self.backend.row_columns(entry))
+            except (BackendUnavailable, UsageError):
+                self._row_columns[entry] = {}
+        return self._row_columns[entry]
 
     def _compiler_version(self, compiler: str) -> str:
         """The compiler's version; where its SDK is not installed (results copied off the
