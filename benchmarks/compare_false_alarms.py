@@ -1,11 +1,10 @@
 """Does ``neuronperf compare`` cry wolf? A/A pairs on a loaded machine, and planted changes.
 
-Run from the repository root: ``python benchmarks/compare_false_alarms.py`` (about 5 minutes;
-``--pairs N``, ``--duration S``). Every run is a real ``neuronperf run`` (a subprocess, fresh
-worker processes per repeat) of a one-entry spec: a CPU-bound torch model (a chain of 8 512x512
-matmuls with tanh, batch 32, about 0.7 ms per call on one torch thread; one copy, one measuring
-thread, eager), with
-``repeat: 3`` and ``duration`` 1 s per repeat. Then ``compare`` (its Python API, the same code
+Run from the repository root: ``python benchmarks/compare_false_alarms.py`` (about 2 minutes on
+our 2-core machine; ``--pairs N``, ``--duration S``). Every run is a real ``neuronperf run`` (a
+subprocess, fresh worker processes per repeat) of a one-entry spec: a CPU-bound torch model (a
+chain of 8 512x512 matmuls with tanh, batch 32, about 0.7 ms per call on one torch thread; one
+copy, one measuring thread, eager), with ``repeat: 3`` and ``duration`` 1 s per repeat. Then ``compare`` (its Python API, the same code
 as the command) judges pairs of runs:
 
 1. **A/A**: ``pairs + 1`` runs of the same model, every second one while another process keeps a
