@@ -10,7 +10,12 @@ as the command) judges pairs of runs:
 1. **A/A**: ``pairs + 1`` runs of the same model, every second one while another process keeps a
    core busy (a Python busy loop, from before the run starts until it ends); run i against run
    i + 1, so each pair has exactly one loaded side; and the unloaded runs against each other.
-   Goal: no ``REGRESSED`` or ``IMPROVED``.
+   Goal: no ``REGRESSED`` or ``IMPROVED``. Then (``--crowded N``, default 4) ``N + 1`` runs on
+   a full machine: a busy loop beside every run, and a second one beside every other run (on 2
+   cores, three runnable threads: the model gets about two thirds of a core, the loops about 1.3
+   cores together), so both sides of each pair are crowded and their other load differs by about
+   a third of a core, under the half-core difference rule: what a disturbed run let through
+   (0.96 against 1.41 cores). Goal: none marked.
 2. **Planted slowdown**: ``pairs`` runs of the model with 10 matmuls instead of 8 (about 20%
    less throughput), each against an unloaded A/A run. Goal: ``REGRESSED`` in every pair.
 3. **Planted tail**: ``tails`` runs in which 5% of the calls (drawn at random in the model) do
@@ -18,7 +23,7 @@ as the command) judges pairs of runs:
    A/A run. Goal: ``REGRESSED``, on p99.
 
 Beside each verdict it prints each side's ``other_cpu_cores`` (the busy loop is one core: the
-truth for that figure), what Welch's test between the repeats says on its own ("test alone":
+truth for that figure) and its least ``idle_cpu_cores`` over the repeats, what Welch's test between the repeats says on its own ("test alone":
 the verdict the compare would give without its rule that runs beside different loads are not
 judged), and, from the same raw samples, what the compare did before issue 27 (Welch's test on
 slices of one run, 1 s or a tenth of the window, p < 0.01 and beyond 5%, on the first repeat of
@@ -29,6 +34,7 @@ the same build, which the gross bound for single runs (2x) must stay clear of.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import random
@@ -72,14 +78,21 @@ def chain(steps: int = 8, tail_fraction: float = 0.0, tail_factor: float = 1.0, 
 # ---- runs ----------------------------------------------------------------------------------------
 
 
-def busy(stop: Any) -> None:
+def busy(stop: Any, duty: float = 1.0) -> None:
+    """Keep a core busy (``duty`` 1), or busy for ``duty`` of every 20 ms and asleep for the rest."""
     while not stop.is_set():
-        for _ in range(20_000):
+        if duty >= 1.0:
+            for _ in range(20_000):
+                pass
+            continue
+        until = time.perf_counter() + 0.02 * duty
+        while time.perf_counter() < until:
             pass
+        time.sleep(0.02 * (1.0 - duty))
 
 
 def run(folder: str, duration: float, *, loaded: bool = False, steps: int = 8, tail_fraction: float = 0.0,
-        tail_factor: float = 1.0) -> str:
+        tail_factor: float = 1.0, duties: tuple[float, ...] = ()) -> str:
     """One ``neuronperf run`` of the one-entry spec; returns its output_dir."""
     os.makedirs(folder, exist_ok=True)
     spec = os.path.join(folder, "spec.yaml")
@@ -101,16 +114,15 @@ benchmark: {{duration: {duration}, warmup: {{calls: 20}}, timeout: 120, repeat: 
 """)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    loader: Optional[Any] = None
-    if loaded:
-        loader = ctx.Process(target=busy, args=(stop,), daemon=True)
+    loaders = [ctx.Process(target=busy, args=(stop, duty), daemon=True) for duty in ((1.0,) if loaded else duties)]
+    for loader in loaders:
         loader.start()
     try:
         done = subprocess.run([sys.executable, "-m", "neuronperf", "run", spec, "-q", "--fresh"],
                               capture_output=True, text=True)
     finally:
-        if loader is not None:
-            stop.set()
+        stop.set()
+        for loader in loaders:
             loader.join(10)
     if done.returncode != 0:
         raise SystemExit(f"{folder}: neuronperf run exited {done.returncode}:\n{done.stderr}{done.stdout}")
@@ -165,26 +177,37 @@ def slices_verdict(old: str, new: str) -> str:
     return "REGRESSED" if worse else "IMPROVED" if better else "unchanged"
 
 
-def judge(old: str, new: str) -> tuple[Any, Any]:
-    """The compare's verdict, and the verdict of its test between repeats alone (the sides'
-    loads made equal)."""
+def judge(old: str, new: str) -> tuple[Any, Any, Any]:
+    """The compare's verdict, the verdict of its test between repeats alone (the sides' loads
+    made equal), and the verdict by the difference rule alone (idle_cpu_cores left out: the
+    load rule before the crowded rule)."""
     import dataclasses
 
     from neuronperf.answers import compare
 
     (change,) = compare.compare_runs(old, new).changes
     sides = [compare.load_side(p)[0] for p in (old, new)]
-    unloaded = [dataclasses.replace(s, repeats=tuple(dataclasses.replace(m, other_cpu_cores=0.0) for m in s.repeats))
-                for s in sides]
-    alone = compare.compare_entry(*unloaded)
-    return change, alone
+
+    def with_loads(other: Optional[float]) -> list[Any]:
+        return [dataclasses.replace(s, repeats=tuple(
+            dataclasses.replace(m, idle_cpu_cores=None, other_cpu_cores=m.other_cpu_cores if other is None else other)
+            for m in s.repeats)) for s in sides]
+
+    alone = compare.compare_entry(*with_loads(0.0))
+    difference_only = compare.compare_entry(*with_loads(None))
+    return change, alone, difference_only
 
 
 def loads(change: Any) -> str:
-    def mean(side: Any) -> float:
+    """Each side's mean other_cpu_cores, and its least idle_cpu_cores over the repeats."""
+    def other(side: Any) -> float:
         return float(np.mean([m.other_cpu_cores or 0.0 for m in side.repeats]))
 
-    return f"{mean(change.old):.2f}/{mean(change.new):.2f}"
+    def idle(side: Any) -> str:
+        values = [m.idle_cpu_cores for m in side.repeats if m.idle_cpu_cores is not None]
+        return f"{min(values):.2f}" if values else "-"
+
+    return f"{other(change.old):.2f}/{other(change.new):.2f} {idle(change.old):>4s}/{idle(change.new):<4s}"
 
 
 VERBOSE = False
@@ -195,7 +218,7 @@ def verdict_of(change: Any) -> str:
 
 
 def show(label: str, change: Any, alone: Any, old_way: str) -> None:
-    print(f"  {label:>6s} {loads(change):>9s} | {change.throughput_ratio:6.3f}x {change.p50_ratio:6.3f}x"
+    print(f"  {label:>6s} {loads(change):>19s} | {change.throughput_ratio:6.3f}x {change.p50_ratio:6.3f}x"
           f" {change.p99_ratio:6.3f}x | {verdict_of(change):>9s} {change.method:7s} | {verdict_of(alone):>9s}"
           f" {alone.note if alone.verdict != 'unchanged' else '':<34s} | {old_way}", flush=True)
     if VERBOSE:
@@ -214,7 +237,7 @@ def compute(m: Any) -> Any:
     return compute_stats(m, batch_size=BATCH)
 
 
-HEADER = (f"  {'pair':>6s} {'other cpu':>9s} | {'thr':>7s} {'p50':>7s} {'p99':>7s} | {'verdict':>9s} {'method':7s} |"
+HEADER = (f"  {'pair':>6s} {'other cpu / idle':>19s} | {'thr':>7s} {'p50':>7s} {'p99':>7s} | {'verdict':>9s} {'method':7s} |"
           f" {'test alone':>9s} {'':<34s} | before (slices)")
 
 
@@ -233,9 +256,10 @@ def widest(pairs: list[tuple[str, str]]) -> str:
 def part(title: str, pairs: list[tuple[str, str]], labels: list[str]) -> dict[str, int]:
     print(title, flush=True)
     print(HEADER)
-    counts = {"marked": 0, "alone": 0, "before": 0, "regressed": 0, "p99": 0}
+    counts = {"marked": 0, "alone": 0, "before": 0, "regressed": 0, "p99": 0, "difference": 0}
     for label, (old, new) in zip(labels, pairs):
-        change, alone = judge(old, new)
+        change, alone, difference_only = judge(old, new)
+        counts["difference"] += difference_only.verdict in ("regressed", "improved")
         before = slices_verdict(old, new)
         show(label, change, alone, before)
         counts["marked"] += change.verdict in ("regressed", "improved")
@@ -252,19 +276,33 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10, help="A/A pairs and planted slowdowns (default 10)")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per repeat (default 1)")
     parser.add_argument("--tails", type=int, default=3, help="planted-tail pairs (default 3)")
+    parser.add_argument("--crowded", type=int, default=4,
+                        help="A/A pairs with both sides on a full machine (default 4; 0 skips them)")
     parser.add_argument("--verbose", action="store_true", help="print each repeat's figures and the p-values")
+    parser.add_argument("--keep", metavar="DIR", help="make the runs in DIR and keep them (default: a temporary folder)")
     args = parser.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="np-compare-") as root:
+    with contextlib.ExitStack() as stack:
+        root = os.path.abspath(args.keep) if args.keep else stack.enter_context(tempfile.TemporaryDirectory(prefix="np-compare-"))
         print(f"(runs: {args.pairs + 1} A/A, {args.pairs} slowed, {args.tails} with a tail; "
               f"{args.duration:g} s x 3 repeats each)", flush=True)
         aa = [run(f"{root}/aa{i}", args.duration, loaded=i % 2 == 1) for i in range(args.pairs + 1)]
         quiet = aa[0::2]
         c = part(f"\n1a. A/A, a busy process beside one side of each pair ({args.pairs} pairs)",
                  [(aa[i], aa[i + 1]) for i in range(args.pairs)], [f"{i}-{i + 1}" for i in range(args.pairs)])
-        print(f"  marked: {c['marked']} of {args.pairs} (test alone: {c['alone']}; before: {c['before']})")
+        print(f"  marked: {c['marked']} of {args.pairs} (difference rule alone: {c['difference']}; test alone: "
+              f"{c['alone']}; before: {c['before']})")
+        if args.crowded:
+            crowded = [run(f"{root}/crowded{i}", args.duration, duties=(1.0,) if i % 2 == 0 else (1.0, 1.0))
+                       for i in range(args.crowded + 1)]
+            f = part(f"\n1c. A/A, both sides on a full machine: a busy loop beside every run, a second one "
+                     f"beside every other ({args.crowded} pairs)",
+                     [(crowded[i], crowded[i + 1]) for i in range(args.crowded)],
+                     [f"c{i}-c{i + 1}" for i in range(args.crowded)])
+            print(f"  marked: {f['marked']} of {args.crowded} (difference rule alone: {f['difference']}; "
+                  f"test alone: {f['alone']}; before: {f['before']})")
         q = part(f"\n1b. A/A, both sides unloaded ({len(quiet) - 1} pairs)",
                  [(quiet[i], quiet[i + 1]) for i in range(len(quiet) - 1)],
                  [f"{2 * i}-{2 * i + 2}" for i in range(len(quiet) - 1)])

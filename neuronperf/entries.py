@@ -526,6 +526,9 @@ class Measurement:
     #: The CPU other processes used during the window, in cores (the supervisor's ``OtherLoad``);
     #: None where unknown. Runs measured beside different loads are not comparable.
     other_cpu_cores: Optional[float] = None
+    #: The CPU nobody used during the window (idle and iowait), in cores; None where unknown.
+    #: Near 0 beside other processes' work: the machine was full, and the entry may have waited.
+    idle_cpu_cores: Optional[float] = None
     #: The device telemetry of the entry (None when ``benchmark.telemetry`` is off).
     telemetry: Optional[Telemetry] = None
     #: The server scenario's schedule (None: a closed-loop measurement).

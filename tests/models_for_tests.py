@@ -301,3 +301,16 @@ class StallOnceModel:
         time.sleep(self.stall if stall else self.seconds)
         self.last_end = time.perf_counter()
         return inputs[0] if inputs else None
+
+
+class EnvCheckingModel:
+    """Refuses to load unless ``present`` is set and ``absent`` is not in its process's
+    environment: a worker must see the driver's environment as it is now."""
+
+    def __init__(self, present: str, absent: str):
+        if os.environ.get(present) is None or os.environ.get(absent) is not None:
+            raise RuntimeError(f"worker environment: {present}={os.environ.get(present)!r}, "
+                               f"{absent}={os.environ.get(absent)!r}")
+
+    def __call__(self, *inputs: Any) -> Any:
+        return inputs[0] if inputs else None

@@ -285,3 +285,21 @@ def test_a_call_in_a_worker_sees_the_drivers_environment_as_it_is_now(monkeypatc
     monkeypatch.delenv("NEURONPERF_TEST_REMOVED")
     assert run_in_worker(os.getenv, ("NEURONPERF_TEST_ADDED",), timeout=60) == "set after the forkserver started"
     assert run_in_worker(os.getenv, ("NEURONPERF_TEST_REMOVED",), timeout=60) is None
+
+
+def test_every_kind_of_worker_sees_the_drivers_environment_as_it_is_now(monkeypatch):
+    """The same for the workers that measure and those that evaluate (one helper serves all
+    three): a variable removed from the driver after the forkserver started is gone there too."""
+    from neuronperf.measure.evaluate import evaluation_task, run_evaluation
+    from neuronperf.measure.supervisor import run_in_worker
+
+    monkeypatch.setenv("NEURONPERF_TEST_REMOVED", "set before the forkserver started")
+    run_in_worker(os.getpid, (), timeout=60)  # the forkserver runs from here on, with that variable
+    monkeypatch.setenv("NEURONPERF_TEST_ADDED", "set after the forkserver started")
+    monkeypatch.delenv("NEURONPERF_TEST_REMOVED")
+    loader = factory_loader(m.EnvCheckingModel, present="NEURONPERF_TEST_ADDED", absent="NEURONPERF_TEST_REMOVED")
+    result = measure(BenchmarkTask("env", loader, inputs=(1,),
+                                   settings=BenchmarkSettings(duration=0.2, warmup_calls=1, timeout=60.0)))
+    assert result.status == "ok", result.error
+    evaluated = run_evaluation(evaluation_task("env", loader, [(1, 1)], ["accuracy"]))
+    assert evaluated.error is None, evaluated.error

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from neuronperf.answers.compare import (
     compare_runs,
     holm,
     judge,
+    repeats_p,
+    student_p,
     welch_p,
 )
 from neuronperf.entries import Measurement, WorkerSamples
@@ -85,6 +88,25 @@ def test_welch_rejects_at_its_level_under_the_null():
     assert welch_p(rng.normal(100, 1, 10), rng.normal(95, 1, 10)) < 1e-6
 
 
+def test_student_by_hand_and_which_test_decides():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0])
+    # means 2 and 4, variances 1 and 4: pooled (2 x 1 + 2 x 4) / 4 = 2.5, df 4.
+    t = -2.0 / math.sqrt(2.5 * (1 / 3 + 1 / 3))
+    assert student_p(a, b) == pytest.approx(t_two_sided_p(t, 4), rel=1e-12)
+    assert student_p(np.array([1.0]), b) is None and student_p(a[:2] * 0 + 3, a[:2] * 0 + 3) == 1.0
+    # As many repeats a side: Student's, whose 4 degrees of freedom stay where Welch's fall to
+    # about 2 (one side spreads ten times more); different numbers: Welch's.
+    old, new = np.array([100.0, 100.1, 99.9]), np.array([88.0, 87.0, 89.0])
+    assert repeats_p(old, new) == student_p(old, new) < welch_p(old, new)
+    assert repeats_p(old, np.append(new, 88.0)) == welch_p(old, np.append(new, 88.0))
+
+
+def test_student_keeps_its_level_with_equal_spreads():
+    rng = np.random.default_rng(0)
+    p = [student_p(rng.normal(100, 2, 3), rng.normal(100, 2, 3)) for _ in range(4000)]
+    assert 0.03 < np.mean(np.array(p) < 0.05) < 0.07  # about 5%
+
+
 def test_holm_by_hand():
     # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 -> max(0.06, 0.04)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
@@ -96,7 +118,7 @@ def test_holm_by_hand():
 
 
 def repeat(latency_ms: float, *, calls: int = 400, slow_every: int = 0, slow_factor: float = 1.0,
-           other: float = 0.0) -> Measurement:
+           other: float = 0.0, idle: Optional[float] = None) -> Measurement:
     """One repeat: one thread calling back to back, every call ``latency_ms`` long except every
     ``slow_every``-th, which is ``slow_factor`` times longer (a tail that moves p99 only)."""
     lat = []
@@ -106,7 +128,7 @@ def repeat(latency_ms: float, *, calls: int = 400, slow_every: int = 0, slow_fac
     starts = np.concatenate([[0], np.cumsum(lat[:-1])]).astype(np.int64)
     w = WorkerSamples(0, 0, start_ns=starts, latency_ns=np.asarray(lat, dtype=np.int64))
     return Measurement("ok", window_start_ns=0, window_end_ns=int(starts[-1] + lat[-1]), workers=(w,),
-                       other_cpu_cores=other)
+                       other_cpu_cores=other, idle_cpu_cores=idle)
 
 
 def side(*latencies_ms: float, **kw) -> Side:
@@ -183,7 +205,7 @@ def test_holm_holds_the_family_across_entries():
         for column in ("throughput_avg", "latency_ms_p50", "latency_ms_p99"):
             a = np.array([getattr(compute_stats(m, batch_size=1), column) for m in old.repeats])
             b = np.array([getattr(compute_stats(m, batch_size=1), column) for m in new.repeats])
-            raw.append(welch_p(a, b))
+            raw.append(student_p(a, b))  # three repeats a side: Student's
     assert many[0].throughput_p == pytest.approx(holm(raw)[0])
     assert many[0].throughput_p > ALPHA > alone.throughput_p
 
@@ -199,6 +221,35 @@ def test_runs_beside_different_loads_are_not_judged():
     assert same.verdict == "regressed"
     # Single runs beyond the gross bound, beside different loads: not judged either.
     assert compare_entry(side(10.0), side(25.0, other=1.0)).method == "load"
+
+
+def test_runs_on_a_full_machine_are_not_judged():
+    # Both sides beside a neighbour, under half a core apart, but NEW's machine had no core left
+    # idle: its entry waited for a core by as much as the scheduler chose. Not judged.
+    full = compare_entry(side(10.0, 10.1, 9.9, other=1.0, idle=0.9), side(12.0, 12.1, 11.9, other=1.4, idle=0.05))
+    assert full.verdict == "unknown" and full.method == "load"
+    assert "NEW ran on a full machine (1.4 cores of other processes' work and 0.05 left idle" in (full.note or "")
+    assert full.throughput_p is None
+    # One crowded repeat is enough: its side's figures hold a window the scheduler shaped.
+    one = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)
+    crowded = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)
+    crowded = Side(crowded.row, crowded.repeats[:2] + (repeat(9.9, other=0.3, idle=0.1),))
+    assert compare_entry(one, crowded).method == "load"
+    # A model that fills the machine by itself (no other work) is not crowded, and a neighbour
+    # that leaves cores idle is not either: both are judged.
+    own = compare_entry(side(10.0, 10.1, 9.9, other=0.02, idle=0.0), side(12.0, 12.1, 11.9, other=0.03, idle=0.01))
+    assert own.verdict == "regressed"
+    roomy = compare_entry(side(10.0, 10.1, 9.9, other=0.6, idle=1.2), side(12.0, 12.1, 11.9, other=0.7, idle=1.1))
+    assert roomy.verdict == "regressed"
+    # Rows alone (no raw samples) carry the same two columns.
+    row = {"id": "m", "status": "ok", "batch_size": 1, "method_version": METHOD_VERSION, "throughput_avg": 100.0,
+           "latency_ms_p50": 10.0, "latency_ms_p99": 12.0}
+    was = Side({**row, "other_cpu_cores": 0.0, "idle_cpu_cores": 1.0})
+    now = Side({**row, "throughput_avg": 40.0, "latency_ms_p50": 25.0, "other_cpu_cores": 0.4, "idle_cpu_cores": 0.1})
+    assert compare_entry(was, now).method == "load"
+    # A run from before idle_cpu_cores existed: only the difference rule applies.
+    assert compare_entry(was, Side({**row, "throughput_avg": 40.0, "latency_ms_p50": 25.0,
+                                    "other_cpu_cores": 0.4})).method == "gross"
 
 
 def write_results(folder, method_version, throughput):

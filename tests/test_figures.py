@@ -4,7 +4,12 @@ warm-up call, each thread's quota, and the CPU of other processes during the win
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import models_for_tests as m
+import psutil
 import pytest
 from measuring import measure
 
@@ -71,22 +76,89 @@ def compute_stats_of(copy) -> float:
     return stats.peak_rss_mb
 
 
+class CpuLedger:
+    """An account of the machine's CPU kept by the test itself, to check ``other_cpu_cores`` and
+    ``idle_cpu_cores`` against while the machine's other work comes and goes: every 10 ms, the
+    system-wide counters, this process's CPU and that of each of its descendants (the measuring
+    workers among them; a process that has exited keeps its last reading). The figures' windows
+    are read from it afterwards, so the outside load in the window is in the truth too."""
+
+    def __init__(self) -> None:
+        self.readings: list[tuple[int, float, float, dict[int, float]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuLedger:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        known: dict[int, psutil.Process] = {}
+        last: dict[int, float] = {}
+        while not self.stop.is_set():
+            t = psutil.cpu_times()
+            busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+            idle = t.idle + getattr(t, "iowait", 0.0)
+            try:
+                for child in me.children(recursive=True):
+                    known.setdefault(child.pid, child)
+            except psutil.Error:
+                pass
+            for pid, process in [(me.pid, me), *known.items()]:
+                try:
+                    times = process.cpu_times()
+                    last[pid] = times.user + times.system
+                except psutil.Error:
+                    pass  # exited: its last reading stands
+            self.readings.append((time.perf_counter_ns(), busy, idle, dict(last)))
+            self.stop.wait(0.01)
+
+    def window(self, start_ns: int, end_ns: int, entry_pids: set[int], busy_pid: int = -1):
+        """(other processes' cores, idle cores, the busy process's cores) over the window, from
+        the first and last readings inside it (so over at most 20 ms less)."""
+        inside = [r for r in self.readings if start_ns <= r[0] <= end_ns]
+        (t0, busy0, idle0, cpu0), (t1, busy1, idle1, cpu1) = inside[0], inside[-1]
+        wall = (t1 - t0) / 1e9
+        entry = sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in {os.getpid(), *entry_pids})
+        loop = cpu1.get(busy_pid, 0.0) - cpu0.get(busy_pid, 0.0)
+        return (busy1 - busy0 - entry) / wall, (idle1 - idle0) / wall, loop / wall
+
+
 def test_other_processes_cpu_is_told_apart_from_the_entrys():
-    """A sleeping model uses no CPU; a busy loop beside it uses one core. The row tells that core
-    from the entry's own CPU (which a spinning model adds, and which must not count)."""
+    """A sleeping model uses no CPU; a spinning one uses a core; a busy loop beside the sleeping
+    one uses a core. Each window's ``other_cpu_cores`` and ``idle_cpu_cores`` are checked against
+    the test's own account of the same window (``CpuLedger``), so whatever else the machine runs
+    meanwhile is in the truth as well as in the figure: the spinner's core must not count as
+    other work (the figure would read a core above the truth), the busy loop's must (at least the
+    CPU the loop itself got), and a core that spins is not idle."""
     from measuring import BusyProcess
 
-    def other(factory, **kw) -> float:
+    cores = psutil.cpu_count()
+
+    def window(factory, busy_pid: int = -1, **kw):
         task = BenchmarkTask("x", factory_loader(factory, **kw), inputs=(1,),
                              settings=BenchmarkSettings(duration=1.0, warmup_calls=2, timeout=60.0))
-        result = measure(task)
+        with CpuLedger() as ledger:
+            result = measure(task)
         assert result.status == "ok", result.error
-        assert result.other_cpu_cores is not None
-        return result.other_cpu_cores
+        assert result.other_cpu_cores is not None and result.idle_cpu_cores is not None
+        truth = ledger.window(result.window_start_ns, result.window_end_ns, {c.pid for c in result.copies}, busy_pid)
+        return result, truth
 
-    quiet = other(m.SleepModel, ms=5)
-    spinning = other(m.SpinPerCopy, loops=20_000)
-    with BusyProcess():
-        loaded = other(m.SleepModel, ms=5)
-    assert spinning < quiet + 0.5  # the entry's own core is not "other"
-    assert quiet + 0.7 < loaded < quiet + 1.3  # the busy loop's one core
+    for name, factory, kw in (("sleeping", m.SleepModel, {"ms": 5}), ("spinning", m.SpinPerCopy, {"loops": 20_000})):
+        result, (other, idle, _) = window(factory, **kw)
+        assert result.other_cpu_cores == pytest.approx(other, abs=0.2), name
+        assert result.idle_cpu_cores == pytest.approx(idle, abs=0.2), name
+        assert result.idle_cpu_cores <= cores + 0.05, name
+    assert result.idle_cpu_cores < cores - 0.8  # the spinner's own core was busy
+    with BusyProcess() as loop:
+        result, (other, idle, looped) = window(m.SleepModel, busy_pid=loop.process.pid, ms=5)
+    assert result.other_cpu_cores == pytest.approx(other, abs=0.2)
+    assert result.idle_cpu_cores == pytest.approx(idle, abs=0.2)
+    assert looped > 0.5  # the loop ran (a core's share on an idle 2-core machine; less if crowded)
+    assert result.other_cpu_cores > looped - 0.2  # and its CPU is in the figure

@@ -67,12 +67,22 @@ def test_report_draws_latency_against_rate_with_the_slo():
     assert [c.get_gid() for c in fig.axes[0].collections if c.get_gid()] == ["max bs4 p1 m1 w1 qd0"]
 
 
-def test_compare_judges_a_search_by_its_max_rate():
-    old = Side(server_row("b-rmax", rate=281, achieved=281, p99=9.9, max_rate=281.0, searched=True))
-    new = Side(server_row("b-rmax", rate=250, achieved=250, p99=9.5, max_rate=250.0, searched=True))
-    change = compare_entry(old, new)
-    assert (change.verdict, change.method) == ("regressed", "search")
-    assert change.throughput_ratio == pytest.approx(250 / 281) and "281.0 -> 250.0" in change.note
+def test_compare_judges_a_search_by_its_max_rate_as_one_number_a_side():
+    """A search's max_rate_under_slo is one number per run: a change below 2x is not marked (its
+    ratio is shown, with how to test it), one beyond 2x or to no rate at all is."""
+    def searched(max_rate):
+        return Side(server_row("b-rmax", rate=max_rate or 100, achieved=max_rate or 100, p99=9.9, max_rate=max_rate,
+                               searched=True))
+
+    lower = compare_entry(searched(281.0), searched(250.0))
+    assert (lower.verdict, lower.method) == ("unknown", "search")
+    assert lower.throughput_ratio == pytest.approx(250 / 281) and "281.0 -> 250.0" in lower.note
+    assert "sweep.rates: [250, 281] and repeat: 3" in lower.note
+    assert (compare_entry(searched(281.0), searched(280.0)).verdict) == "unchanged"
+    halved = compare_entry(searched(281.0), searched(120.0))
+    assert (halved.verdict, halved.method) == ("regressed", "search") and "beyond 2x" in halved.note
+    assert compare_entry(searched(120.0), searched(281.0)).verdict == "improved"
+    assert compare_entry(searched(281.0), searched(None)).verdict == "regressed"
 
 
 def test_compare_judges_a_fixed_rate_by_its_latencies_alone():

@@ -100,7 +100,11 @@ def test_the_supervisor_samples_around_a_real_entry():
     assert row["power_w_avg"] == pytest.approx(40.0) and row["energy_source"] == "linear"
     assert row["energy_j_per_inf"] * row["total_infs"] * 2 == pytest.approx(40.0 * row["total_s"])
     assert row["device_mem_mb_peak"] == 64.0 and row["device_util_pct_avg"] == 50.0
-    assert list(row)[-len(TELEMETRY_COLUMNS):] == list(TELEMETRY_COLUMNS) == list(RESULT_COLUMNS[-len(TELEMETRY_COLUMNS):])
+    # The telemetry columns come as one block after "node", in the row and in the files' order.
+    after_node = list(RESULT_COLUMNS).index("node") + 1
+    assert list(RESULT_COLUMNS[after_node:after_node + len(TELEMETRY_COLUMNS)]) == list(TELEMETRY_COLUMNS)
+    columns = list(row)
+    assert columns[columns.index("node") + 1:][:len(TELEMETRY_COLUMNS)] == list(TELEMETRY_COLUMNS)
 
     # This machine's own CPU source: RAPL, absent here (the note says so), or readable.
     plain = measure(BenchmarkTask("mlp", factory_loader(mlp, in_features=16, hidden=16), inputs=_inputs(),

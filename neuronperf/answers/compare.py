@@ -10,8 +10,9 @@ data can support it, as pyperf and asv do: from independent samples.
   (``benchmark.repeat``). Slices of one run are not: they share that run's process layout,
   frequency and neighbours, so a test on them leaves the run-to-run variation out and calls any
   steady shift significant. With at least ``MIN_REPEATS`` repeats on both sides, each figure is
-  tested by Welch's t-test on the per-repeat figures (two-sided), and the ratio is the ratio of
-  their means: the ratio and the test come from the same numbers.
+  tested on the per-repeat figures (two-sided): Student's t-test (pooled variance) when both
+  sides have as many repeats, as pyperf does, Welch's otherwise (see ``repeats_p``); the ratio
+  is the ratio of their means: the ratio and the test come from the same numbers.
 - **Every figure is recomputed from the raw samples** by this version's method
   (``stats.forward.compute_stats``), on both sides, so rows of different ``method_version``s are
   compared by one method. Without raw samples on both sides (a results file on its own) the
@@ -19,9 +20,11 @@ data can support it, as pyperf and asv do: from independent samples.
 - **Multiplicity**: every test of the comparison (three per judged entry) is one family; the
   p-values are adjusted by Holm's step-down method, and a change is significant when its
   adjusted p is below ``ALPHA`` (5%). The chance that the tests mark an unchanged build at all is
-  then at most 5%, however many entries the sweep has, and a mark also needs a change beyond the
-  threshold, which an unchanged build reaches far more rarely still. (0.01 was tried: with three
-  repeats, Welch's test then missed a planted 20% slowdown in 4 pairs of 10 on our machine.)
+  then at most 5% (up to about twice that where one side's repeats spread several times more
+  than the other's: the pooled test's price, see ``repeats_p``), however many entries the sweep
+  has, and a mark also needs a change beyond the threshold, which an unchanged build reaches far
+  more rarely still. (0.01 was tried: with three repeats, Welch's test then missed a planted 20%
+  slowdown in 4 pairs of 10 on our machine.)
 - **A change is marked** ``regressed`` when a figure is significantly worse beyond its threshold:
   throughput lower or p50 higher by more than ``threshold`` (default 5%), or p99 higher by more
   than ``tail_threshold`` (default 20%: tails move with the machine's other work far more than
@@ -33,17 +36,26 @@ data can support it, as pyperf and asv do: from independent samples.
 - **Runs beside different loads are not compared.** A neighbour that takes a core the model
   needs slows every repeat of its side alike, which no test between repeats can tell from a
   regression. Each row records the CPU other processes used during its windows
-  (``other_cpu_cores``); where the two sides' differ by more than ``LOAD_DIFFERENCE`` cores, the
-  verdict is ``unknown`` (method ``load``), with the remedy, and its tests join no family.
+  (``other_cpu_cores``) and the CPU nobody used (``idle_cpu_cores``). A side is **crowded**
+  when, in any of its repeats, other processes used at least ``CROWDING_OTHER`` cores and less
+  than ``CROWDED_IDLE`` was left idle: the machine was full, the entry may have waited for a
+  core, and by how much depends on the scheduler, not the build (two sides each beside a
+  neighbour that fills the machine slowed by -40% and +74% in our A/A runs). Where either side
+  is crowded, or the two sides' other load differs by more than ``LOAD_DIFFERENCE`` cores (a
+  neighbour on a free core still shares caches and memory bandwidth), the verdict is
+  ``unknown`` (method ``load``), with the remedy, and its tests join no family. A model that
+  fills the machine by itself is not crowded: the rule asks for other processes' work too.
 
 Rows of the server scenario are matched by their rate and queue delay too, and their figures are
 the server scenario's (``stats.serving``: latencies from each request's scheduled arrival). A
 fixed rate's throughput is the rate offered, so its verdict rests on its p50 and p99, tested
 between repeats as above (throughput is neither tested nor marked). A searched entry (``rates:
-max``) is judged by its ``max_rate_under_slo``: one number per run, without a significance test
-(its repeats are inside each probe), so a change beyond the threshold is marked, method
-``search`` (the search's own resolution is ``rate_precision``); sides beside different loads are
-not judged, and both rows must share a method version.
+max``) is judged by its ``max_rate_under_slo``: one number per run (its repeats are inside each
+probe), which is not an independent sample any more than a single run's throughput is. So, as
+for single runs, only a change beyond ``GROSS_FACTOR`` (or a side where no rate met the bounds)
+is marked, method ``search``; a smaller one is ``unknown`` with its ratio and the remedy (measure
+both at fixed rates near the two peaks with repeats: their latencies are then tested). Sides
+beside different loads are not judged, and both rows must share a method version.
 
 Each pair also names what it ran on that changed between the runs: for Neuron rows the path,
 the SDK parts' versions and the compiler flags and defaults in effect (``NEURON_COLUMNS``), so
@@ -81,6 +93,10 @@ GROSS_FACTOR = 2.0
 #: Sides whose other processes' CPU (``other_cpu_cores``) differs by more than this many cores
 #: were measured on differently loaded machines: not judged.
 LOAD_DIFFERENCE = 0.5
+#: A side is crowded when, in one of its repeats, other processes used at least CROWDING_OTHER
+#: cores and less than CROWDED_IDLE cores were left idle (the machine was full).
+CROWDING_OTHER = 0.25
+CROWDED_IDLE = 0.25
 #: The figures judged: (name, row column, whether higher is better).
 FIGURES = (("throughput", "throughput_avg", True), ("p50", "latency_ms_p50", False), ("p99", "latency_ms_p99", False))
 _MATCH_AXES = ("model_name", "batch_size", "pipeline_size", "n_models", "workers_per_model", "neuron_lnc")
@@ -118,8 +134,9 @@ class EntryChange:
     #: "regressed", "improved", "unchanged" (within the thresholds or not significant) or
     #: "unknown" (too few repeats to judge, no data, or not measured in both runs).
     verdict: str
-    #: How it was judged: "repeats" (Welch's test on independent repeats), "gross" (fewer
-    #: repeats; a change beyond GROSS_FACTOR), "search" (two peak searches' max_rate_under_slo),
+    #: How it was judged: "repeats" (a t-test on independent repeats), "gross" (fewer
+    #: repeats; a change beyond GROSS_FACTOR), "search" (two peak searches' max_rate_under_slo,
+    #: marked only beyond GROSS_FACTOR),
     #: "load" (not judged: the sides ran beside different loads) or "none".
     method: str
     #: Holm-adjusted p-values of the three figures (None where not tested).
@@ -244,6 +261,8 @@ class _Figures:
     source: str
     #: The mean CPU other processes used during the side's windows, in cores (None: unknown).
     other_load: Optional[float] = None
+    #: Why the side ran on a full machine (see ``crowding``), or None.
+    crowded: Optional[str] = None
 
     @property
     def n(self) -> int:
@@ -268,16 +287,55 @@ def repeat_figures(repeats: Sequence[Measurement], batch_size: int) -> dict[str,
     }
 
 
+def crowding(other_cpu_cores: Optional[float], idle_cpu_cores: Optional[float]) -> Optional[str]:
+    """Why a window ran on a full machine (other processes' work, and almost nothing left
+    idle), or None: not crowded, or not known (a run from before ``idle_cpu_cores``)."""
+    if other_cpu_cores is None or idle_cpu_cores is None:
+        return None
+    if other_cpu_cores >= CROWDING_OTHER and idle_cpu_cores < CROWDED_IDLE:
+        return (f"{other_cpu_cores:.1f} cores of other processes' work and {idle_cpu_cores:.2f} left idle, "
+                "so the entry may have waited for a core")
+    return None
+
+
 def _figures(side: Side, batch: int) -> _Figures:
     if side.repeats:
         loads = [m.other_cpu_cores for m in side.repeats if m.other_cpu_cores is not None]
         load = float(np.mean(loads)) if len(loads) == len(side.repeats) else None
-        return _Figures(repeat_figures(side.repeats, batch), "samples", load)
+        crowded = next((why for why in (crowding(m.other_cpu_cores, m.idle_cpu_cores) for m in side.repeats) if why),
+                       None)
+        return _Figures(repeat_figures(side.repeats, batch), "samples", load, crowded)
     values = {}
     for name, column, _ in FIGURES:
         v = number(side.row.get(column))
         values[name] = np.asarray([] if v is None else [v], dtype=np.float64)
-    return _Figures(values, "row", number(side.row.get("other_cpu_cores")))
+    other = number(side.row.get("other_cpu_cores"))
+    return _Figures(values, "row", other, crowding(other, number(side.row.get("idle_cpu_cores"))))
+
+
+def student_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    """Two-sided p-value of Student's t-test (pooled variance, ``n_a + n_b - 2`` degrees of
+    freedom) that ``a`` and ``b`` have the same mean; None with fewer than two values on a side."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return None
+    df = a.size + b.size - 2
+    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / df
+    diff = float(a.mean() - b.mean())
+    if pooled == 0:
+        return 0.0 if diff != 0 else 1.0
+    return t_two_sided_p(diff / math.sqrt(pooled * (1.0 / a.size + 1.0 / b.size)), df)
+
+
+def repeats_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    """The test between two sides' repeats: Student's when both have as many, Welch's otherwise.
+    With 3 + 3 repeats the pooled test keeps its 4 degrees of freedom where Welch's fall towards
+    2 as soon as one side spreads more than the other: in ``benchmarks/compare_power.py`` (2% and
+    4% spreads) it finds a 13% change 78% of the time against Welch's 56%, for a false alarm
+    rate of 2.2% against 1.3% at the 1.7% level (5% / 3); at equal spreads 99% against 92%, at
+    the level exactly. With unequal sizes the pooled test's level is not kept: Welch's there."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    return student_p(a, b) if a.size == b.size else welch_p(a, b)
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -345,10 +403,14 @@ class _Pair:
         if self.old_figures is None or self.new_figures is None:
             return None
         a, b = self.old_figures.other_load, self.new_figures.other_load
-        if a is None or b is None or abs(a - b) <= LOAD_DIFFERENCE:
-            return None
-        return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
-                "the machine's, not the build's; rerun both on equally quiet machines")
+        if a is not None and b is not None and abs(a - b) > LOAD_DIFFERENCE:
+            return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
+                    "the machine's, not the build's; rerun both on equally quiet machines")
+        for label, figures in (("OLD", self.old_figures), ("NEW", self.new_figures)):
+            if figures.crowded:
+                return (f"{label} ran on a full machine ({figures.crowded}): a change may be the machine's, "
+                        "not the build's; rerun both on equally quiet machines")
+        return None
 
     @property
     def independent(self) -> bool:
@@ -474,16 +536,26 @@ def _verdict(pair: _Pair, p_adjusted: Mapping[str, Optional[float]], threshold: 
 
 
 def _compare_searched(base: dict[str, Any], old: Side, new: Side, threshold: float) -> EntryChange:
-    """Two searches of one entry: did its max_rate_under_slo move beyond the threshold?"""
+    """Two searches of one entry: their max_rate_under_slo is one number per run, so a change is
+    marked only where run-to-run noise cannot explain it (beyond GROSS_FACTOR, or no rate met the
+    bounds on one side); a smaller one beyond the threshold is ``unknown``, with the remedy."""
     was, now = number(old.row.get("max_rate_under_slo")), number(new.row.get("max_rate_under_slo"))
     note = f"max_rate_under_slo {was if was is not None else 'none'} -> {now if now is not None else 'none'} requests/s"
     if was is None or now is None:
         verdict = "unknown" if was is None and now is None else ("regressed" if now is None else "improved")
         return EntryChange(**{**base, "throughput_ratio": None}, verdict=verdict, method="search", note=note)
     ratio = now / was if was > 0 else None
-    verdict = ("regressed" if _worse(ratio, True, threshold) else
-               "improved" if _better(ratio, True, threshold) else "unchanged")
-    return EntryChange(**{**base, "throughput_ratio": ratio}, verdict=verdict, method="search", note=note)
+    if ratio is not None and (ratio < 1.0 / GROSS_FACTOR or ratio > GROSS_FACTOR):
+        return EntryChange(**{**base, "throughput_ratio": ratio}, verdict="regressed" if ratio < 1 else "improved",
+                           method="search", note=f"{note}: beyond {GROSS_FACTOR:g}x, more than run-to-run noise explains")
+    if _worse(ratio, True, threshold) or _better(ratio, True, threshold):
+        rates = ", ".join(f"{r:g}" for r in sorted({was, now}))
+        return EntryChange(
+            **{**base, "throughput_ratio": ratio}, verdict="unknown", method="search",
+            note=f"{note}: one search a side is one number, not judged below {GROSS_FACTOR:g}x; to test it, "
+            f"rerun both with sweep.rates: [{rates}] and repeat: {MIN_REPEATS} (their latencies are then tested)",
+        )
+    return EntryChange(**{**base, "throughput_ratio": ratio}, verdict="unchanged", method="search", note=note)
 
 
 def _check_methods(pairs: Sequence[tuple[Side, Side]], old_path: str, new_path: str) -> None:
@@ -531,7 +603,7 @@ def judge(pairs: Sequence[tuple[Side, Side]], threshold: float = DEFAULT_THRESHO
             continue
         assert pair.old_figures is not None and pair.new_figures is not None
         for name in pair.judged:
-            p = welch_p(pair.old_figures.values[name], pair.new_figures.values[name])
+            p = repeats_p(pair.old_figures.values[name], pair.new_figures.values[name])
             if p is not None:
                 tests.append((i, name, p))
     adjusted = holm([p for _, _, p in tests])

@@ -105,6 +105,7 @@ def measurement_from_dict(data: Mapping[str, Any]) -> Measurement:
         workers=workers,
         copies=copies,
         other_cpu_cores=None if data.get("other_cpu_cores") is None else float(data["other_cpu_cores"]),
+        idle_cpu_cores=None if data.get("idle_cpu_cores") is None else float(data["idle_cpu_cores"]),
     )
 
 

@@ -227,13 +227,13 @@ def evaluation_row(target: Any, device_type: str, request: EvalRequest, result: 
 
 def _worker_main(conn: Any, payload: bytes, log_path: str, parent_env: dict[str, str]) -> None:
     from neuronperf.measure.worker import redirect_output
+    from neuronperf.util.processes import adopt_environment
 
     items = 0
     try:
         redirect_output(log_path)  # never the parent's output: a printing model cannot block it
         task: EvaluationTask = pickle.loads(payload)
-        os.environ.update(parent_env)
-        os.environ.update(dict(task.device_env))
+        adopt_environment(parent_env, dict(task.device_env))  # the driver's now, not the forkserver's
         instances = {name: cls(**dict(kwargs)) for name, cls, kwargs in task.metrics}
         model = task.loader.load(0)
         backend = load_backend(task.device_backend) if task.device_backend else None

@@ -199,11 +199,9 @@ def run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float)
 
 
 def _call_and_send(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str]) -> None:
-    # A forkserver child inherits the server's environment, as it was when the server started:
-    # the call does the driver's work, so it sees the driver's environment as it is now
+    # The call does the driver's work, so it sees the driver's environment as it is now
     # (HF_HUB_OFFLINE set since, for one).
-    os.environ.clear()
-    os.environ.update(env)
+    procutil.adopt_environment(env)
     # What the call prints (a module that prints as it is imported) goes nowhere, not to the
     # parent's output, which may be a pipe nobody reads; its failure comes back in one line.
     with contextlib.suppress(OSError):
@@ -427,6 +425,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
             error=(f"no call was measured: benchmark.duration ({task.settings.duration:g} s) ended "
                    "before any call started; use a longer duration"),
             window_start_ns=start_ns, window_end_ns=end_ns, copies=tuple(stats), other_cpu_cores=other.cores(),
+            idle_cpu_cores=other.idle_cores(),
         )
     # The window runs from the shared start until the last measured call returned: every call
     # that starts before end_ns is measured, so the window covers the time they took to finish.
@@ -437,6 +436,7 @@ def _run(task: BenchmarkTask, copies: list[_Copy], deadline: float, samples_dir:
         workers=tuple(sorted(workers, key=lambda ws: (ws.copy_idx, ws.thread_idx))),
         copies=tuple(stats),
         other_cpu_cores=other.cores(),
+        idle_cpu_cores=other.idle_cores(),
         serving=window,
     )
 
@@ -540,7 +540,11 @@ class OtherLoad:
     idle, iowait or steal) less the copies' own CPU and this process's, over the wall time, from
     the window's start until its planned end or the last copy's report, whichever came first. A
     copy that reports earlier is read then (it exits soon after). Read from outside, between the
-    memory samples: nothing runs in the workers for it."""
+    memory samples: nothing runs in the workers for it.
+
+    Beside it, the CPU nobody used over the same span (the idle and iowait counters: a core
+    waiting for a disk could have run the model): near 0 beside other processes' work, the
+    machine was full and the entry may have waited for a core, which ``compare`` must know."""
 
     def __init__(self, copies: list[_Copy]):
         self.copies = copies
@@ -548,13 +552,14 @@ class OtherLoad:
         for c in copies:
             c.cpu_start = _cpu_seconds(c)
         self.start = self._snapshot()
-        self.end: Optional[tuple[int, float, float]] = None
+        self.end: Optional[_Snapshot] = None
 
-    def _snapshot(self) -> tuple[int, float, float]:
+    def _snapshot(self) -> _Snapshot:
         t = psutil.cpu_times()
         busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        idle = t.idle + getattr(t, "iowait", 0.0)
         mine = self.me.cpu_times()
-        return time.perf_counter_ns(), float(busy), float(mine.user + mine.system)
+        return _Snapshot(time.perf_counter_ns(), float(busy), float(mine.user + mine.system), float(idle))
 
     def copy_done(self, c: _Copy) -> None:
         if self.end is None and c.cpu_end is None:
@@ -568,14 +573,35 @@ class OtherLoad:
             self.copy_done(c)
         self.end = self._snapshot()
 
+    def _wall_s(self) -> Optional[float]:
+        if self.end is None:
+            return None
+        wall_s = (self.end.ns - self.start.ns) / 1e9
+        return wall_s if wall_s > 0 else None
+
     def cores(self) -> Optional[float]:
-        if self.end is None or any(c.cpu_start is None or c.cpu_end is None for c in self.copies):
+        wall_s = self._wall_s()
+        if self.end is None or wall_s is None or any(c.cpu_start is None or c.cpu_end is None for c in self.copies):
             return None
-        wall_s = (self.end[0] - self.start[0]) / 1e9
-        if wall_s <= 0:
+        entry = sum((c.cpu_end or 0.0) - (c.cpu_start or 0.0) for c in self.copies) + (self.end.mine - self.start.mine)
+        return max(0.0, (self.end.busy - self.start.busy - entry) / wall_s)
+
+    def idle_cores(self) -> Optional[float]:
+        wall_s = self._wall_s()
+        if self.end is None or wall_s is None:
             return None
-        entry = sum((c.cpu_end or 0.0) - (c.cpu_start or 0.0) for c in self.copies) + (self.end[2] - self.start[2])
-        return max(0.0, (self.end[1] - self.start[1] - entry) / wall_s)
+        return max(0.0, (self.end.idle - self.start.idle) / wall_s)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One reading of the machine's CPU counters (seconds) at ``ns`` (perf_counter_ns)."""
+
+    ns: int
+    busy: float
+    #: This process's own CPU (the supervisor's).
+    mine: float
+    idle: float
 
 
 def _cpu_seconds(c: _Copy) -> Optional[float]:

@@ -159,10 +159,9 @@ class _Worker:
         self.phase = "starting"
 
     def run(self, payload: bytes, parent_env: dict[str, str], device_env: dict[str, str]) -> None:
-        # A forkserver child inherits the server's environment, which may be older than the
-        # parent's: bring it up to date, then pin this copy's devices before any runtime starts.
-        os.environ.update(parent_env)
-        os.environ.update(device_env)
+        # The parent's environment as it is now (not the forkserver's, which may be older), then
+        # this copy's devices, before any runtime starts.
+        procutil.adopt_environment(parent_env, device_env)
         self.phase = "unpickling the task"
         task: BenchmarkTask = pickle.loads(payload)
         backend = load_backend(task.device_backend) if task.device_backend else None

@@ -77,8 +77,9 @@ OUR_COLS: tuple[str, ...] = (
     "other_cpu_cores",
     "method_version",
     "node",  # the machine that measured the row (on Ray: host/node id)
-    # Device telemetry, last so that scripts reading columns by position keep working.
-    *TELEMETRY_COLUMNS,
+    # Columns added later go last, so that scripts reading columns by position keep working.
+    *TELEMETRY_COLUMNS,  # issue 24
+    "idle_cpu_cores",  # issue 27
 )
 
 

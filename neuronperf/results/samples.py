@@ -55,6 +55,7 @@ def write_samples_header(samples_dir: str, entry_id: str, key: str, measurements
             "window_start_ns": m.window_start_ns,
             "window_end_ns": m.window_end_ns,
             "other_cpu_cores": m.other_cpu_cores,
+            "idle_cpu_cores": m.idle_cpu_cores,
             "workers": [
                 {
                     "copy_idx": w.copy_idx,
@@ -118,6 +119,7 @@ def load_repeats(path: str) -> tuple[Measurement, ...]:
                 workers=tuple(workers),
                 copies=tuple(CopyStats(**c) for c in repeat["copies"]),
                 other_cpu_cores=repeat.get("other_cpu_cores"),
+                idle_cpu_cores=repeat.get("idle_cpu_cores"),  # absent in folders written before it existed
                 # Absent in folders written before telemetry existed.
                 telemetry=Telemetry(**repeat["telemetry"]) if repeat.get("telemetry") else None,
                 serving=ServingWindow.from_dict(repeat["serving"]) if "serving" in repeat else None,

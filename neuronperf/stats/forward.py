@@ -33,7 +33,8 @@ loading the machine.
   the threshold; otherwise the row says "too few calls per slice to judge stability".
 - Latency percentiles and mean over every timed call of every thread, numpy's ``linear`` method.
 - ``other_cpu_cores``: the CPU that processes other than the entry's used during its window, in
-  cores (measured by the supervisor, see ``measure.supervisor.OtherLoad``).
+  cores (measured by the supervisor, see ``measure.supervisor.OtherLoad``); ``idle_cpu_cores``
+  the CPU nobody used during the same span (idle and iowait), in cores. With repeats, means.
 - Per copy (``CopyStats``, measured by the worker and the supervisor, see ``entries``):
   ``warmup_avg_ms`` is the mean warm-up call over every warm-up call of every copy;
   ``load_avg_ms``, ``cpu_avg_percent`` and ``mem_avg_percent`` are means over the copies,
@@ -140,6 +141,7 @@ class EntryStats:
     latency_ms_p50_ci_low: Optional[float] = None
     latency_ms_p50_ci_high: Optional[float] = None
     other_cpu_cores: Optional[float] = None
+    idle_cpu_cores: Optional[float] = None
     # Device telemetry (docs/measurement.md, "Telemetry"); empty when it is off or unreadable.
     device_mem_mb_peak: Optional[float] = None
     device_mem_mb_nvml_peak: Optional[float] = None
@@ -331,6 +333,7 @@ def compute_stats(
     if n_calls == 0:
         return EntryStats(
             total_infs=0, repeats=1, other_cpu_cores=measurement.other_cpu_cores,
+            idle_cpu_cores=measurement.idle_cpu_cores,
             warning="no measured calls: not one call completed in the measured window; "
             "rerun with a longer duration (benchmark.duration)",
             **per_copy,
@@ -388,6 +391,7 @@ def compute_stats(
         percentile_method=PERCENTILE_METHOD,
         repeats=1,
         other_cpu_cores=measurement.other_cpu_cores,
+        idle_cpu_cores=measurement.idle_cpu_cores,
         warning=" | ".join(problems) if problems else None,
         **percentiles,
         **per_copy,

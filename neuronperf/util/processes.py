@@ -13,12 +13,25 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from typing import Callable, Optional, Union
 
 import psutil
 
 #: How long a process gets to exit after SIGTERM before it is sent SIGKILL.
 DEFAULT_GRACE_S = 1.0
+
+
+def adopt_environment(driver_env: Mapping[str, str], *overrides: Mapping[str, str]) -> None:
+    """Make this worker's environment exactly the driver's as it was when the worker was asked
+    for, then apply ``overrides`` (a copy's devices). A forkserver child inherits the server's
+    environment as it was when the server started: a variable the driver set since would be
+    missing, and one it removed since (``TORCH_DEVICE_BACKEND_AUTOLOAD``, a test's) still there.
+    Every kind of worker (measuring, evaluating, a call of the driver's) starts with this."""
+    os.environ.clear()
+    os.environ.update(driver_env)
+    for extra in overrides:
+        os.environ.update(extra)
 
 
 def handle(pid: int) -> Optional[psutil.Process]:
