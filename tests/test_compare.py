@@ -230,6 +230,8 @@ def test_runs_on_a_full_machine_are_not_judged():
     assert full.verdict == "unknown" and full.method == "load"
     assert "NEW ran on a full machine (1.4 cores of other processes' work and 0.05 left idle" in (full.note or "")
     assert full.throughput_p is None
+    both = compare_entry(side(10.0, other=1.0, idle=0.0), side(12.0, other=1.3, idle=0.0))
+    assert "OLD ran on a full machine (1.0 cores" in both.note and "; NEW ran on a full machine (1.3 cores" in both.note
     # One crowded repeat is enough: its side's figures hold a window the scheduler shaped.
     one = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)
     crowded = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)

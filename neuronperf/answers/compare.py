@@ -406,10 +406,10 @@ class _Pair:
         if a is not None and b is not None and abs(a - b) > LOAD_DIFFERENCE:
             return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
                     "the machine's, not the build's; rerun both on equally quiet machines")
-        for label, figures in (("OLD", self.old_figures), ("NEW", self.new_figures)):
-            if figures.crowded:
-                return (f"{label} ran on a full machine ({figures.crowded}): a change may be the machine's, "
-                        "not the build's; rerun both on equally quiet machines")
+        crowded = [f"{label} ran on a full machine ({figures.crowded})"
+                   for label, figures in (("OLD", self.old_figures), ("NEW", self.new_figures)) if figures.crowded]
+        if crowded:
+            return f"{'; '.join(crowded)}: a change may be the machine's, not the build's; rerun both on equally quiet machines"
         return None
 
     @property
