@@ -160,5 +160,7 @@ def test_other_processes_cpu_is_told_apart_from_the_entrys():
         result, (other, idle, looped) = window(m.SleepModel, busy_pid=loop.process.pid, ms=5)
     assert result.other_cpu_cores == pytest.approx(other, abs=0.2)
     assert result.idle_cpu_cores == pytest.approx(idle, abs=0.2)
-    assert looped > 0.5  # the loop ran (a core's share on an idle 2-core machine; less if crowded)
+    # The loop ran: a core on an idle machine, less when other work crowds it (a quarter core
+    # takes eight runnable threads competing on two cores).
+    assert looped > 0.25
     assert result.other_cpu_cores > looped - 0.2  # and its CPU is in the figure
