@@ -14,11 +14,12 @@ must be under 0.05 / 3).
   alarm rate stays near the nominal level when the variances differ; with unequal sizes it does
   not, which is why ``compare`` uses it only when both sides have the same number of repeats.
 
-Printed per spread ratio (the standard deviation of one side over the other's, each side's
-smaller one 2% of the mean, a spread seen between repeats on our shared 2-core machine): the
-rate at which each test calls an unchanged build different (size) and the rate at which it
-finds a 13% change (power), the smallest change the planted 20% slowdown of
-``compare_false_alarms.py`` measured as in our runs.
+Printed per level (5% / 3: one entry's three figures; 5% / 30: ten entries') and spread ratio
+(the standard deviation of one side over the other's, the smaller one 2% of the mean, a spread
+seen between repeats on our shared 2-core machine): the rate at which each test calls an
+unchanged build different, as a multiple of the level (size), and the rate at which it finds a
+13% change (power), the smallest change the planted 20% slowdown of ``compare_false_alarms.py``
+measured in our runs.
 """
 
 from __future__ import annotations
@@ -33,18 +34,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neuronperf.answers.compare import ALPHA, student_p, welch_p  # noqa: E402
 
+TESTS = (("Welch", welch_p), ("Student", student_p))
+
 
 def rates(rng: np.random.Generator, n_old: int, n_new: int, spread_ratio: float, shift: float,
-          trials: int) -> tuple[float, float]:
-    """(Welch's, Student's) rejection rate at ALPHA / 3 over ``trials`` draws."""
-    level = ALPHA / 3
-    welch = student = 0
+          trials: int, level: float) -> list[float]:
+    """Each of TESTS' rejection rate at ``level`` over ``trials`` draws (the same draws)."""
+    hits = [0] * len(TESTS)
     for _ in range(trials):
         old = rng.normal(1.0, 0.02, n_old)
         new = rng.normal(1.0 + shift, 0.02 * spread_ratio, n_new)
-        welch += (welch_p(old, new) or 1.0) < level
-        student += (student_p(old, new) or 1.0) < level
-    return welch / trials, student / trials
+        for i, (_, test) in enumerate(TESTS):
+            hits[i] += (test(old, new) or 1.0) < level
+    return [h / trials for h in hits]
 
 
 def main() -> None:
@@ -54,12 +56,16 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
     n_old, n_new = args.repeats
-    print(f"{n_old} + {n_new} repeats, {args.trials} trials, level {ALPHA / 3:.4f} (5% Holm over 3 figures)")
-    print(f"{'spread ratio':>12s} | {'size: Welch':>11s} {'Student':>8s} | {'power at 13%: Welch':>19s} {'Student':>8s}")
-    for spread_ratio in (1.0, 2.0, 4.0):
-        size = rates(rng, n_old, n_new, spread_ratio, 0.0, args.trials)
-        power = rates(rng, n_old, n_new, spread_ratio, -0.13, args.trials)
-        print(f"{spread_ratio:12.0f} | {size[0]:11.4f} {size[1]:8.4f} | {power[0]:19.3f} {power[1]:8.3f}")
+    names = " ".join(f"{name:>8s}" for name, _ in TESTS)
+    print(f"{n_old} + {n_new} repeats, {args.trials} trials; size: false alarm rate / level; power at a 13% change")
+    print(f"{'level':>8s} {'spread':>6s} | size: {names} | power: {names}")
+    for family in (3, 30):  # one entry's three figures; ten entries' thirty
+        level = ALPHA / family
+        for spread_ratio in (1.0, 2.0, 4.0, 8.0):
+            size = rates(rng, n_old, n_new, spread_ratio, 0.0, args.trials, level)
+            power = rates(rng, n_old, n_new, spread_ratio, -0.13, args.trials, level)
+            print(f"{level:8.5f} {spread_ratio:6.0f} |       " + " ".join(f"{x / level:7.2f}x" for x in size)
+                  + " |        " + " ".join(f"{x:8.3f}" for x in power))
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ def test_runs_beside_different_loads_are_not_judged():
     # NEW ran while another process kept a core busy, and every repeat was slower for it.
     change = compare_entry(side(10.0, 10.1, 9.9), side(12.0, 12.1, 11.9, other=1.0))
     assert change.verdict == "unknown" and change.method == "load"
-    assert "OLD ran beside 0.0 cores of other processes' work, NEW beside 1.0" in (change.note or "")
+    assert "OLD ran beside 0.00 cores of other processes' work, NEW beside 1.00" in (change.note or "")
     assert change.throughput_p is None  # not tested: its tests join no family
     # The same load on both sides (a steady neighbour, or two quiet machines) is comparable.
     same = compare_entry(side(10.0, 10.1, 9.9, other=1.0), side(12.0, 12.1, 11.9, other=1.2))
@@ -228,10 +228,10 @@ def test_runs_on_a_full_machine_are_not_judged():
     # idle: its entry waited for a core by as much as the scheduler chose. Not judged.
     full = compare_entry(side(10.0, 10.1, 9.9, other=1.0, idle=0.9), side(12.0, 12.1, 11.9, other=1.4, idle=0.05))
     assert full.verdict == "unknown" and full.method == "load"
-    assert "NEW ran on a full machine (1.4 cores of other processes' work and 0.05 left idle" in (full.note or "")
+    assert "NEW ran on a full machine (1.40 cores of other processes' work and 0.05 left idle" in (full.note or "")
     assert full.throughput_p is None
     both = compare_entry(side(10.0, other=1.0, idle=0.0), side(12.0, other=1.3, idle=0.0))
-    assert "OLD ran on a full machine (1.0 cores" in both.note and "; NEW ran on a full machine (1.3 cores" in both.note
+    assert "OLD ran on a full machine (1.00 cores" in both.note and "; NEW ran on a full machine (1.30 cores" in both.note
     # One crowded repeat is enough: its side's figures hold a window the scheduler shaped.
     one = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)
     crowded = side(10.0, 10.1, 9.9, other=0.3, idle=1.0)
@@ -284,3 +284,16 @@ def test_rows_without_samples_are_not_judged_but_a_gross_change_is(tmp_path, cli
     assert "0.900x" in result.out
     gross = cli("compare", str(old), str(halved), "--fail-on-regression")
     assert gross.code == 1 and "REGRESSED" in gross.out and "gross" in gross.out
+
+
+def test_a_comparison_says_how_many_entries_its_loads_left_unjudged(tmp_path):
+    old = write_results(tmp_path / "old", METHOD_VERSION, 100.0)
+    new = write_results(tmp_path / "new", METHOD_VERSION, 100.0)
+    rows = json.loads((new / "results.json").read_text())
+    rows[0]["other_cpu_cores"] = 1.3
+    rows[0]["idle_cpu_cores"] = 0.0
+    (new / "results.json").write_text(json.dumps(rows))
+    comparison = compare_runs(str(old), str(new))
+    assert [c.method for c in comparison.changes] == ["load"]
+    assert any(n.startswith("1 entry not judged: measured beside different loads or on a full machine")
+               for n in comparison.notes)

@@ -122,6 +122,7 @@ class CpuLedger:
         """(other processes' cores, idle cores, the busy process's cores) over the window, from
         the first and last readings inside it (so over at most 20 ms less)."""
         inside = [r for r in self.readings if start_ns <= r[0] <= end_ns]
+        assert len(inside) >= 2, f"the ledger read {len(inside)} time(s) in the window: its thread did not keep up"
         (t0, busy0, idle0, cpu0), (t1, busy1, idle1, cpu1) = inside[0], inside[-1]
         wall = (t1 - t0) / 1e9
         entry = sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in {os.getpid(), *entry_pids})
@@ -160,7 +161,9 @@ def test_other_processes_cpu_is_told_apart_from_the_entrys():
         result, (other, idle, looped) = window(m.SleepModel, busy_pid=loop.process.pid, ms=5)
     assert result.other_cpu_cores == pytest.approx(other, abs=0.2)
     assert result.idle_cpu_cores == pytest.approx(idle, abs=0.2)
-    # The loop ran: a core on an idle machine, less when other work crowds it (a quarter core
-    # takes eight runnable threads competing on two cores).
-    assert looped > 0.25
-    assert result.other_cpu_cores > looped - 0.2  # and its CPU is in the figure
+    # The loop's CPU is in the figure: it exceeds the other work the ledger saw besides the loop
+    # by at least half what the loop used (a core on an idle machine, less when other work
+    # crowds it), less 0.1: never a tighter bound than the 0.2 above, and one that a figure
+    # leaving the loop out fails whenever the loop got more than 0.2 cores.
+    assert looped > 0
+    assert result.other_cpu_cores - (other - looped) > looped / 2 - 0.1

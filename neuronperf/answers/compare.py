@@ -20,10 +20,11 @@ data can support it, as pyperf and asv do: from independent samples.
 - **Multiplicity**: every test of the comparison (three per judged entry) is one family; the
   p-values are adjusted by Holm's step-down method, and a change is significant when its
   adjusted p is below ``ALPHA`` (5%). The chance that the tests mark an unchanged build at all is
-  then at most 5% (up to about twice that where one side's repeats spread several times more
-  than the other's: the pooled test's price, see ``repeats_p``), however many entries the sweep
-  has, and a mark also needs a change beyond the threshold, which an unchanged build reaches far
-  more rarely still. (0.01 was tried: with three repeats, Welch's test then missed a planted 20%
+  then about 5%, however many entries the sweep has, where each entry's repeats spread alike on
+  both sides; with three repeats and one side spreading several times more than the other, no
+  t-test keeps its level exactly (see ``repeats_p``: 2.2-7.2x the level for Student's at 4-8x
+  spreads, 1.3-2.8x for Welch's). A mark also needs a change beyond the threshold, which an
+  unchanged build reaches far more rarely. (0.01 was tried: with three repeats, Welch's test then missed a planted 20%
   slowdown in 4 pairs of 10 on our machine.)
 - **A change is marked** ``regressed`` when a figure is significantly worse beyond its threshold:
   throughput lower or p50 higher by more than ``threshold`` (default 5%), or p99 higher by more
@@ -293,7 +294,7 @@ def crowding(other_cpu_cores: Optional[float], idle_cpu_cores: Optional[float]) 
     if other_cpu_cores is None or idle_cpu_cores is None:
         return None
     if other_cpu_cores >= CROWDING_OTHER and idle_cpu_cores < CROWDED_IDLE:
-        return (f"{other_cpu_cores:.1f} cores of other processes' work and {idle_cpu_cores:.2f} left idle, "
+        return (f"{other_cpu_cores:.2f} cores of other processes' work and {idle_cpu_cores:.2f} left idle, "
                 "so the entry may have waited for a core")
     return None
 
@@ -328,12 +329,15 @@ def student_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
 
 
 def repeats_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
-    """The test between two sides' repeats: Student's when both have as many, Welch's otherwise.
-    With 3 + 3 repeats the pooled test keeps its 4 degrees of freedom where Welch's fall towards
-    2 as soon as one side spreads more than the other: in ``benchmarks/compare_power.py`` (2% and
-    4% spreads) it finds a 13% change 78% of the time against Welch's 56%, for a false alarm
-    rate of 2.2% against 1.3% at the 1.7% level (5% / 3); at equal spreads 99% against 92%, at
-    the level exactly. With unequal sizes the pooled test's level is not kept: Welch's there."""
+    """The test between two sides' repeats: Student's (pooled variance) when both have as many,
+    Welch's otherwise. With 3 + 3 repeats, Welch's degrees of freedom fall from 4 towards 2 as
+    soon as one side spreads more than the other, and its power with them; Student's keeps 4.
+    Neither keeps its level exactly with three repeats once one side spreads several times more
+    than the other (Student's less so); ``benchmarks/compare_power.py`` measures both at the
+    levels Holm uses, and benchmarks/README.md gives the figures. (Choosing between them by the
+    repeats' own spreads was tried: with three repeats those spreads differ by 2x by chance so
+    often that it gained almost nothing over Welch's.) With unequal sizes the pooled test's
+    level is not kept at all: Welch's there."""
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     return student_p(a, b) if a.size == b.size else welch_p(a, b)
 
@@ -404,7 +408,7 @@ class _Pair:
             return None
         a, b = self.old_figures.other_load, self.new_figures.other_load
         if a is not None and b is not None and abs(a - b) > LOAD_DIFFERENCE:
-            return (f"OLD ran beside {a:.1f} cores of other processes' work, NEW beside {b:.1f}: a change may be "
+            return (f"OLD ran beside {a:.2f} cores of other processes' work, NEW beside {b:.2f}: a change may be "
                     "the machine's, not the build's; rerun both on equally quiet machines")
         crowded = [f"{label} ran on a full machine ({figures.crowded})"
                    for label, figures in (("OLD", self.old_figures), ("NEW", self.new_figures)) if figures.crowded]
@@ -628,6 +632,12 @@ def compare_runs(old_path: str, new_path: str, threshold: float = DEFAULT_THRESH
                          for s in (o, n)} - {_version(float(METHOD_VERSION))})
     if recomputed:
         notes.append(f"rows of method {', '.join(recomputed)} recomputed from their raw samples by method {METHOD_VERSION}")
+    crowded = sum(1 for c in changes if c.method == "load")
+    if crowded:
+        notes.append(
+            f"{crowded} entr{'y' if crowded == 1 else 'ies'} not judged: measured beside different loads or on a full "
+            "machine (other_cpu_cores, idle_cpu_cores); rerun both on equally quiet machines"
+        )
     unjudged = sum(1 for c in changes if c.verdict == "unknown" and c.note and c.note.startswith("not judged"))
     if unjudged:
         notes.append(

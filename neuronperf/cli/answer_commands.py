@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         "compare", help="compare two runs entry by entry; mark significant changes beyond a threshold",
         description="Pair the entries of two runs and print the ratios new/old of throughput, p50 and "
         "p99. A change is marked only from independent samples: repeats in fresh processes "
-        "(benchmark.repeat: 3 or more on both sides), Welch's t-test per figure, Holm-adjusted over "
+        "(benchmark.repeat: 3 or more on both sides), a t-test per figure (Student's, or Welch's when "
+        "the repeat counts differ), Holm-adjusted over "
         "the whole comparison; with fewer repeats only a change beyond 2x is marked.",
     )
     compare.add_argument("old", help="the baseline: an output_dir or a results file")

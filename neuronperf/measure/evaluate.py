@@ -232,8 +232,11 @@ def _worker_main(conn: Any, payload: bytes, log_path: str, parent_env: dict[str,
     items = 0
     try:
         redirect_output(log_path)  # never the parent's output: a printing model cannot block it
+        # The driver's environment now, not the forkserver's, before unpickling imports the
+        # user's modules (one may read a variable as it is imported); then the task's devices.
+        adopt_environment(parent_env)
         task: EvaluationTask = pickle.loads(payload)
-        adopt_environment(parent_env, dict(task.device_env))  # the driver's now, not the forkserver's
+        os.environ.update(dict(task.device_env))
         instances = {name: cls(**dict(kwargs)) for name, cls, kwargs in task.metrics}
         model = task.loader.load(0)
         backend = load_backend(task.device_backend) if task.device_backend else None
