@@ -10,9 +10,10 @@ must be under 0.05 / 3).
   side's repeats spread more than the other's, which is common (a repeat that landed on a
   slower memory layout), and so does its power.
 - **Student's t-test, pooled variance** (pyperf's choice, and Unladen Swallow's perf.py before
-  it): 4 degrees of freedom with 3 + 3 repeats whatever the spreads. With equal sizes its false
-  alarm rate stays near the nominal level when the variances differ; with unequal sizes it does
-  not, which is why ``compare`` uses it only when both sides have the same number of repeats.
+  it): 4 degrees of freedom with 3 + 3 repeats whatever the spreads. With equal spreads it is at
+  its level; with unequal ones it is not, and neither is Welch's with three repeats (this script
+  measures by how much). With unequal sizes it is not at any spread, which is why ``compare``
+  uses it only when both sides have the same number of repeats.
 
 Printed per level (5% / 3: one entry's three figures; 5% / 30: ten entries') and spread ratio
 (the standard deviation of one side over the other's, the smaller one 2% of the mean, a spread
