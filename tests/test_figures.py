@@ -50,16 +50,19 @@ def test_cpu_is_each_copys_own_over_its_own_window():
 
 def test_memory_figures_leave_out_the_timing_buffers():
     """A no-op model called for 2 s on 2 threads fills the largest timing buffers there are (64 MB
-    per thread, allocated before the window); called for 0.02 s, a small part of that. The model is the
-    same, and so is its memory once the buffers are left out."""
-    def run(duration: float):
+    per thread, allocated before the window); limited to 2,000 calls (max_infers, which sizes the
+    buffers too), a small part of that. The model is the same, and so is its memory once the
+    buffers are left out. (The short run was a 0.02 s window once: a worker descheduled for those
+    20 ms measured no call at all.)"""
+    def run(max_infers):
         task = BenchmarkTask("noop", factory_loader(m.NoOpModel), inputs=(1,), workers_per_model=2,
-                             settings=BenchmarkSettings(duration=duration, warmup_calls=200, timeout=60.0))
+                             settings=BenchmarkSettings(duration=2.0, max_infers=max_infers, warmup_calls=200,
+                                                        timeout=60.0))
         result = measure(task)
         assert result.status == "ok", result.error
         return result.copies[0]
 
-    long, short = run(2.0), run(0.02)
+    long, short = run(None), run(2_000)
     assert long.buffer_bytes is not None and short.buffer_bytes is not None
     assert long.buffer_bytes > 64 * 2**20 > 4 * short.buffer_bytes  # what the harness holds differs...
     assert long.peak_rss_bytes is not None and short.peak_rss_bytes is not None
